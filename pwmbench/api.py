@@ -1,0 +1,87 @@
+"""pwmbench's public API: everything a plugin implements, receives or may call.
+
+Plugins import from here (and `pwmbench.hookspecs.hookimpl`, `pwmbench.testing`) and nowhere else in
+pwmbench; anything a built-in plugin needs that is missing here is added here, because third parties
+will need it too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pwmbench.errors import ConfigError, PluginError, PwmbenchError, check_keys, suggest
+from pwmbench.hookspecs import hookimpl
+from pwmbench.interfaces import (
+    DynamicsContext,
+    DynamicsModel,
+    Executor,
+    Integrator,
+    Job,
+    RunEvent,
+    Task,
+    TaskSpec,
+    VelocityFn,
+    check_substeps,
+    join_inputs,
+)
+from pwmbench.nn import (
+    PRESETS,
+    NormedLinear,
+    RewardHead,
+    SimNorm,
+    WorldModel,
+    WorldModelLoss,
+    WorldModelPreset,
+    build_world_model,
+    count_parameters,
+    init_weights,
+    mlp,
+    symexp,
+    symlog,
+    two_hot,
+)
+from pwmbench.plugins import Plugins, get_plugins, set_plugins
+from pwmbench.registry import (
+    DynamicsRegistry,
+    ExecutorRegistry,
+    IntegratorRegistry,
+    PluginSource,
+    RegistryEntry,
+    TaskRegistry,
+)
+
+
+def integrator(name: str) -> Integrator:
+    """A fresh instance of the integrator registered as `name` (e.g. "heun")."""
+    return get_plugins().integrators.get(name)()
+
+
+def dynamics(name: str) -> type[DynamicsModel]:
+    """The dynamics-model class registered as `name` (e.g. "flow"); build it with `cls.build(ctx, **options)`."""
+    return get_plugins().dynamics.get(name)
+
+
+def task(name: str) -> Task:
+    """The task or task set registered as `name` (e.g. "dmc/walker-walk", "mt30")."""
+    return get_plugins().tasks.get(name)()
+
+
+def executor(name: str, **options: Any) -> Executor:
+    """An executor registered as `name`, constructed with `options` (e.g. workers=4)."""
+    return get_plugins().executors.get(name)(**options)
+
+
+__all__ = [
+    # errors
+    "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest",
+    # plugin contract
+    "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "RunEvent", "Task", "TaskSpec",
+    "VelocityFn", "check_substeps", "join_inputs",
+    "DynamicsRegistry", "ExecutorRegistry", "IntegratorRegistry", "TaskRegistry", "PluginSource", "RegistryEntry",
+    "Plugins", "get_plugins", "set_plugins",
+    # building blocks
+    "NormedLinear", "SimNorm", "mlp", "init_weights", "RewardHead", "symlog", "symexp", "two_hot",
+    "PRESETS", "WorldModelPreset", "WorldModel", "WorldModelLoss", "build_world_model", "count_parameters",
+    # accessors
+    "integrator", "dynamics", "task", "executor",
+]

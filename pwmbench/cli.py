@@ -1,0 +1,111 @@
+"""The `pwmbench` command line. Imports stay inside commands: `pwmbench --help` must not load torch or warp."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from pwmbench import __version__
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pwmbench")
+def main() -> None:
+    """pwmbench: fair, reproducible comparisons of world-model dynamics models inside PWM."""
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def plugins_cmd(as_json: bool) -> None:
+    """List every registered dynamics model, integrator, task and executor with its plugin and source."""
+    from pwmbench.errors import PwmbenchError
+    from pwmbench.plugins import get_plugins
+
+    try:
+        rows = get_plugins().describe()
+    except PwmbenchError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = ("kind", "name", "plugin", "version", "source", "description")
+    table = [header] + [tuple(str(r[k] if r[k] is not None else "-") for k in ("kind", "name", "plugin", "version", "source", "description")) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1])
+
+
+@main.command("parity")
+@click.option("--preset", default="pwm", show_default=True, help="World-model preset (pwm, pwm_5M, pwm_19M, pwm_48M, pwm_317M).")
+@click.option("--task", "task_name", default=None, help="Take the dimensions from a registered task or task set.")
+@click.option("--obs-dim", type=int, default=None, help="Observation width (padded width for task sets).")
+@click.option("--act-dim", type=int, default=None, help="Action width (padded width for task sets).")
+@click.option("--n-tasks", type=int, default=None, help="Number of tasks (task sets).")
+@click.option("--task-dim", type=int, default=None, help="Task-embedding width (task sets: MT30 64, MT80 96).")
+@click.option(
+    "--dynamics",
+    "dynamics_specs",
+    multiple=True,
+    help="NAME[:key=value,...]; repeat. The first is the baseline. Default: mlp and flow.",
+)
+@click.option("--tolerance", type=float, default=2.0, show_default=True, help="Allowed gap in percent of the baseline.")
+@click.option("--solve", is_flag=True, help="Find each non-baseline variant's dynamics width that minimises the gap.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a variant is over the tolerance.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_specs, tolerance, solve, strict, as_json) -> None:
+    """Compare parameter counts of world-model variants on real task dimensions (seed §1–§2)."""
+    from pwmbench.errors import PwmbenchError
+    from pwmbench.parity import Dims, VariantSpec, format_report, parity_report, solve_width
+
+    try:
+        dims = _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim)
+        variants = [VariantSpec.parse(s) for s in (dynamics_specs or ("mlp", "flow"))]
+        report = parity_report(preset, dims, variants, tolerance)
+        solutions = [solve_width(preset, dims, variants[0], v) for v in variants[1:]] if solve else []
+    except PwmbenchError as exc:
+        _fail(str(exc))
+    if as_json:
+        out = report.to_dict()
+        if solve:
+            out["solutions"] = [s.to_dict() for s in solutions]
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(format_report(report, solutions))
+    if not report.ok:
+        if as_json:
+            click.echo(f"warning: parity gap {report.max_gap_pct:.2f}% is over ±{tolerance}%", err=True)
+        if strict:
+            sys.exit(1)
+
+
+def _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim):
+    from pwmbench.errors import ConfigError
+    from pwmbench.parity import Dims
+
+    if task_name is not None:
+        from pwmbench.api import task
+
+        spec = task(task_name).spec
+        return Dims(
+            obs_dim or spec.obs_dim,
+            act_dim or spec.act_dim,
+            n_tasks or spec.n_tasks,
+            spec.task_dim if task_dim is None else task_dim,
+        )
+    if obs_dim is None or act_dim is None:
+        raise ConfigError("give --task NAME, or both --obs-dim and --act-dim (the real task dimensions)")
+    n = n_tasks or 1
+    if n > 1 and not task_dim:
+        raise ConfigError(f"--n-tasks {n} needs --task-dim (MT30 uses 64, MT80 96)")
+    return Dims(obs_dim, act_dim, n, task_dim or 0)
+
+
+if __name__ == "__main__":
+    main()

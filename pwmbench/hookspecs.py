@@ -1,0 +1,91 @@
+"""THE plugin API of pwmbench: every hook, its arguments, and what an implementation must do.
+
+A plugin is a module (or object) with functions marked `@hookimpl`, made known to pwmbench through an
+entry point in the group ``pwmbench`` of its distribution::
+
+    [project.entry-points.pwmbench]
+    my_dynamics = "my_package.pwmbench_plugin"
+
+and implementing any subset of the hooks below (pluggy matches them by name; an implementation may take
+fewer arguments than the spec). Registration hooks receive a registry object and call ``registry.add``;
+a name that two plugins register is an error naming both. Set ``PWMBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` to
+load only pwmbench's own plugins, ``PWMBENCH_PLUGINS=mod1,mod2`` to load modules that are not installed,
+and ``PWMBENCH_BLOCK_PLUGINS=name1,name2`` to skip plugins by entry-point name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pwmbench.interfaces import RunEvent
+    from pwmbench.registry import DynamicsRegistry, ExecutorRegistry, IntegratorRegistry, TaskRegistry
+
+PROJECT = "pwmbench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def pwmbench_register_dynamics(registry: DynamicsRegistry) -> None:
+    """Register dynamics models.
+
+    :param registry: call ``registry.add(name, cls, description=...)`` with ``cls`` a subclass of
+        ``pwmbench.api.DynamicsModel``. ``cls.default_options`` lists every option the model accepts
+        (suite files and ``--dynamics name:key=value`` are validated against it); ``cls.build(ctx, **options)``
+        constructs it for a ``pwmbench.api.DynamicsContext``.
+
+    Called once per plugin when the plugin manager starts; every implementation runs. Check your model
+    with ``pwmbench.testing.check_dynamics_model``.
+    """
+
+
+@hookspec
+def pwmbench_register_integrators(registry: IntegratorRegistry) -> None:
+    """Register ODE integrators used by flow-style dynamics models.
+
+    :param registry: call ``registry.add(name, cls)`` with ``cls()`` a ``pwmbench.api.Integrator`` that
+        declares ``order`` and ``evals_per_substep`` and implements ``step(f, x, t, dt)``.
+
+    Called once per plugin; every implementation runs. Check an integrator with
+    ``pwmbench.testing.check_integrator`` (exactness, convergence order, differentiability).
+    """
+
+
+@hookspec
+def pwmbench_register_tasks(registry: TaskRegistry) -> None:
+    """Register tasks and task sets.
+
+    :param registry: call ``registry.add(name, factory)``; ``factory()`` returns a ``pwmbench.api.Task``
+        with a ``spec`` (``pwmbench.api.TaskSpec``) and ``make_env(num_envs, seed, device, differentiable)``.
+        Names are namespaced by family: ``dmc/walker-walk``, ``dflex/ant``, ``mt30``.
+
+    Called once per plugin; every implementation runs. Factories should be cheap: heavy imports (mujoco,
+    warp) belong inside ``make_env``.
+    """
+
+
+@hookspec
+def pwmbench_register_executors(registry: ExecutorRegistry) -> None:
+    """Register executors that run benchmark cells (local processes, Ray, Slurm, ...).
+
+    :param registry: call ``registry.add(name, factory)``; ``factory(workers=N, **options)`` returns a
+        ``pwmbench.api.Executor`` whose ``run(jobs)`` yields ``(job, outcome)`` pairs as jobs finish, with an
+        exception object as the outcome of a job that raised.
+
+    Called once per plugin; every implementation runs.
+    """
+
+
+@hookspec
+def pwmbench_run_event(event: RunEvent) -> None:
+    """Hear what a training cell does: ``started``, ``metrics`` at each logging step, ``finished``.
+
+    :param event: a ``pwmbench.api.RunEvent`` (cell identity, step, metrics, status, resolved config).
+
+    Every implementation is called, in the training process, for every event. Loggers (W&B, TensorBoard)
+    implement this hook; they must not raise (an exception is reported and the logger is skipped for the
+    rest of the run) and should be quick, because they run on the training loop's thread.
+    """

@@ -1,0 +1,217 @@
+"""The types a plugin implements (Integrator, DynamicsModel, Task, Executor) or receives (contexts, events).
+
+Plugin authors reach these through `pwmbench.api`; this module holds their definitions so that the
+accessor functions in `api` stay short.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from pwmbench.errors import ConfigError, check_keys
+
+VelocityFn = Callable[[Tensor, Any], Tensor]
+
+
+# --------------------------------------------------------------------------------------------- integrators
+def check_substeps(substeps: object) -> int:
+    """Return `substeps` as an int ≥ 1, or raise ConfigError saying what was wrong."""
+    if isinstance(substeps, bool) or not isinstance(substeps, numbers.Integral):
+        raise ConfigError(f"substeps must be an integer ≥ 1, got {substeps!r} ({type(substeps).__name__})")
+    if substeps < 1:
+        raise ConfigError(f"substeps must be an integer ≥ 1, got {substeps}")
+    return int(substeps)
+
+
+class Integrator:
+    """A fixed-step ODE integrator for dx/dt = f(x, t), differentiable end to end.
+
+    Subclasses set `name`, `order` (global order of accuracy) and `evals_per_substep` (calls of `f` per
+    substep) and implement `step`. `integrate` splits [t0, t1] into `substeps` equal steps; `t` is passed
+    to `f` as a Python float when t0 and t1 are floats. Works batched, on any dtype and device: only
+    tensor arithmetic on `x` is used.
+    """
+
+    name: ClassVar[str] = "integrator"
+    order: ClassVar[int] = 1
+    evals_per_substep: ClassVar[int] = 1
+
+    def step(self, f: VelocityFn, x: Tensor, t: Any, dt: Any) -> Tensor:
+        raise NotImplementedError
+
+    def integrate(self, f: VelocityFn, x0: Tensor, t0: Any = 0.0, t1: Any = 1.0, substeps: int = 1) -> Tensor:
+        k = check_substeps(substeps)
+        dt = (t1 - t0) / k
+        x = x0
+        for i in range(k):
+            x = self.step(f, x, t0 + i * dt, dt)
+        return x
+
+    def evals(self, substeps: int) -> int:
+        """Velocity evaluations one `integrate` call costs."""
+        return self.evals_per_substep * check_substeps(substeps)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(order={self.order}, evals_per_substep={self.evals_per_substep})"
+
+
+# --------------------------------------------------------------------------------------------- dynamics
+@dataclass(frozen=True)
+class DynamicsContext:
+    """What the world-model shell tells a dynamics model about the shapes around it.
+
+    `units` are the hidden widths of the dynamics network: the preset's, unless the variant overrides
+    them with the `units` dynamics option (the parity solver does exactly that).
+    """
+
+    latent_dim: int
+    action_dim: int
+    task_dim: int = 0
+    units: tuple[int, ...] = (512, 512)
+    simnorm_dim: int = 8
+
+    @property
+    def input_dim(self) -> int:
+        """Width of `[z, a(, task embedding)]`."""
+        return self.latent_dim + self.action_dim + self.task_dim
+
+
+class DynamicsModel(nn.Module):
+    """A latent dynamics model: the one part of the world model that variants swap.
+
+    Subclasses declare `default_options` (every option they accept, with its default) and implement
+    `next` and `step_loss`. The world-model shell owns the rollout, the γ^t weighting and the /H
+    aggregation, so every dynamics model is trained under the same rules.
+
+    - `next(z, a, emb)`: differentiable one-step prediction z_{t+1} (world-model rollout and the actor's
+      imagined rollouts both use it).
+    - `step_loss(z, a, target, emb, teacher=...)`: per-sample training loss for one rollout step, shape [B];
+      `target` = encode(obs_{t+1}) (no grad), `teacher` = encode(obs_t).
+    - `train_step`: loss and next latent together (override when they share work, as MSE does).
+    - `evals_per_next` / `evals_per_train_step`: network evaluations each costs (cost accounting).
+    """
+
+    default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, ctx: DynamicsContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    @classmethod
+    def build(cls, ctx: DynamicsContext, **options: Any) -> DynamicsModel:
+        """Validate option names against `default_options`, fill defaults, construct."""
+        check_keys(options, cls.default_options, kind=f"option of dynamics model {cls.__name__}")
+        return cls(ctx, **{**cls.default_options, **options})
+
+    @property
+    def evals_per_next(self) -> int:
+        return 1
+
+    @property
+    def evals_per_train_step(self) -> int:
+        return self.evals_per_next
+
+    def options(self) -> dict[str, Any]:
+        """The resolved options (recorded with results)."""
+        return {}
+
+    def next(self, z: Tensor, a: Tensor, emb: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def step_loss(
+        self, z: Tensor, a: Tensor, target: Tensor, emb: Tensor | None = None, *, teacher: Tensor | None = None
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def train_step(
+        self, z: Tensor, a: Tensor, target: Tensor, emb: Tensor | None = None, *, teacher: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return self.step_loss(z, a, target, emb, teacher=teacher), self.next(z, a, emb)
+
+
+def join_inputs(*parts: Tensor | None) -> Tensor:
+    """Concatenate the non-None parts along the last dim (e.g. `[z, a, emb]` with emb optional)."""
+    return torch.cat([p for p in parts if p is not None], dim=-1)
+
+
+# --------------------------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class TaskSpec:
+    """Static facts of a task or a task set (padded dims for sets)."""
+
+    name: str
+    obs_dim: int
+    act_dim: int
+    episode_length: int
+    n_tasks: int = 1
+    task_dim: int = 0
+    action_dims: tuple[int, ...] | None = None
+    score: str = "return"  # "return", "reward/1000" or "success"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("obs_dim", "act_dim", "episode_length", "n_tasks"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"TaskSpec({self.name!r}).{key} must be a positive int, got {value!r}")
+        if self.action_dims is not None and len(self.action_dims) != self.n_tasks:
+            raise ConfigError(f"TaskSpec({self.name!r}): {len(self.action_dims)} action_dims for {self.n_tasks} tasks")
+
+
+class Task:
+    """A task (or a task set): a spec and a way to make batched environments.
+
+    `make_env(num_envs, seed, device="cpu", differentiable=False)` returns an object with
+    `reset(seed=None) -> obs` and `step(actions) -> (obs, reward, terminated, truncated, info)`, all torch
+    tensors with a leading `num_envs` dimension.
+    """
+
+    spec: TaskSpec
+
+    def make_env(self, num_envs: int, seed: int, device: str = "cpu", differentiable: bool = False) -> Any:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------- executors
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for an executor: a picklable function of picklable keyword arguments."""
+
+    key: str
+    fn: Callable[..., Any]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Executor:
+    """Runs independent jobs and yields `(job, outcome_or_exception)` as each finishes."""
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Any]]:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class RunEvent:
+    """What loggers hear: a cell `started`, reported `metrics` at a step, or `finished` with a status."""
+
+    kind: str  # "started" | "metrics" | "finished"
+    cell: Mapping[str, Any]
+    step: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    status: str | None = None
+    reason: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    KINDS: ClassVar[tuple[str, ...]] = ("started", "metrics", "finished")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"RunEvent.kind must be one of {self.KINDS}, got {self.kind!r}")

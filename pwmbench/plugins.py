@@ -1,0 +1,170 @@
+"""The plugin manager: finds plugins, lets them register what they provide, and emits run events.
+
+Order: blocked names → entry points in group ``pwmbench`` (pwmbench's own built-ins always; third-party
+ones unless autoload is off) → modules named in ``PWMBENCH_PLUGINS`` → objects passed in → check_pending().
+Then each registration hook is called once per plugin, with the registry scoped to that plugin so a
+duplicate name can be traced to both of its sources.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from pwmbench import hookspecs
+from pwmbench.errors import PluginError
+from pwmbench.registry import (
+    DynamicsRegistry,
+    ExecutorRegistry,
+    IntegratorRegistry,
+    PluginSource,
+    Registry,
+    TaskRegistry,
+)
+
+ENTRY_POINT_GROUP = "pwmbench"
+OWN_DISTRIBUTION = "pwmbench"
+ENV_DISABLE_AUTOLOAD = "PWMBENCH_DISABLE_PLUGIN_AUTOLOAD"
+ENV_EXTRA_PLUGINS = "PWMBENCH_PLUGINS"
+ENV_BLOCK = "PWMBENCH_BLOCK_PLUGINS"
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class _Hook:
+    name: str
+    argname: str
+    registry_attr: str
+
+
+_REGISTRATION_HOOKS = (
+    _Hook("pwmbench_register_integrators", "registry", "integrators"),
+    _Hook("pwmbench_register_dynamics", "registry", "dynamics"),
+    _Hook("pwmbench_register_tasks", "registry", "tasks"),
+    _Hook("pwmbench_register_executors", "registry", "executors"),
+)
+
+
+class Plugins:
+    """Loaded plugins and the registries they filled."""
+
+    def __init__(
+        self,
+        *,
+        autoload: bool | None = None,
+        extra: Iterable[Any] = (),
+        block: Iterable[str] = (),
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.sources: dict[str, PluginSource] = {}
+        self.integrators = IntegratorRegistry()
+        self.dynamics = DynamicsRegistry()
+        self.tasks = TaskRegistry()
+        self.executors = ExecutorRegistry()
+        self._broken_loggers: set[str] = set()
+
+        autoload = not _env_flag(ENV_DISABLE_AUTOLOAD) if autoload is None else autoload
+        for name in [*_env_list(ENV_BLOCK), *block]:
+            self.pm.set_blocked(name)
+        self._load_entry_points(autoload)
+        for module_name in _env_list(ENV_EXTRA_PLUGINS):
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise PluginError(f"cannot import plugin module {module_name!r} named in {ENV_EXTRA_PLUGINS}: {exc}") from exc
+            self._register(module, module_name, PluginSource(module_name, how="module"))
+        for obj in extra:
+            name = getattr(obj, "__name__", None) or type(obj).__name__
+            self._register(obj, name, PluginSource(name, how="object"))
+        self.pm.check_pending()
+        for hook in _REGISTRATION_HOOKS:
+            self._call_registration(hook)
+
+    # ------------------------------------------------------------------ loading
+    def _load_entry_points(self, autoload: bool) -> None:
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist is not None else None
+            builtin = dist is not None and dist.lower() == OWN_DISTRIBUTION
+            if not (builtin or autoload) or self.pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must name itself
+                raise PluginError(f"plugin {ep.name!r} (entry point {ep.value!r} of {dist}) failed to load: {exc!r}") from exc
+            version = ep.dist.version if ep.dist is not None else None
+            self._register(plugin, ep.name, PluginSource(ep.name, dist, version, "built-in" if builtin else "entry point"))
+        if not any(src.how == "built-in" for src in self.sources.values()):
+            warnings.warn("pwmbench's built-in plugins were not found: install the package (`pip install -e .`)")
+
+    def _register(self, plugin: Any, name: str, source: PluginSource) -> None:
+        if self.pm.is_blocked(name):
+            return
+        if name in self.sources:
+            raise PluginError(f"two plugins are named {name!r}: {self.sources[name].describe()} and {source.describe()}")
+        if self.pm.is_registered(plugin):
+            return
+        self.pm.register(plugin, name=name)
+        self.sources[name] = source
+
+    def _call_registration(self, hook: _Hook) -> None:
+        registry: Registry = getattr(self, hook.registry_attr)
+        caller = getattr(self.pm.hook, hook.name)
+        # Oldest registration first, so built-ins register before what extends them.
+        for impl in reversed(caller.get_hookimpls()):
+            source = self.sources.get(impl.plugin_name, PluginSource(impl.plugin_name, how="object"))
+            kwargs = {hook.argname: registry} if hook.argname in impl.argnames else {}
+            with registry.scope(source):
+                impl.function(**kwargs)
+
+    # ------------------------------------------------------------------ use
+    def emit(self, event: Any) -> None:
+        """Send a RunEvent to every logger; a logger that raises is reported once and then skipped."""
+        for impl in reversed(self.pm.hook.pwmbench_run_event.get_hookimpls()):
+            if impl.plugin_name in self._broken_loggers:
+                continue
+            try:
+                impl.function(event=event)
+            except Exception as exc:  # noqa: BLE001 - a logger must never stop training
+                self._broken_loggers.add(impl.plugin_name)
+                warnings.warn(f"run-event hook of plugin {impl.plugin_name!r} raised {exc!r}; it is skipped from now on")
+
+    def registries(self) -> dict[str, Registry]:
+        return {h.registry_attr: getattr(self, h.registry_attr) for h in _REGISTRATION_HOOKS}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every registered object with its plugin, version and source (for `pwmbench plugins`)."""
+        return [entry.to_dict() for reg in self.registries().values() for entry in reg.entries()]
+
+
+_default: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager, created on first use."""
+    global _default
+    if _default is None:
+        _default = Plugins()
+    return _default
+
+
+def set_plugins(plugins: Plugins | None) -> Plugins | None:
+    """Replace the process-wide plugin manager (tests, embedding); returns the previous one."""
+    global _default
+    previous, _default = _default, plugins
+    return previous
+

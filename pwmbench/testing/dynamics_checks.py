@@ -1,0 +1,141 @@
+"""Dynamics-model conformance: options, shapes, gradient flow, and fitting a known latent transition.
+
+The fitting check is the one that matters most: it trains the model through its own `train_step` on a
+transition z' = SimNorm(log z + M·a) and asks `next` to predict held-out pairs far better than "nothing
+changes" does. A flow model whose velocity head is squashed (e.g. by SimNorm: non-negative, group sums
+1) cannot fit x1 − x0 and fails it (pitfall 1 of reference/flow-dynamics.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from pwmbench.errors import ConfigError
+from pwmbench.interfaces import DynamicsContext, DynamicsModel
+
+DynamicsCheck = Callable[..., None]
+
+
+def small_context(task_dim: int = 0) -> DynamicsContext:
+    """A small but TD-MPC2-shaped context (latent 16 = two SimNorm groups) for fast checks."""
+    return DynamicsContext(latent_dim=16, action_dim=4, task_dim=task_dim, units=(64, 64), simnorm_dim=8)
+
+
+def _resolve(model: str | type[DynamicsModel]) -> type[DynamicsModel]:
+    if isinstance(model, str):
+        from pwmbench.plugins import get_plugins
+
+        return get_plugins().dynamics.get(model)
+    return model
+
+
+def _simplex(n: int, ctx: DynamicsContext, g: torch.Generator) -> torch.Tensor:
+    logits = torch.randn(n, ctx.latent_dim // ctx.simnorm_dim, ctx.simnorm_dim, generator=g)
+    return torch.softmax(logits, -1).reshape(n, ctx.latent_dim)
+
+
+def _inputs(ctx: DynamicsContext, n: int = 32, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    z = _simplex(n, ctx, g)
+    a = torch.rand(n, ctx.action_dim, generator=g) * 2 - 1
+    emb = torch.randn(n, ctx.task_dim, generator=g) if ctx.task_dim else None
+    target = _simplex(n, ctx, g)
+    return z, a, emb, target
+
+
+def check_options(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
+    """Unknown option names are ConfigErrors; `options()` is JSON-friendly; evals are positive ints."""
+    try:
+        cls.build(small_context(), **options, definitely_not_an_option=1)
+    except ConfigError:
+        pass
+    else:
+        raise AssertionError(f"{cls.__name__}.build accepted an unknown option; declare options in default_options")
+    model = cls.build(small_context(), **options)
+    for attr in ("evals_per_next", "evals_per_train_step"):
+        value = getattr(model, attr)
+        assert isinstance(value, int) and value >= 1, f"{cls.__name__}.{attr} must be an int ≥ 1, got {value!r}"
+    import json
+
+    json.dumps(model.options())
+
+
+def check_shapes(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
+    """next → [B, latent]; step_loss → [B]; train_step → ([B], [B, latent]); with and without a task embedding."""
+    for task_dim in (0, 8):
+        ctx = small_context(task_dim)
+        model = cls.build(ctx, **options)
+        z, a, emb, target = _inputs(ctx, n=7)
+        nxt = model.next(z, a, emb)
+        assert nxt.shape == (7, ctx.latent_dim), f"{cls.__name__}.next returned {tuple(nxt.shape)}, expected (7, {ctx.latent_dim})"
+        loss = model.step_loss(z, a, target, emb, teacher=z)
+        assert loss.shape == (7,), f"{cls.__name__}.step_loss must return one loss per sample, shape (7,), got {tuple(loss.shape)}"
+        loss2, nxt2 = model.train_step(z, a, target, emb, teacher=z)
+        assert loss2.shape == (7,) and nxt2.shape == nxt.shape, f"{cls.__name__}.train_step returned shapes {tuple(loss2.shape)}, {tuple(nxt2.shape)}"
+        assert torch.isfinite(nxt).all() and torch.isfinite(loss).all(), f"{cls.__name__} produced non-finite values at init"
+
+
+def check_gradients_flow(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
+    """Gradients of next and of the step loss reach z, a, the task embedding and every parameter."""
+    ctx = small_context(task_dim=8)
+    torch.manual_seed(0)
+    model = cls.build(ctx, **options)
+    z, a, emb, target = _inputs(ctx, n=16)
+    z, a, emb = (t.clone().requires_grad_(True) for t in (z, a, emb))
+    loss, nxt = model.train_step(z, a, target, emb, teacher=z)
+    (loss.mean() + (nxt * torch.randn_like(nxt)).sum()).backward()
+    for name, tensor in (("z", z), ("a", a), ("task embedding", emb)):
+        assert tensor.grad is not None and tensor.grad.abs().sum() > 0, f"{cls.__name__}: no gradient reaches the input {name}"
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    assert not dead, f"{cls.__name__}: parameters with no (or non-finite) gradient: {dead}"
+    model.zero_grad()
+    z2 = z.detach().clone().requires_grad_(True)
+    model.next(z2, a.detach(), emb.detach()).sum().backward()
+    assert z2.grad is not None and z2.grad.abs().sum() > 0, f"{cls.__name__}.next is not differentiable w.r.t. z"
+
+
+def check_fits_known_transition(cls: type[DynamicsModel], options: dict[str, Any], steps: int = 400, ratio: float = 0.2) -> None:
+    """Trained through its own train_step, `next` beats "nothing changes" by 1/ratio on held-out pairs."""
+    ctx = small_context()
+    g = torch.Generator().manual_seed(123)
+    mixing = torch.randn(ctx.action_dim, ctx.latent_dim, generator=g) * 1.5
+
+    def transition(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        logits = torch.log(z.clamp_min(1e-6)) + a @ mixing
+        return torch.softmax(logits.reshape(len(z), -1, ctx.simnorm_dim), -1).reshape(len(z), -1)
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = _simplex(n, ctx, g)
+        a = torch.rand(n, ctx.action_dim, generator=g) * 2 - 1
+        return z, a, transition(z, a)
+
+    torch.manual_seed(0)
+    model = cls.build(ctx, **options)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        z, a, target = batch(256)
+        loss, _ = model.train_step(z, a, target, None, teacher=z)
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+    z, a, target = batch(1024)
+    with torch.no_grad():
+        err = ((model.next(z, a) - target) ** 2).mean().item()
+    still = ((z - target) ** 2).mean().item()
+    assert err < ratio * still, (
+        f"{cls.__name__} cannot fit a simple latent transition: held-out MSE {err:.2e} vs {still:.2e} for predicting no change "
+        f"(needs < {ratio:.0%} of it). A constrained output head (e.g. SimNorm on a velocity) causes this."
+    )
+
+
+DYNAMICS_CHECKS: tuple[DynamicsCheck, ...] = (check_options, check_shapes, check_gradients_flow, check_fits_known_transition)
+
+
+def check_dynamics_model(model: str | type[DynamicsModel], **options: Any) -> None:
+    """Run every dynamics check on a class (or registered name) built with `options`."""
+    cls = _resolve(model)
+    for check in DYNAMICS_CHECKS:
+        check(cls, options)
