@@ -20,6 +20,7 @@ from pwmbench.interfaces import (
     RunEvent,
     Task,
     TaskSpec,
+    VecEnv,
     VelocityFn,
     check_substeps,
     join_inputs,
@@ -75,7 +76,7 @@ __all__ = [
     # errors
     "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest",
     # plugin contract
-    "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "RunEvent", "Task", "TaskSpec",
+    "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "RunEvent", "Task", "TaskSpec", "VecEnv",
     "VelocityFn", "check_substeps", "join_inputs",
     "DynamicsRegistry", "ExecutorRegistry", "IntegratorRegistry", "TaskRegistry", "PluginSource", "RegistryEntry",
     "Plugins", "get_plugins", "set_plugins",

@@ -155,6 +155,7 @@ class TaskSpec:
     action_dims: tuple[int, ...] | None = None
     score: str = "return"  # "return", "reward/1000" or "success"
     description: str = ""
+    num_envs: int | None = None  # the task's customary number of parallel envs (PWM's), if it has one
 
     def __post_init__(self) -> None:
         for key in ("obs_dim", "act_dim", "episode_length", "n_tasks"):
@@ -163,6 +164,31 @@ class TaskSpec:
                 raise ConfigError(f"TaskSpec({self.name!r}).{key} must be a positive int, got {value!r}")
         if self.action_dims is not None and len(self.action_dims) != self.n_tasks:
             raise ConfigError(f"TaskSpec({self.name!r}): {len(self.action_dims)} action_dims for {self.n_tasks} tasks")
+
+
+class VecEnv:
+    """A batch of `num_envs` environments stepped together; every tensor has a leading `num_envs` dim.
+
+    - `reset(seed=None) -> obs`: reset every copy (the same seed → the same initial states).
+    - `step(actions) -> (obs, reward, terminated, truncated, info)`: actions in [−1, 1]. Copies that finish
+      are reset at once: `obs` is then the post-reset observation and `info["obs_before_reset"]` holds the
+      final one. `terminated` means a true terminal state (no bootstrap); `truncated` a time limit.
+    - `success` (optional, in `info`): per-copy task success, for tasks that define it.
+    """
+
+    num_envs: int
+    obs_dim: int
+    act_dim: int
+    episode_length: int
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release simulator resources (optional)."""
 
 
 class Task:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
-TEST_COMMAND = 'python -m pip install -e ".[test]" && python -m pytest -n auto'
+TEST_COMMAND = 'python -m pip install -e ".[all]" && python -m pytest -n auto'
 
 
 def test_ci_runs_the_readme_test_command():

@@ -1,0 +1,161 @@
+"""DeepMind Control single tasks with TD-MPC2's conventions, as batched environments.
+
+Conventions (reference/multitask.md): `suite.load(domain, task, task_kwargs={"random": seed})`; actions in
+[−1, 1] rescaled to the action spec; action repeat 2 with rewards summed; 500 agent steps per episode
+(dm_control's 1000-step limit), never a terminal state; observation = the observation dict's values
+flattened in spec order, float32. `MUJOCO_GL=off` is set before dm_control is imported (state only).
+
+N copies are stepped in lockstep in one process (on 2 cores a process pool gains ≤ 1.25×); copy i is
+seeded with the i-th child of `numpy.random.SeedSequence(seed)`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from pwmbench.api import Task, TaskSpec, VecEnv, hookimpl
+
+__version__ = "0.1.0"
+
+ACTION_REPEAT = 2
+EPISODE_LENGTH = 500  # agent steps
+
+# The 19 standard dm_control tasks of MT30 (TD-MPC2 order), with their observation and action widths.
+TASKS: dict[str, tuple[int, int]] = {
+    "walker-stand": (24, 6),
+    "walker-walk": (24, 6),
+    "walker-run": (24, 6),
+    "cheetah-run": (17, 6),
+    "reacher-easy": (6, 2),
+    "reacher-hard": (6, 2),
+    "acrobot-swingup": (6, 1),
+    "pendulum-swingup": (3, 1),
+    "cartpole-balance": (5, 1),
+    "cartpole-balance-sparse": (5, 1),
+    "cartpole-swingup": (5, 1),
+    "cartpole-swingup-sparse": (5, 1),
+    "cup-catch": (8, 2),
+    "finger-spin": (9, 2),
+    "finger-turn-easy": (12, 2),
+    "finger-turn-hard": (12, 2),
+    "fish-swim": (24, 5),
+    "hopper-stand": (15, 4),
+    "hopper-hop": (15, 4),
+}
+
+
+def domain_and_task(name: str) -> tuple[str, str]:
+    """'cup-catch' → ('ball_in_cup', 'catch'); 'cartpole-balance-sparse' → ('cartpole', 'balance_sparse')."""
+    domain, task = name.replace("-", "_").split("_", 1)
+    return ("ball_in_cup" if domain == "cup" else domain), task
+
+
+def copy_seeds(seed: int, n: int) -> list[int]:
+    """Independent per-copy seeds derived from one seed."""
+    return [int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(n)]
+
+
+def load_env(name: str, seed: int) -> Any:
+    """One dm_control environment for a registered task name, seeded."""
+    os.environ.setdefault("MUJOCO_GL", "off")
+    from dm_control import suite
+
+    domain, task = domain_and_task(name)
+    return suite.load(domain, task, task_kwargs={"random": seed})
+
+
+class DMCVecEnv(VecEnv):
+    """`num_envs` copies of one dm_control task stepped in lockstep; torch tensors out."""
+
+    def __init__(self, name: str, num_envs: int, seed: int, device: str | torch.device = "cpu") -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be ≥ 1, got {num_envs}")
+        self.name, self.num_envs, self.device = name, num_envs, torch.device(device)
+        self.envs = [load_env(name, s) for s in copy_seeds(seed, num_envs)]
+        spec = self.envs[0].action_spec()
+        self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
+        self.act_dim = int(spec.shape[0])
+        self.obs_dim = int(sum(int(np.prod(v.shape)) for v in self.envs[0].observation_spec().values()))
+        self.episode_length = EPISODE_LENGTH
+        self.action_repeat = ACTION_REPEAT
+        self._t = np.zeros(num_envs, dtype=np.int64)
+
+    @staticmethod
+    def _flatten(observation: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in observation.values()])
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        if seed is not None:
+            for env, s in zip(self.envs, copy_seeds(seed, self.num_envs)):
+                env.task.random.seed(s)
+        self._t[:] = 0
+        return self._tensor(np.stack([self._flatten(env.reset().observation) for env in self.envs]))
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        a = np.clip(actions.detach().cpu().numpy().astype(np.float64), -1.0, 1.0)
+        if a.shape != (self.num_envs, self.act_dim):
+            raise ValueError(f"{self.name}: actions must have shape ({self.num_envs}, {self.act_dim}), got {a.shape}")
+        scaled = self._low + (a + 1.0) * 0.5 * (self._high - self._low)
+        obs = np.empty((self.num_envs, self.obs_dim))
+        final = np.empty_like(obs)
+        rewards = np.zeros(self.num_envs)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        for i, env in enumerate(self.envs):
+            for _ in range(self.action_repeat):
+                ts = env.step(scaled[i])
+                rewards[i] += ts.reward or 0.0
+                if ts.last():
+                    break
+            self._t[i] += 1
+            final[i] = self._flatten(ts.observation)
+            if ts.last() or self._t[i] >= self.episode_length:
+                truncated[i] = True
+                self._t[i] = 0
+                obs[i] = self._flatten(env.reset().observation)
+            else:
+                obs[i] = final[i]
+        info = {"obs_before_reset": self._tensor(final)}
+        terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        return self._tensor(obs), self._tensor(rewards), terminated, torch.as_tensor(truncated, device=self.device), info
+
+
+class DMCTask(Task):
+    """A dm_control task under TD-MPC2's conventions."""
+
+    def __init__(self, name: str) -> None:
+        obs_dim, act_dim = TASKS[name]
+        self.task_name = name
+        self.spec = TaskSpec(
+            name=f"dmc/{name}",
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            episode_length=EPISODE_LENGTH,
+            score="return",
+            description=f"dm_control {'/'.join(domain_and_task(name))}, action repeat {ACTION_REPEAT}, {EPISODE_LENGTH} steps",
+        )
+
+    def make_env(self, num_envs: int, seed: int, device: str = "cpu", differentiable: bool = False) -> DMCVecEnv:
+        if differentiable:
+            raise ValueError(f"{self.spec.name} is simulated by MuJoCo, which gives no gradients; use differentiable=False")
+        return DMCVecEnv(self.task_name, num_envs, seed, device)
+
+
+def _factory(name: str) -> Any:
+    def make() -> DMCTask:
+        return DMCTask(name)
+
+    make.__doc__ = f"DeepMind Control {name} (TD-MPC2 conventions)."
+    return make
+
+
+@hookimpl
+def pwmbench_register_tasks(registry: Any) -> None:
+    for name in TASKS:
+        registry.add(f"dmc/{name}", _factory(name))
