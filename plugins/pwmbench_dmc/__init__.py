@@ -126,6 +126,34 @@ class DMCVecEnv(VecEnv):
         return self._tensor(obs), self._tensor(rewards), terminated, torch.as_tensor(truncated, device=self.device), info
 
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides future steps: physics state, solver warm start, RNGs and step counters."""
+        copies = []
+        for env in self.envs:
+            data = env.physics.data
+            copies.append(
+                {
+                    "physics": env.physics.get_state().copy(),
+                    "ctrl": np.array(data.ctrl),
+                    "warmstart": np.array(data.qacc_warmstart),
+                    "random": env.task.random.get_state(),
+                    "step_count": env._step_count,
+                    "reset_next_step": env._reset_next_step,
+                }
+            )
+        return {"copies": copies, "t": self._t.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for env, saved in zip(self.envs, state["copies"], strict=True):
+            with env.physics.reset_context():
+                env.physics.set_state(saved["physics"])
+            env.physics.data.ctrl[:] = saved["ctrl"]
+            env.physics.data.qacc_warmstart[:] = saved["warmstart"]
+            env.task.random.set_state(saved["random"])
+            env._step_count, env._reset_next_step = saved["step_count"], saved["reset_next_step"]
+        self._t = state["t"].copy()
+
+
 class DMCTask(Task):
     """A dm_control task under TD-MPC2's conventions."""
 

@@ -1,0 +1,155 @@
+"""PWM's hyper-parameters as one typed config, with PWM's own key names (reference/pwm.md).
+
+`resolve_config(preset, overrides)` starts from the shared defaults, applies a world-model preset (which
+sets `rew_rms`) and then the overrides; an unknown key is an error naming it and the nearest valid key,
+and a value of the wrong type is an error naming the key and the expected type. `--set key=value`
+strings parse with the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from pwmbench.errors import ConfigError, check_keys
+from pwmbench.nn.presets import preset as get_preset
+
+
+@dataclass(frozen=True)
+class PWMConfig:
+    # world model
+    preset: str = "pwm"
+    dynamics: str = "mlp"
+    dynamics_options: dict[str, Any] = field(default_factory=dict)
+    # rollout and returns
+    horizon: int = 16
+    gamma: float = 0.99
+    lam: float = 0.95
+    wm_rho: float | None = None  # discount of the world-model rollout loss; None → gamma (reference/pwm.md)
+    # environment
+    num_envs: int | None = None  # None → the task's customary count, else 64
+    max_epochs: int = 15_000
+    # optimisation
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    model_lr: float = 3e-4
+    min_lr: float = 1e-5
+    lr_schedule: str = "linear"  # "linear" (decay to min_lr over max_epochs) or "constant"
+    betas: tuple[float, float] = (0.7, 0.95)  # actor and critic Adam betas; the world model uses Adam's defaults
+    actor_grad_norm: float = 1.0
+    critic_grad_norm: float = 100.0
+    wm_grad_norm: float = 20.0
+    critic_iterations: int = 8
+    critic_batches: int = 4
+    wm_batch_size: int = 256
+    wm_iterations: int = 8
+    initial_wm_iterations: int | None = None  # None → the task's episode length (PWM's first block)
+    wm_buffer_size: int = 1_000_000
+    # networks
+    actor_units: tuple[int, ...] = (400, 200, 100)
+    critic_units: tuple[int, ...] = (400, 200)
+    num_critics: int = 3
+    init_logstd: float = -1.0
+    min_logstd: float = -1.427
+    detach: bool = True  # the actor sees z.detach()
+    # normalisation
+    obs_rms: bool = False
+    ret_rms: bool = True
+    rew_rms: bool | None = None  # None → the preset's value
+    rew_clip: float = 5.0
+    # evaluation, logging, checkpoints
+    eval_every: int = 100  # epochs; 0 = never
+    eval_episodes: int = 10
+    log_every: int = 1
+    checkpoint_every: int = 100  # epochs; 0 = never
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        get_preset(self.preset)
+        positive = ("horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        for key in ("wm_iterations", "eval_every", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be ≥ 0, got {getattr(self, key)}")
+        if self.num_envs is not None and self.num_envs < 1:
+            raise ConfigError(f"num_envs must be ≥ 1, got {self.num_envs}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ConfigError(f"need 0 < gamma ≤ 1 and 0 ≤ lam ≤ 1, got gamma={self.gamma}, lam={self.lam}")
+        if self.lr_schedule not in ("linear", "constant"):
+            raise ConfigError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        if self.min_logstd > self.init_logstd:
+            raise ConfigError(f"min_logstd {self.min_logstd} is above init_logstd {self.init_logstd}")
+
+    @property
+    def rho(self) -> float:
+        return self.gamma if self.wm_rho is None else self.wm_rho
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+KEYS = tuple(f.name for f in fields(PWMConfig))
+_HINTS = typing.get_type_hints(PWMConfig)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check/convert `value` to the type of field `key` (ints accepted for floats, lists for tuples)."""
+    hint = _HINTS[key]
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        origin = typing.get_origin(option) or option
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is str and isinstance(value, str):
+            return value
+        if origin is tuple and isinstance(value, (list, tuple)):
+            item = typing.get_args(option)[0]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                return tuple(item(v) for v in value)
+        if origin is dict and isinstance(value, dict):
+            return dict(value)
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"config key {key!r} expects {expected}, got {value!r} ({type(value).__name__})")
+
+
+def resolve_config(overrides: dict[str, Any] | None = None, where: str | None = None) -> PWMConfig:
+    """Defaults → preset (sets rew_rms unless overridden) → overrides; validated."""
+    overrides = dict(overrides or {})
+    check_keys(overrides, KEYS, kind="config key", where=where)
+    values = {k: _coerce(k, v) for k, v in overrides.items()}
+    cfg = PWMConfig(**values)
+    if cfg.rew_rms is None:
+        cfg = dataclasses.replace(cfg, rew_rms=get_preset(cfg.preset).rew_rms)
+    cfg.validate()
+    return cfg
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """['horizon=8', 'betas=[0.9,0.99]', 'preset=pwm_5M'] → dict; values parse as JSON, else as strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        check_keys([key], KEYS, kind="config key", where="--set")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = {"true": True, "false": False, "none": None, "null": None}.get(raw.strip().lower(), raw.strip())
+    return out

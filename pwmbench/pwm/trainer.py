@@ -1,0 +1,375 @@
+"""PWM, single task, environment in the loop (Georgiev et al. 2025; reference/pwm.md).
+
+One epoch, read top to bottom in `train_epoch`:
+
+1. Actor (first-order policy gradient through the world model). From the real envs' current states,
+   z_0 = E(o). For i < H: a_i = tanh(π(sg z_i)), (z_{i+1}, r̂_i) = W(z_i, a_i); the real envs take the same
+   a_i (no grad) and their data goes to the replay buffer. Per env
+       L = −(Σ_i γ^i r̂_i + γ^{i+1}·(1 − term)·min_k V_k(z_{i+1}))        closed at a done step i, or
+       L = −(Σ_i γ^i r̂_i + γ·γ^H·min_k V_k(z_H))                        at the window's end (PWM's extra γ),
+   envs that finish restart their sums and are re-encoded from the real post-reset observation.
+   L is divided by the running std of L (ret_rms) or by H, averaged over envs, clipped to actor_grad_norm.
+2. Critic: TD(λ) targets from the model rewards and the min-over-critics values of the window; every
+   critic regresses them, critic_iterations passes over critic_batches contiguous minibatches.
+3. World model: wm_iterations steps of the shell's rollout loss on replayed (H+1)-step windows (in the
+   first training epoch, an initial block of `initial_wm_iterations`, PWM's episode_length steps).
+Learning starts once the buffer holds one finished episode (before, epochs only collect data, as in PWM).
+
+Departures from PWM's code, all fixes of its known bugs: `episode_lengths` is measured; an env that
+finishes on the window's last step keeps that segment's rewards; evaluation runs the deterministic actor
+in the real environment.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pwmbench.interfaces import Task
+from pwmbench.nn.world_model import build_world_model, count_parameters
+from pwmbench.pwm.buffer import SequenceBuffer
+from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.episodes import EpisodeStats
+from pwmbench.pwm.networks import Actor, CriticEnsemble
+from pwmbench.pwm.normalizers import RunningMeanStd
+from pwmbench.pwm.returns import td_lambda_targets
+
+DEFAULT_NUM_ENVS = 64
+
+
+class Diverged(RuntimeError):
+    """A loss, gradient or parameter became NaN/Inf: the run stops with status `diverged`."""
+
+    def __init__(self, epoch: int, quantity: str, value: float) -> None:
+        super().__init__(f"{quantity} became {value} at epoch {epoch}")
+        self.epoch, self.quantity, self.value = epoch, quantity, value
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _grad_norm(params: Any) -> float:
+    grads = [p.grad.detach().flatten() for p in params if p.grad is not None]
+    return float(torch.cat(grads).norm()) if grads else 0.0
+
+
+@dataclass
+class _Window:
+    """What one imagined window leaves for the critic."""
+
+    latents: Tensor  # [H, B, L], detached
+    rewards: Tensor  # [H, B] model rewards
+    next_values: Tensor  # [H, B] min-critic values after each step (0 after a termination)
+    dones: Tensor  # [H, B]
+
+
+class PWMTrainer:
+    """Trains one (task, dynamics, seed) cell. `train_epoch()` runs one epoch and returns its metrics."""
+
+    def __init__(self, task: Task, cfg: PWMConfig, seed: int) -> None:
+        self.task, self.cfg, self.seed = task, cfg, seed
+        spec = task.spec
+        self.device = torch.device(cfg.device)
+        seed_everything(seed)
+        self.num_envs = cfg.num_envs or spec.num_envs or DEFAULT_NUM_ENVS
+        self.env = task.make_env(self.num_envs, seed, device=cfg.device)
+        self.wm = build_world_model(
+            cfg.preset, obs_dim=spec.obs_dim, act_dim=spec.act_dim, dynamics=cfg.dynamics, dynamics_options=cfg.dynamics_options, device=self.device
+        )
+        latent = self.wm.config.latent_dim
+        self.actor = Actor(latent, spec.act_dim, cfg.actor_units, cfg.init_logstd, cfg.min_logstd).to(self.device)
+        self.critic = CriticEnsemble(latent, cfg.critic_units, cfg.num_critics).to(self.device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=cfg.betas)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=cfg.betas)
+        self.wm_opt = torch.optim.Adam(self.wm.parameters(), lr=cfg.model_lr)
+        self.ret_rms = RunningMeanStd(device=self.device) if cfg.ret_rms else None
+        self.rew_rms = RunningMeanStd(device=self.device) if cfg.rew_rms else None
+        self.obs_rms = RunningMeanStd((spec.obs_dim,), device=self.device) if cfg.obs_rms else None
+        self.buffer = SequenceBuffer(self.num_envs, cfg.wm_buffer_size, spec.obs_dim, spec.act_dim, self.device)
+        self.episodes = EpisodeStats(self.num_envs, cfg.gamma)
+        self.obs = self.env.reset(seed=seed)
+        self.buffer.start(self.obs)
+        self.epoch = 0
+        self.env_steps = 0
+        self.wall_s = 0.0
+        self.wm_bootstrapped = False
+        self.curves: list[dict[str, Any]] = []
+        self._eval_env: Any = None
+
+    # ------------------------------------------------------------------ pieces
+    def _norm_obs(self, obs: Tensor) -> Tensor:
+        return self.obs_rms.normalize(obs) if self.obs_rms is not None else obs
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {
+            **{f"wm_{k}": v for k, v in self.wm.component_parameters().items()},
+            "wm_total": count_parameters(self.wm),
+            "actor": count_parameters(self.actor),
+            "critic": count_parameters(self.critic),
+        }
+
+    def _set_learning_rates(self) -> dict[str, float]:
+        cfg, frac = self.cfg, self.epoch / self.cfg.max_epochs
+        rates = {}
+        for name, opt, lr0 in (("actor_lr", self.actor_opt, cfg.actor_lr), ("critic_lr", self.critic_opt, cfg.critic_lr), ("model_lr", self.wm_opt, cfg.model_lr)):
+            lr = lr0 + (cfg.min_lr - lr0) * frac if cfg.lr_schedule == "linear" else lr0
+            for group in opt.param_groups:
+                group["lr"] = lr
+            rates[name] = lr
+        return rates
+
+    def _check(self, quantity: str, value: Tensor | float) -> None:
+        v = float(value.detach()) if isinstance(value, Tensor) else float(value)
+        if not math.isfinite(v):
+            raise Diverged(self.epoch, quantity, v)
+
+    # ------------------------------------------------------------------ 1. actor
+    def imagine(self, timers: dict[str, float]) -> tuple[Tensor, _Window]:
+        """H imagined steps from the real states, the real envs stepped alongside; returns per-env L and the window."""
+        cfg, H, gamma = self.cfg, self.cfg.horizon, self.cfg.gamma
+        B = self.num_envs
+        z = self.wm.encode(self._norm_obs(self.obs))
+        discount = torch.ones(B, device=self.device)
+        rew_acc = torch.zeros(B, device=self.device)
+        loss = torch.zeros(B, device=self.device)
+        latents, rewards, next_values, dones = [], [], [], []
+        for i in range(H):
+            latents.append(z.detach())
+            action = self.actor.act(z.detach() if cfg.detach else z)
+            z_next, r_hat = self.wm.step(z, action)
+
+            t0 = time.perf_counter()
+            obs, reward, terminated, truncated, info = self.env.step(action.detach())
+            timers["time_env"] += time.perf_counter() - t0
+            done = terminated | truncated
+            self.buffer.add(info["obs_before_reset"], action.detach(), reward, done, obs)
+            self.episodes.step(reward, terminated, truncated)
+            self.env_steps += B
+
+            rew_acc = rew_acc + discount * r_hat
+            value = torch.where(terminated, torch.zeros_like(r_hat), self.critic.min(z_next))
+            if i < H - 1:
+                closing = done
+                bootstrap = gamma * discount * value
+            else:  # the window's end: PWM discounts the bootstrap by γ^(H+1) for envs still running
+                closing = torch.ones_like(done)
+                bootstrap = torch.where(done, gamma * discount, gamma * gamma * discount) * value
+            loss = loss - torch.where(closing, rew_acc + bootstrap, torch.zeros_like(rew_acc))
+
+            rewards.append(r_hat.detach())
+            next_values.append(value.detach())
+            dones.append(done.float() if i < H - 1 else torch.ones(B, device=self.device))
+            discount = torch.where(done, torch.ones_like(discount), discount * gamma)
+            rew_acc = torch.where(done, torch.zeros_like(rew_acc), rew_acc)
+            if done.any():
+                z_next = torch.where(done[:, None], self.wm.encode(self._norm_obs(obs)), z_next)
+            z = z_next
+            self.obs = obs
+        window = _Window(torch.stack(latents), torch.stack(rewards), torch.stack(next_values), torch.stack(dones))
+        return loss, window
+
+    def update_actor(self, timers: dict[str, float]) -> tuple[dict[str, float], _Window]:
+        t0 = time.perf_counter()
+        env_before = timers["time_env"]
+        loss, window = self.imagine(timers)
+        if self.ret_rms is not None:
+            self.ret_rms.update(loss.detach())
+            loss = loss / self.ret_rms.std().to(loss.dtype)
+        else:
+            loss = loss / self.cfg.horizon
+        loss = loss.mean()
+        self._check("actor_loss", loss)
+        timers["time_imagine"] += time.perf_counter() - t0 - (timers["time_env"] - env_before)
+        t1 = time.perf_counter()
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = _grad_norm(self.actor.parameters())
+        self._check("actor_grad_norm", grad_norm)
+        nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.actor_grad_norm)
+        self.actor_opt.step()
+        timers["time_actor_backward"] += time.perf_counter() - t1
+        # gradients of the actor loss also reached the world model and critics: they are not stepped here
+        self.wm_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        return {"actor_loss": float(loss), "actor_grad_norm": grad_norm}, window
+
+    # ------------------------------------------------------------------ 2. critic
+    def update_critic(self, window: _Window) -> dict[str, float]:
+        cfg = self.cfg
+        targets = td_lambda_targets(window.rewards, window.next_values, window.dones, cfg.gamma, cfg.lam)
+        latents = window.latents.reshape(-1, window.latents.shape[-1])
+        targets = targets.reshape(-1)
+        size = math.ceil(len(latents) / cfg.critic_batches)
+        last_losses, grad_norm = [], 0.0
+        for _ in range(cfg.critic_iterations):
+            last_losses = []
+            for start in range(0, len(latents), size):
+                z, target = latents[start : start + size], targets[start : start + size]
+                loss = ((self.critic(z) - target) ** 2).mean()
+                self._check("value_loss", loss)
+                self.critic_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = float(nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.critic_grad_norm))
+                self._check("critic_grad_norm", grad_norm)
+                self.critic_opt.step()
+                last_losses.append(float(loss))
+        return {"value_loss": sum(last_losses) / len(last_losses), "critic_grad_norm": grad_norm}
+
+    # ------------------------------------------------------------------ 3. world model
+    def update_world_model(self, iterations: int) -> dict[str, float]:
+        cfg = self.cfg
+        sums = {"wm_loss": 0.0, "dynamics_loss": 0.0, "reward_loss": 0.0}
+        grad_norm = 0.0
+        for _ in range(iterations):
+            obs, act, rew = self.buffer.sample(cfg.wm_batch_size, cfg.horizon)
+            if self.obs_rms is not None:
+                self.obs_rms.update(obs.reshape(-1, obs.shape[-1]))
+                obs = self.obs_rms.normalize(obs)
+            if self.rew_rms is not None:
+                self.rew_rms.update(rew)
+                rew = self.rew_rms.normalize(rew, clip=cfg.rew_clip)
+            losses = self.wm.loss(obs, act, rew, rho=cfg.rho)
+            self._check("wm_loss", losses.wm_loss)
+            self.wm_opt.zero_grad(set_to_none=True)
+            losses.wm_loss.backward()
+            grad_norm = float(nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.wm_grad_norm))
+            self._check("wm_grad_norm", grad_norm)
+            self.wm_opt.step()
+            for key, value in losses.detached().items():
+                sums[key] += value
+        n = max(iterations, 1)
+        return {**{k: v / n for k, v in sums.items()}, "wm_grad_norm": grad_norm, "wm_updates": float(iterations)}
+
+    # ------------------------------------------------------------------ epoch
+    def train_epoch(self) -> dict[str, Any]:
+        cfg = self.cfg
+        start = time.perf_counter()
+        timers = dict.fromkeys(("time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm"), 0.0)
+        metrics: dict[str, Any] = {}
+        if self.buffer.finished_episodes == 0:
+            # PWM collects until one episode has finished before it learns anything.
+            with torch.no_grad():
+                self.imagine(timers)
+        else:
+            metrics.update(self._set_learning_rates())
+            actor_metrics, window = self.update_actor(timers)
+            metrics.update(actor_metrics)
+            t0 = time.perf_counter()
+            metrics.update(self.update_critic(window))
+            timers["time_critic"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            iterations = cfg.wm_iterations if self.wm_bootstrapped else (cfg.initial_wm_iterations or self.task.spec.episode_length)
+            metrics.update(self.update_world_model(iterations))
+            self.wm_bootstrapped = True
+            timers["time_wm"] = time.perf_counter() - t0
+            self._check_parameters()
+        elapsed = time.perf_counter() - start
+        self.wall_s += elapsed
+        metrics.update(timers)
+        metrics.update(self.episodes.metrics())
+        metrics.update(
+            time_epoch=elapsed,
+            fps=cfg.horizon * self.num_envs / elapsed,
+            actor_std=float(self.actor.logstd.detach().exp().mean()),
+            nfe=float(self.wm.dynamics.evals_per_next),
+        )
+        for name, rms in (("rew_rms", self.rew_rms), ("ret_rms", self.ret_rms)):
+            if rms is not None:
+                metrics[f"{name}_mean"], metrics[f"{name}_var"] = float(rms.mean), float(rms.var)
+        self.epoch += 1
+        if cfg.eval_every and self.epoch % cfg.eval_every == 0:
+            metrics.update(self.evaluate())
+        row = {"epoch": self.epoch, "env_steps": self.env_steps, "wall_s": self.wall_s, **metrics}
+        if self.epoch % cfg.log_every == 0 or self.epoch == cfg.max_epochs:
+            self.curves.append(row)
+        return row
+
+    def _check_parameters(self) -> None:
+        for name, module in (("world model", self.wm), ("actor", self.actor), ("critic", self.critic)):
+            for pname, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise Diverged(self.epoch, f"{name} parameter {pname}", float("nan"))
+
+    # ------------------------------------------------------------------ evaluation (real env, deterministic actor)
+    @torch.no_grad()
+    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+        """Mean real return of `episodes` episodes (one per env copy) with the deterministic actor."""
+        n = episodes or self.cfg.eval_episodes
+        if self._eval_env is None or self._eval_env.num_envs != n:
+            self._eval_env = self.task.make_env(n, self.seed + 7919, device=self.cfg.device)
+        env = self._eval_env
+        obs = env.reset(seed=self.seed * 1_000_003 + self.epoch)
+        returns = torch.zeros(n, dtype=torch.float64)
+        lengths = torch.zeros(n)
+        success = torch.zeros(n)
+        running = torch.ones(n, dtype=torch.bool)
+        for _ in range(self.task.spec.episode_length):
+            action = self.actor.act(self.wm.encode(self._norm_obs(obs)), deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(action)
+            returns += torch.where(running, reward.cpu().double(), torch.zeros(n, dtype=torch.float64))
+            lengths += running.float()
+            if "success" in info:
+                success = torch.where(running, torch.maximum(success, info["success"].float().cpu()), success)
+            running &= ~(terminated | truncated).cpu()
+            if not running.any():
+                break
+        out = {"eval_return": float(returns.mean()), "eval_episode_length": float(lengths.mean())}
+        if self.task.spec.score == "success":
+            out["eval_success"] = float(success.mean())
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "epoch": self.epoch,
+            "env_steps": self.env_steps,
+            "wall_s": self.wall_s,
+            "wm_bootstrapped": self.wm_bootstrapped,
+            "curves": list(self.curves),
+            "obs": self.obs.clone(),
+            "models": {k: m.state_dict() for k, m in (("wm", self.wm), ("actor", self.actor), ("critic", self.critic))},
+            "optimizers": {k: o.state_dict() for k, o in (("wm", self.wm_opt), ("actor", self.actor_opt), ("critic", self.critic_opt))},
+            "rms": {k: r.state_dict() for k, r in (("ret", self.ret_rms), ("rew", self.rew_rms), ("obs", self.obs_rms)) if r is not None},
+            "buffer": self.buffer.state_dict(),
+            "episodes": self.episodes.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "config": self.cfg.to_dict(),
+        }
+        if hasattr(self.env, "state_dict"):
+            state["env"] = self.env.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["config"] != self.cfg.to_dict():
+            raise ValueError("checkpoint was written with a different config; refusing to resume it")
+        if not hasattr(self.env, "load_state_dict") and "env" not in state:
+            raise ValueError("this task's environments cannot restore their state; resume is impossible")
+        self.epoch, self.env_steps, self.wall_s = state["epoch"], state["env_steps"], state["wall_s"]
+        self.wm_bootstrapped, self.curves, self.obs = state["wm_bootstrapped"], list(state["curves"]), state["obs"].clone()
+        for key, module in (("wm", self.wm), ("actor", self.actor), ("critic", self.critic)):
+            module.load_state_dict(state["models"][key])
+        for key, opt in (("wm", self.wm_opt), ("actor", self.actor_opt), ("critic", self.critic_opt)):
+            opt.load_state_dict(state["optimizers"][key])
+        for key, rms in (("ret", self.ret_rms), ("rew", self.rew_rms), ("obs", self.obs_rms)):
+            if rms is not None:
+                rms.load_state_dict(state["rms"][key])
+        self.buffer.load_state_dict(state["buffer"])
+        self.episodes.load_state_dict(state["episodes"])
+        self.env.load_state_dict(state["env"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+
+
+ProgressFn = Callable[[dict[str, Any]], None]

@@ -1,0 +1,82 @@
+"""Arrow result files: the per-step curves table and the one-row run table of a training cell.
+
+Files are written to a temporary name in the same directory and renamed (atomic on POSIX), so a reader
+never sees half a file. Provenance lives in columns (not only schema metadata), because a dataset read
+from many files keeps only the first file's metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+SCHEMA_VERSION = 1
+
+# Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
+CURVE_KEYS = ("epoch", "env_steps", "wall_s")
+CURVE_METRICS = (
+    "rewards", "policy_loss", "policy_discounted_loss", "episode_lengths", "episodes",
+    "actor_loss", "value_loss", "wm_loss", "dynamics_loss", "reward_loss",
+    "actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "actor_std", "actor_lr", "critic_lr", "model_lr",
+    "fps", "rollout_len", "episode_end", "early_termination",
+    "rew_rms_mean", "rew_rms_var", "ret_rms_mean", "ret_rms_var",
+    "eval_return", "eval_success", "eval_episode_length",
+    "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_epoch",
+    "wm_updates", "nfe",
+)
+CURVES_SCHEMA = pa.schema(
+    [pa.field("epoch", pa.int64()), pa.field("env_steps", pa.int64()), pa.field("wall_s", pa.float64())]
+    + [pa.field(name, pa.float64()) for name in CURVE_METRICS],
+    metadata={"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "curves"},
+)
+
+
+def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write an Arrow IPC file via a temporary file and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def curves_table(rows: Sequence[Mapping[str, Any]], identity: Mapping[str, str] | None = None) -> pa.Table:
+    """Rows of metrics → the curves table; unknown metric names are an error (they would be lost silently)."""
+    known = set(CURVE_KEYS) | set(CURVE_METRICS)
+    for row in rows:
+        extra = set(row) - known
+        if extra:
+            raise KeyError(f"metrics not in the curves schema: {sorted(extra)}; add them to CURVE_METRICS")
+    columns = {f.name: [row.get(f.name) for row in rows] for f in CURVES_SCHEMA}
+    table = pa.Table.from_pydict(columns, schema=CURVES_SCHEMA)
+    for i, (key, value) in enumerate((identity or {}).items()):
+        table = table.add_column(i, pa.field(key, pa.string()), pa.array([value] * len(rows), pa.string()))
+    return table
+
+
+def run_table(row: Mapping[str, Any]) -> pa.Table:
+    """One run row; column types are inferred (strings, ints, floats, bools), config as a JSON string."""
+    table = pa.Table.from_pylist([dict(row)])
+    return table.replace_schema_metadata({"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
+
+
+def read_table(path: str | os.PathLike[str]) -> pa.Table:
+    """Read an Arrow IPC file written by pwmbench; refuse a newer schema version than this code knows."""
+    with ipc.open_file(path) as reader:
+        table = reader.read_all()
+    version = int((table.schema.metadata or {}).get(b"pwmbench_schema_version", b"0"))
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{path} has result schema version {version}; this pwmbench reads ≤ {SCHEMA_VERSION} — upgrade pwmbench")
+    return table
