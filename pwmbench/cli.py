@@ -85,6 +85,53 @@ def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_
             sys.exit(1)
 
 
+@main.command("train")
+@click.option("--task", "task_name", required=True, help="Registered task, e.g. dmc/cartpole-swingup.")
+@click.option("--dynamics", default="mlp", show_default=True, help="Dynamics model NAME[:key=value,...].")
+@click.option("--integrator", default=None, help="Flow integrator (euler, heun, midpoint, rk4).")
+@click.option("--substeps", type=int, default=None, help="Integrator substeps K.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--preset", default=None, help="World-model preset (default: pwm).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key; repeat.")
+@click.option("--device", default=None, help="cpu or cuda[:N].")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for curves.arrow and run.arrow.")
+@click.option("--restart", is_flag=True, help="Discard an existing result or checkpoint in --out.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress line.")
+def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, device, out_dir, restart, progress) -> None:
+    """Train one cell (task × dynamics × seed) with PWM and write its Arrow results."""
+    from pwmbench.errors import PwmbenchError
+    from pwmbench.parity import VariantSpec
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.config import parse_set, resolve_config
+
+    try:
+        overrides = parse_set(sets)
+        spec = VariantSpec.parse(dynamics)
+        options = dict(spec.options)
+        if integrator is not None:
+            options["integrator"] = integrator
+        if substeps is not None:
+            options["substeps"] = substeps
+        overrides.update(dynamics=spec.dynamics, dynamics_options={**overrides.get("dynamics_options", {}), **options})
+        if preset is not None:
+            overrides["preset"] = preset
+        if device is not None:
+            overrides["device"] = device
+        cfg = resolve_config(overrides)
+        result = train_cell(task_name, cfg, seed, out_dir, restart=restart, progress=progress)
+    except PwmbenchError as exc:
+        _fail(str(exc))
+    row = result.row
+    click.echo(
+        f"{result.status}: {row['task']} {row['variant']} seed {row['seed']} — final eval return "
+        f"{row['final_return'] if row['final_return'] is not None else '-'}, {row['epochs']} epochs, "
+        f"{row['wall_s']:.0f} s → {result.out_dir}"
+    )
+    if result.status != "ok":
+        click.echo(f"reason: {row['reason']}", err=True)
+        sys.exit(1)
+
+
 def _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim):
     from pwmbench.errors import ConfigError
     from pwmbench.parity import Dims

@@ -25,6 +25,7 @@ class PWMConfig:
     preset: str = "pwm"
     dynamics: str = "mlp"
     dynamics_options: dict[str, Any] = field(default_factory=dict)
+    world_model: dict[str, Any] = field(default_factory=dict)  # preset overrides shared by every variant (units, latent_dim, ...)
     # rollout and returns
     horizon: int = 16
     gamma: float = 0.99
@@ -69,7 +70,7 @@ class PWMConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
-        get_preset(self.preset)
+        get_preset(self.preset).with_overrides(**self.world_model)
         positive = ("horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
         for key in positive:
             if getattr(self, key) < 1:

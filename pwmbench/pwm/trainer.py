@@ -85,7 +85,13 @@ class PWMTrainer:
         self.num_envs = cfg.num_envs or spec.num_envs or DEFAULT_NUM_ENVS
         self.env = task.make_env(self.num_envs, seed, device=cfg.device)
         self.wm = build_world_model(
-            cfg.preset, obs_dim=spec.obs_dim, act_dim=spec.act_dim, dynamics=cfg.dynamics, dynamics_options=cfg.dynamics_options, device=self.device
+            cfg.preset,
+            obs_dim=spec.obs_dim,
+            act_dim=spec.act_dim,
+            dynamics=cfg.dynamics,
+            dynamics_options=cfg.dynamics_options,
+            device=self.device,
+            **cfg.world_model,
         )
         latent = self.wm.config.latent_dim
         self.actor = Actor(latent, spec.act_dim, cfg.actor_units, cfg.init_logstd, cfg.min_logstd).to(self.device)
@@ -202,7 +208,7 @@ class PWMTrainer:
         # gradients of the actor loss also reached the world model and critics: they are not stepped here
         self.wm_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
-        return {"actor_loss": float(loss), "actor_grad_norm": grad_norm}, window
+        return {"actor_loss": loss.item(), "actor_grad_norm": grad_norm}, window
 
     # ------------------------------------------------------------------ 2. critic
     def update_critic(self, window: _Window) -> dict[str, float]:
@@ -223,7 +229,7 @@ class PWMTrainer:
                 grad_norm = float(nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.critic_grad_norm))
                 self._check("critic_grad_norm", grad_norm)
                 self.critic_opt.step()
-                last_losses.append(float(loss))
+                last_losses.append(loss.item())
         return {"value_loss": sum(last_losses) / len(last_losses), "critic_grad_norm": grad_norm}
 
     # ------------------------------------------------------------------ 3. world model

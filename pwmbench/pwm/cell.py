@@ -1,0 +1,207 @@
+"""One training cell (task × dynamics variant × seed) from start to result files.
+
+`DIR/curves.arrow` (one row per logged epoch) and `DIR/run.arrow` (one row: identity, status, returns,
+costs, parameter counts, resolved config, provenance) are written atomically. `DIR/checkpoint.pt` holds the
+full training state every `checkpoint_every` epochs; a cell started again on the same directory resumes
+from it and continues as if it had never stopped. A diverged run (NaN/Inf) or a crash still writes its
+run row (status `diverged` / `failed`, with the reason) and the curves up to that point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pwmbench.errors import PwmbenchError
+from pwmbench.interfaces import RunEvent
+from pwmbench.plugins import get_plugins
+from pwmbench.provenance import provenance
+from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
+from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.trainer import Diverged, PWMTrainer
+from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
+
+CURVES_FILE, RUN_FILE, CHECKPOINT_FILE = "curves.arrow", "run.arrow", "checkpoint.pt"
+
+
+class CellAlreadyDone(PwmbenchError):
+    """The output directory already holds a finished run."""
+
+
+@dataclass(frozen=True)
+class CellResult:
+    status: str
+    out_dir: Path
+    row: dict[str, Any]
+
+
+def variant_label(cfg: PWMConfig) -> str:
+    if not cfg.dynamics_options:
+        return cfg.dynamics
+    return cfg.dynamics + ":" + ",".join(f"{k}={v}" for k, v in sorted(cfg.dynamics_options.items()))
+
+
+def config_hash(cfg: PWMConfig) -> str:
+    return hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+
+
+def _plugin_versions() -> dict[str, str | None]:
+    return {name: src.version for name, src in get_plugins().sources.items()}
+
+
+class ProgressLine:
+    """`epoch 12/100 [####......] rewards 123.4 eval 150.2 ETA 1m20s` on stderr.
+
+    On a terminal the line is redrawn in place (at most 4 times a second); in a log, one line per 10%.
+    """
+
+    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
+        self.total, self.stream, self.start = total, stream, time.perf_counter()
+        self.last_eval: float | None = None
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+        self._last_decile = -1
+
+    def __call__(self, row: dict[str, Any], done_before: int) -> None:
+        epoch = row["epoch"]
+        if row.get("eval_return") is not None:
+            self.last_eval = row["eval_return"]
+        now = time.perf_counter()
+        decile = 10 * epoch // self.total
+        if epoch != self.total and ((self.tty and now - self._last_draw < 0.25) or (not self.tty and decile == self._last_decile)):
+            return
+        self._last_draw, self._last_decile = now, decile
+        frac = epoch / self.total
+        ran = epoch - done_before
+        eta = (time.perf_counter() - self.start) / max(ran, 1) * (self.total - epoch)
+        bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+        rewards = row.get("rewards")
+        parts = [f"epoch {epoch}/{self.total} [{bar}]", f"rewards {rewards:.1f}" if rewards is not None else "rewards -"]
+        if self.last_eval is not None:
+            parts.append(f"eval {self.last_eval:.1f}")
+        parts.append(f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+        if self.tty:
+            self.stream.write("\r" + "  ".join(parts) + ("\n" if epoch == self.total else ""))
+        else:
+            self.stream.write("  ".join(parts) + "\n")
+        self.stream.flush()
+
+
+def train_cell(
+    task_name: str,
+    cfg: PWMConfig,
+    seed: int,
+    out_dir: str | Path,
+    *,
+    restart: bool = False,
+    progress: bool = False,
+    identity: dict[str, str] | None = None,
+    on_epoch: Callable[[PWMTrainer, dict[str, Any]], None] | None = None,
+) -> CellResult:
+    """Train one cell to `out_dir`; returns its status and run row. Never leaves half-written results."""
+    from pwmbench.api import task as get_task
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_path, curves_path, ckpt_path = out / RUN_FILE, out / CURVES_FILE, out / CHECKPOINT_FILE
+    if restart:
+        for path in (run_path, curves_path, ckpt_path):
+            path.unlink(missing_ok=True)
+    elif run_path.exists():
+        status = read_table(run_path).column("status")[0].as_py()
+        raise CellAlreadyDone(f"{out} already holds a finished run (status {status}); pass --restart to train it again")
+
+    ident = {"task": task_name, "variant": variant_label(cfg), "seed": str(seed), **(identity or {})}
+    plugins = get_plugins()
+    task = get_task(task_name)
+    trainer = PWMTrainer(task, cfg, seed)
+    if ckpt_path.exists():
+        trainer.load_state_dict(load_checkpoint(ckpt_path))
+    resumed_from = trainer.epoch
+    plugins.emit(RunEvent("started", ident, step=trainer.epoch, config=cfg.to_dict()))
+    bar = ProgressLine(cfg.max_epochs) if progress else None
+
+    status, reason, failure = "ok", None, {}
+    try:
+        while trainer.epoch < cfg.max_epochs:
+            row = trainer.train_epoch()
+            plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
+            if bar is not None:
+                bar(row, resumed_from)
+            if on_epoch is not None:
+                on_epoch(trainer, row)
+            if cfg.checkpoint_every and trainer.epoch % cfg.checkpoint_every == 0 and trainer.epoch < cfg.max_epochs:
+                save_checkpoint(trainer.state_dict(), ckpt_path)
+                write_table_atomic(curves_table(trainer.curves, ident), curves_path)
+        if not trainer.curves or trainer.curves[-1].get("eval_return") is None:
+            final_eval = trainer.evaluate()
+            if trainer.curves:
+                trainer.curves[-1].update(final_eval)
+    except Diverged as exc:
+        status, reason = "diverged", str(exc)
+        failure = {"diverged_epoch": exc.epoch, "diverged_quantity": exc.quantity}
+    except KeyboardInterrupt:
+        save_checkpoint(trainer.state_dict(), ckpt_path)
+        write_table_atomic(curves_table(trainer.curves, ident), curves_path)
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crashed cell is a result too
+        status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        failure = {"traceback": traceback.format_exc(limit=8)}
+
+    row = _run_row(trainer, cfg, ident, status, reason, failure, plugins_versions=_plugin_versions())
+    write_table_atomic(curves_table(trainer.curves, ident), curves_path)
+    write_table_atomic(run_table(row), run_path)
+    if status == "ok":
+        ckpt_path.unlink(missing_ok=True)
+    plugins.emit(RunEvent("finished", ident, step=trainer.epoch, status=status, reason=reason))
+    return CellResult(status, out, row)
+
+
+def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status: str, reason: str | None, failure: dict[str, Any], plugins_versions: dict[str, str | None]) -> dict[str, Any]:
+    curves = trainer.curves
+    evals = [r["eval_return"] for r in curves if r.get("eval_return") is not None]
+    rewards = [r["rewards"] for r in curves if r.get("rewards") is not None]
+    fps = [r["fps"] for r in curves if r.get("fps") is not None and r.get("wm_updates")]
+    counts = trainer.parameter_counts()
+    dyn = trainer.wm.dynamics
+    row: dict[str, Any] = {
+        **ident,
+        "seed": int(ident["seed"]),
+        "dynamics": cfg.dynamics,
+        "dynamics_options": json.dumps(dyn.options(), sort_keys=True),
+        "preset": cfg.preset,
+        "status": status,
+        "reason": reason,
+        "diverged_epoch": failure.get("diverged_epoch"),
+        "diverged_quantity": failure.get("diverged_quantity"),
+        "traceback": failure.get("traceback"),
+        "epochs": trainer.epoch,
+        "env_steps": trainer.env_steps,
+        "wall_s": trainer.wall_s,
+        "final_return": evals[-1] if evals else None,
+        "best_return": max(evals) if evals else None,
+        "final_rewards": rewards[-1] if rewards else None,
+        "best_rewards": max(rewards) if rewards else None,
+        "fps": sum(fps) / len(fps) if fps else None,
+        "params_total": counts["wm_total"],
+        "params_dynamics": counts["wm_dynamics"],
+        "params_encoder": counts["wm_encoder"],
+        "params_reward": counts["wm_reward"],
+        "params_actor": counts["actor"],
+        "params_critic": counts["critic"],
+        "nfe_per_step": dyn.evals_per_next,
+        "nfe_per_train_step": dyn.evals_per_train_step,
+        "num_envs": trainer.num_envs,
+        "config": cfg.to_json(),
+        "config_hash": config_hash(cfg),
+        "schema_version": SCHEMA_VERSION,
+    }
+    row.update(provenance(cfg.device, plugins_versions))
+    return row

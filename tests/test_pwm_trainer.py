@@ -1,0 +1,231 @@
+"""The PWM trainer: the actor loss against a hand-written reference, gradient paths, determinism, resume,
+the divergence guard, and whole cells for both dynamics models."""
+
+import math
+
+import pyarrow.ipc as ipc
+import pytest
+import torch
+from click.testing import CliRunner
+from toy_task import SMALL
+
+from pwmbench import api
+from pwmbench.cli import main
+from pwmbench.pwm.cell import train_cell
+from pwmbench.pwm.config import resolve_config
+from pwmbench.pwm.trainer import PWMTrainer
+
+pytestmark = pytest.mark.usefixtures("toy_plugins")
+TIMING = {"wall_s", "fps", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_epoch"}
+
+
+def make(seed=0, **overrides):
+    return PWMTrainer(api.task("toy/point"), resolve_config({**SMALL, **overrides}), seed)
+
+
+class ScriptedEnv:
+    """Terminations and truncations on a script; observations and rewards are zeros."""
+
+    def __init__(self, term, trunc):
+        self.term, self.trunc, self.i = term, trunc, 0
+        self.num_envs = term.shape[1]
+
+    def step(self, actions):
+        assert not actions.requires_grad, "the real env must get actions without a graph"
+        t, tr = self.term[self.i], self.trunc[self.i]
+        self.i += 1
+        zeros = torch.zeros(self.num_envs, 2)
+        return zeros, torch.zeros(self.num_envs), t, tr, {"obs_before_reset": zeros}
+
+
+def reference_loss(term, trunc, gamma, horizon):
+    """PWM's per-env actor loss written plainly: model reward r_i = z_i + 1 with z counting imagined steps since
+    the last (re)encoding, value V(z) = 10·z, bootstrap zero after termination, γ^(H+1) at the window's end."""
+    out = []
+    for b in range(term.shape[1]):
+        z, disc, acc, loss = 0.0, 1.0, 0.0, 0.0
+        for i in range(horizon):
+            r, z_next = z + 1, z + 1
+            acc += disc * r
+            v = 0.0 if term[i, b] else 10.0 * z_next
+            done = bool(term[i, b] or trunc[i, b])
+            if done:
+                loss -= acc + gamma * disc * v
+            elif i == horizon - 1:
+                loss -= acc + gamma * gamma * disc * v
+            disc *= gamma
+            if done:
+                z, disc, acc = 0.0, 1.0, 0.0
+            else:
+                z = z_next
+        out.append(loss)
+    return torch.tensor(out)
+
+
+def test_actor_loss_matches_the_written_out_formula():
+    trainer = make(horizon=5, num_envs=4)
+    term = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]], dtype=torch.bool)
+    trunc = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]], dtype=torch.bool)
+    trainer.env = ScriptedEnv(term, trunc)
+    latent = trainer.wm.config.latent_dim
+    trainer.wm.encode = lambda obs: torch.zeros(obs.shape[0], latent)
+    trainer.wm.step = lambda z, a: (z + 1, z[:, 0] + 1 + 0 * a.sum(-1))
+    trainer.critic.min = lambda z: 10 * z[:, 0]
+    timers = dict.fromkeys(("time_env",), 0.0)
+    loss, window = trainer.imagine(timers)
+    torch.testing.assert_close(loss.detach(), reference_loss(term, trunc, 0.99, 5))
+    assert window.dones[-1].eq(1).all() and window.dones[1, 1] == 1 and window.dones[1, 0] == 0
+    assert window.next_values[1, 1] == 0  # terminated: no bootstrap
+    assert window.next_values[1, 2] == 20  # only truncated: bootstrapped
+
+
+def _actor_grads(trainer):
+    trainer.actor_opt.zero_grad()
+    loss, _ = trainer.imagine({"time_env": 0.0})
+    loss.mean().backward()
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in trainer.actor.parameters()])
+
+
+def test_the_actor_learns_only_through_the_world_model():
+    trainer = make()
+    assert _actor_grads(trainer).abs().sum() > 0
+    trainer = make()
+    step = trainer.wm.step
+    trainer.wm.step = lambda z, a: step(z, a.detach())  # cut the model's path from actions
+    grads = _actor_grads(trainer)
+    assert grads.abs().sum() == 0  # no other path: the real env step and the critic's inputs carry none
+
+
+def test_min_over_critics_is_the_bootstrap():
+    trainer = make()
+    calls = []
+    original = trainer.critic.min
+    trainer.critic.min = lambda z: calls.append(1) or original(z)
+    trainer.imagine({"time_env": 0.0})
+    assert len(calls) == trainer.cfg.horizon
+
+
+def curves(path):
+    table = ipc.open_file(path / "curves.arrow").read_all()
+    return table.drop([c for c in table.column_names if c in TIMING]).to_pylist()
+
+
+def run(tmp_path, name, seed=42, **overrides):
+    cfg = resolve_config({**SMALL, **overrides})
+    return train_cell("toy/point", cfg, seed, tmp_path / name)
+
+
+def test_same_seed_gives_identical_curves_and_other_seeds_do_not(tmp_path):
+    a, b, c = run(tmp_path, "a"), run(tmp_path, "b"), run(tmp_path, "c", seed=123)
+    assert a.status == b.status == c.status == "ok"
+    assert curves(tmp_path / "a") == curves(tmp_path / "b")
+    assert curves(tmp_path / "a") != curves(tmp_path / "c")
+
+
+@pytest.mark.parametrize("dynamics", ["mlp", "flow"])
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, dynamics):
+    run(tmp_path, "straight", dynamics=dynamics, checkpoint_every=3)
+
+    class HardKill(BaseException):
+        """Not caught by the cell: like kill -9, only what was on disk survives."""
+
+    def die(trainer, row):
+        if trainer.epoch == 8:
+            raise HardKill
+
+    cfg = resolve_config({**SMALL, "dynamics": dynamics, "checkpoint_every": 3})
+    with pytest.raises(HardKill):
+        train_cell("toy/point", cfg, 42, tmp_path / "killed", on_epoch=die)
+    assert (tmp_path / "killed" / "checkpoint.pt").exists() and not (tmp_path / "killed" / "run.arrow").exists()
+    resumed = train_cell("toy/point", cfg, 42, tmp_path / "killed")
+    assert resumed.status == "ok"
+    assert curves(tmp_path / "killed") == curves(tmp_path / "straight")
+
+
+def test_ctrl_c_checkpoints_and_resumes(tmp_path):
+    run(tmp_path, "straight")
+
+    def interrupt(trainer, row):
+        if trainer.epoch == 7:
+            raise KeyboardInterrupt
+
+    cfg = resolve_config(SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        train_cell("toy/point", cfg, 42, tmp_path / "stopped", on_epoch=interrupt)
+    assert train_cell("toy/point", cfg, 42, tmp_path / "stopped").status == "ok"
+    assert curves(tmp_path / "stopped") == curves(tmp_path / "straight")
+
+
+def test_a_nan_stops_the_run_as_diverged_and_keeps_what_was_done(tmp_path, monkeypatch):
+    original = PWMTrainer.update_world_model
+
+    def poisoned(self, iterations):
+        if self.epoch >= 6:
+            with torch.no_grad():
+                next(self.wm.dynamics.parameters()).fill_(float("nan"))
+        return original(self, iterations)
+
+    monkeypatch.setattr(PWMTrainer, "update_world_model", poisoned)
+    result = run(tmp_path, "nan")
+    assert result.status == "diverged"
+    row = ipc.open_file(tmp_path / "nan" / "run.arrow").read_all().to_pylist()[0]
+    assert row["status"] == "diverged" and row["diverged_epoch"] == 6 and row["diverged_quantity"] == "wm_loss"
+    assert "wm_loss became nan at epoch 6" in row["reason"]
+    assert len(curves(tmp_path / "nan")) == 6
+
+
+def test_a_crash_is_recorded_as_failed(tmp_path, monkeypatch):
+    def boom(self, window):
+        raise RuntimeError("critic exploded")
+
+    monkeypatch.setattr(PWMTrainer, "update_critic", boom)
+    result = run(tmp_path, "crash")
+    assert result.status == "failed" and "critic exploded" in result.row["reason"] and result.row["traceback"]
+
+
+def test_finished_runs_are_not_overwritten_silently(tmp_path):
+    run(tmp_path, "done")
+    with pytest.raises(api.PwmbenchError, match="--restart"):
+        run(tmp_path, "done")
+    cfg = resolve_config(SMALL)
+    assert train_cell("toy/point", cfg, 42, tmp_path / "done", restart=True).status == "ok"
+
+
+def test_metrics_have_pwms_names_and_real_episode_lengths(tmp_path):
+    run(tmp_path, "m")
+    rows = curves(tmp_path / "m")
+    last = rows[-1]
+    for key in ("rewards", "policy_loss", "episode_lengths", "wm_loss", "dynamics_loss", "reward_loss", "actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "value_loss", "actor_std", "env_steps", "eval_return"):
+        assert last[key] is not None and math.isfinite(last[key]), key
+    assert 1 <= last["episode_lengths"] <= 12
+    assert last["policy_loss"] == -last["rewards"]
+    assert rows[4]["eval_return"] is not None and rows[3]["eval_return"] is None  # eval every 5 epochs
+    table = ipc.open_file(tmp_path / "m" / "curves.arrow").read_all()
+    assert {"time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "fps", "wall_s"} <= set(table.column_names)
+
+
+@pytest.mark.parametrize("dynamics", ["mlp", "flow"])
+def test_train_command_writes_both_tables(tmp_path, dynamics):
+    out = tmp_path / dynamics
+    sets = [f"--set={k}={v}" for k, v in SMALL.items() if k not in ("world_model", "actor_units", "critic_units")]
+    sets += ['--set=world_model={"units":[32,32],"encoder_units":[32],"latent_dim":16}', "--set=actor_units=[32,32]", "--set=critic_units=[32,32]"]
+    extra = ["--integrator", "euler", "--substeps", "2"] if dynamics == "flow" else []
+    result = CliRunner().invoke(main, ["train", "--task", "toy/point", "--dynamics", dynamics, *extra, "--seed", "42", "--out", str(out), "--no-progress", *sets])
+    assert result.exit_code == 0, result.output
+    row = ipc.open_file(out / "run.arrow").read_all().to_pylist()[0]
+    assert row["status"] == "ok" and row["task"] == "toy/point" and row["dynamics"] == dynamics and row["seed"] == 42
+    assert row["final_return"] is not None and row["params_total"] > 0 and row["torch_version"] and row["config_hash"]
+    assert row["nfe_per_step"] == (2 if dynamics == "flow" else 1)
+
+
+def test_train_command_rejects_a_wrong_key():
+    result = CliRunner().invoke(main, ["train", "--task", "toy/point", "--out", "x", "--set", "horizn=4"])
+    assert result.exit_code == 2 and "did you mean 'horizon'" in result.output
+
+
+@pytest.mark.slow
+def test_pwm_trains_on_a_dmc_task(tmp_path):
+    cfg = resolve_config({**SMALL, "horizon": 16, "num_envs": 2, "max_epochs": 36, "eval_every": 0, "initial_wm_iterations": 4})
+    result = train_cell("dmc/cartpole-swingup", cfg, 42, tmp_path / "dmc")
+    assert result.status == "ok" and result.row["env_steps"] == 36 * 16 * 2
+    assert result.row["final_return"] is not None and result.row["final_rewards"] is not None
