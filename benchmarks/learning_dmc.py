@@ -1,0 +1,156 @@
+"""Show that pwmbench's PWM learns: baseline (mlp) and flow (Heun K=2) on DMC tasks, 3 seeds each.
+
+Issue W2 asks for learning curves of `eval_return` rising well above a random policy's return, measured
+side by side at a CPU budget, plus the time-per-epoch ratio flow/baseline with its breakdown. This script
+trains every (task, variant, seed) cell with `pwmbench.pwm.cell.train_cell` (N worker processes, one torch
+thread each), measures a uniform-random policy on the same tasks, and writes to `--out`:
+  cells/<task>/<variant>/<seed>/{curves,run}.arrow, summary.json, summary.md and learning_curves.png.
+Re-running resumes: finished cells are skipped.
+
+    python benchmarks/learning_dmc.py                      # the recorded run (see summary.md for its settings)
+    python benchmarks/learning_dmc.py --epochs 60 --seeds 42 --out /tmp/smoke  # a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# The CPU budget: everything not listed is PWM's default (pwmbench.pwm.config.PWMConfig).
+BUDGET = {
+    "num_envs": 16,
+    "wm_batch_size": 64,
+    "world_model": {"units": [256, 256], "encoder_units": [256], "latent_dim": 128},
+    "wm_buffer_size": 200_000,
+    "eval_every": 50,
+    "eval_episodes": 10,
+    "checkpoint_every": 50,
+}
+VARIANTS = {"mlp": {"dynamics": "mlp"}, "flow-heun2": {"dynamics": "flow", "dynamics_options": {"integrator": "heun", "substeps": 2}}}
+TIME_KEYS = ("time_epoch", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm")
+
+
+def run_cell(task: str, variant: str, seed: int, epochs: int, out: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.config import resolve_config
+
+    cfg = resolve_config({**BUDGET, **VARIANTS[variant], "max_epochs": epochs})
+    path = Path(out)
+    if (path / "run.arrow").exists():
+        return {"task": task, "variant": variant, "seed": seed, "status": "cached"}
+    result = train_cell(task, cfg, seed, path, identity={"variant": variant})
+    return {"task": task, "variant": variant, "seed": seed, "status": result.status, "wall_s": result.row["wall_s"]}
+
+
+def random_policy_return(task: str, episodes: int = 10, seed: int = 0) -> float:
+    import torch
+
+    from pwmbench import api
+
+    env = api.task(task).make_env(episodes, seed)
+    env.reset(seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros(episodes, dtype=torch.float64)
+    for _ in range(env.episode_length):
+        _, reward, *_ = env.step(torch.rand(episodes, env.act_dim, generator=gen) * 2 - 1)
+        total += reward.double()
+    return float(total.mean())
+
+
+def summarise(tasks: list[str], seeds: list[int], out: Path) -> dict:
+    import pyarrow.ipc as ipc
+
+    summary: dict = {"settings": {**BUDGET, "variants": VARIANTS, "seeds": seeds}, "tasks": {}}
+    for task in tasks:
+        entry: dict = {"random_return": random_policy_return(task), "variants": {}}
+        for variant in VARIANTS:
+            finals, curves, times = [], [], {k: [] for k in TIME_KEYS}
+            for seed in seeds:
+                cell = out / "cells" / task.replace("/", "_") / variant / str(seed)
+                run = ipc.open_file(cell / "run.arrow").read_all().to_pylist()[0]
+                rows = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
+                finals.append(run["final_return"])
+                curves.append([(r["env_steps"], r["eval_return"]) for r in rows if r["eval_return"] is not None])
+                trained = [r for r in rows if r["wm_updates"] is not None and r["wm_updates"] == BUDGET.get("wm_iterations", 8)]
+                for k in TIME_KEYS:
+                    times[k].append(statistics.median(r[k] for r in trained))
+            entry["variants"][variant] = {
+                "final_return_mean": statistics.mean(finals),
+                "final_return_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                "final_returns": finals,
+                "curves": curves,
+                "time_per_epoch": {k: statistics.mean(v) for k, v in times.items()},
+            }
+        summary["tasks"][task] = entry
+    return summary
+
+
+def write_report(summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = list(summary["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    lines = ["# PWM learns on DMC: baseline vs flow", "", f"Settings (everything else PWM's defaults): `{json.dumps(summary['settings'])}`", ""]
+    lines += ["| task | random policy | variant | final eval return (mean ± std, 3 seeds) | per-seed |", "|---|---|---|---|---|"]
+    for ax, task in zip(axes[0], tasks):
+        entry = summary["tasks"][task]
+        for variant, v in entry["variants"].items():
+            steps = np.array([s for s, _ in v["curves"][0]])
+            values = np.array([[r for _, r in c] for c in v["curves"]])
+            mean, std = values.mean(0), values.std(0)
+            ax.plot(steps, mean, label=variant)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+            lines.append(f"| {task} | {entry['random_return']:.1f} | {variant} | {v['final_return_mean']:.1f} ± {v['final_return_std']:.1f} | {', '.join(f'{x:.1f}' for x in v['final_returns'])} |")
+        ax.axhline(entry["random_return"], color="grey", linestyle="--", label="random policy")
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval_return (10 episodes, deterministic actor)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=120)
+    lines += ["", "## Time per training epoch (s, median over epochs, mean over seeds)", "", "| task | variant | " + " | ".join(TIME_KEYS) + " |", "|---|---|" + "---|" * len(TIME_KEYS)]
+    for task, entry in summary["tasks"].items():
+        for variant, v in entry["variants"].items():
+            lines.append(f"| {task} | {variant} | " + " | ".join(f"{v['time_per_epoch'][k]:.3f}" for k in TIME_KEYS) + " |")
+        flow, mlp = entry["variants"]["flow-heun2"]["time_per_epoch"], entry["variants"]["mlp"]["time_per_epoch"]
+        lines.append(f"| {task} | **ratio flow/mlp** | " + " | ".join(f"{flow[k] / mlp[k]:.2f}" if mlp[k] else "-" for k in TIME_KEYS) + " |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["dmc/cartpole-swingup", "dmc/reacher-easy"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 123, 456])
+    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "learning_dmc")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = [(t, v, s) for t in args.tasks for v in VARIANTS for s in args.seeds]
+    start = time.time()
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = {pool.submit(run_cell, t, v, s, args.epochs, str(args.out / "cells" / t.replace("/", "_") / v / str(s))): (t, v, s) for t, v, s in jobs}
+        for future in as_completed(futures):
+            print(f"[{time.time() - start:7.0f} s] {future.result()}", file=sys.stderr, flush=True)
+    write_report(summarise(args.tasks, args.seeds, args.out), args.out)
+
+
+if __name__ == "__main__":
+    main()
