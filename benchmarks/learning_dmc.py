@@ -136,7 +136,7 @@ def write_report(summary: dict, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=["dmc/cartpole-swingup", "dmc/reacher-easy"])
+    parser.add_argument("--tasks", nargs="+", default=["dmc/cheetah-run", "dmc/cartpole-balance"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 123, 456])
     parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -132,6 +132,104 @@ def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, dev
         sys.exit(1)
 
 
+@main.command("run")
+@click.argument("suite_file", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Results directory (default: results/<suite name>).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Cells trained at once (one process each).")
+@click.option("--only", default=None, help="Filter cells: task=…,variant=…,seed=… (keys may repeat).")
+@click.option("--dry-run", is_flag=True, help="Validate, audit and print the plan; train nothing.")
+@click.option("--restart", is_flag=True, help="Train the selected cells again even if they finished.")
+@click.option("--executor", default="local", show_default=True, help="Executor plugin that runs the cells.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, progress) -> None:
+    """Run every cell of a suite (task × variant × seed): parity gate, fairness audit, training, results."""
+    from pathlib import Path
+
+    from pwmbench.errors import PwmbenchError
+    from pwmbench.runner import parse_only, plan, run_suite
+    from pwmbench.suite import load_suite, prepare
+
+    try:
+        suite = prepare(load_suite(suite_file))
+        out = Path(out_dir) if out_dir else Path("results") / suite.name
+        filters = parse_only(only)
+        cells, todo = plan(suite, out, filters, restart)
+    except PwmbenchError as exc:
+        _fail(str(exc))
+    click.echo(f"suite {suite.name}: {len(suite.tasks)} tasks × {len(suite.variants)} variants × {len(suite.seeds)} seeds = {len(suite.cells())} cells; selected {len(cells)}, to run {len(todo)} → {out}")
+    for task, info in suite.parity.items():
+        report = info["report"]
+        click.echo(f"  parity on {task}: max gap {report['max_gap_pct']:.3f}% (tolerance ±{suite.parity_tolerance}%)" + (f", widths solved for {', '.join(info['solved'])}" if info["solved"] else ""))
+    click.echo("  fairness audit: variants differ only in their dynamics blocks" + (f" and declared {suite.audit['declared_differences']}" if suite.audit["declared_differences"] else ""))
+    if dry_run:
+        for cell in todo:
+            click.echo(f"  would train {cell.task} {cell.variant} seed {cell.seed} ({cell.config.max_epochs} epochs) → {cell.directory(out)}")
+        return
+    try:
+        summary = run_suite(suite, out, workers=workers, filters=filters, restart=restart, executor=executor, progress=progress)
+    except KeyboardInterrupt:
+        click.echo("\nstopped: finished cells are kept and running cells checkpointed; run the same command to resume", err=True)
+        sys.exit(130)
+    except PwmbenchError as exc:
+        _fail(str(exc))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none trained"
+    click.echo(f"done in {summary.wall_s / 60:.1f} min: {counts}; {summary.skipped} already finished; results in {out}")
+    for key, error in summary.errors.items():
+        click.echo(f"  executor error for {key}: {error} (re-run to resume it)", err=True)
+    if summary.errors:
+        sys.exit(1)
+
+
+@main.command("score")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--candidate", default=None, help="Variant compared with the baseline (default: the first other one).")
+@click.option("--baseline", default=None, help="Baseline variant (default: the suite's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.option("--bootstrap", "reps", type=int, default=2000, show_default=True, help="Bootstrap resamples for the CIs.")
+def score_cmd(results, candidate, baseline, as_json, reps) -> None:
+    """Score results against the seed's acceptance criteria: exit 0 accepted, 1 a required criterion fails, 2 unusable."""
+    from pwmbench.errors import PwmbenchError
+    from pwmbench.scoring import compare, format_verdict, load_results
+
+    try:
+        runs, suite = load_results(results)
+        verdict = compare(runs, suite, candidate=candidate, baseline=baseline, reps=reps)
+    except (PwmbenchError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(verdict.to_dict(), indent=2, default=str) if as_json else format_verdict(verdict))
+    sys.exit(0 if verdict.passed else 1)
+
+
+@main.command("report")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for report.md, PNG plots and CSV.")
+@click.option("--candidate", default=None, help="Variant compared with the baseline (default: the first other one).")
+@click.option("--bootstrap", "reps", type=int, default=2000, show_default=True)
+def report_cmd(results, out_dir, candidate, reps) -> None:
+    """Write the Markdown report (seed §8), plots and CSV exports of a results directory."""
+    from pwmbench.errors import PwmbenchError
+    from pwmbench.report import build_report
+
+    try:
+        path = build_report(results, out_dir, candidate=candidate, reps=reps)
+    except (PwmbenchError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(f"report: {path}")
+
+
+@main.command("check")
+@click.argument("suite_file", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Results directory to check (default: results/<suite name>).")
+def check_cmd(suite_file, out_dir) -> None:
+    """The seed §10 pre-flight checklist for a suite, one line each; exit 1 if any check fails."""
+    from pwmbench.checklist import preflight
+
+    results = preflight(suite_file, out_dir)
+    for name, ok, detail in results:
+        click.echo(f"[{'pass' if ok else 'FAIL'}] {name}: {detail}")
+    sys.exit(0 if all(ok for _, ok, _ in results) else 1)
+
+
 def _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim):
     from pwmbench.errors import ConfigError
     from pwmbench.parity import Dims

@@ -37,6 +37,26 @@ CURVES_SCHEMA = pa.schema(
 )
 
 
+# Runs: one row per cell. Explicit types so that many files read as one dataset (pyarrow.dataset, duckdb,
+# polars) even when a column is null in some of them.
+_S, _I, _F = pa.string(), pa.int64(), pa.float64()
+RUN_FIELDS = [
+    ("suite", _S), ("task", _S), ("variant", _S), ("seed", _I), ("dynamics", _S), ("dynamics_options", _S), ("preset", _S),
+    ("status", _S), ("reason", _S), ("diverged_epoch", _I), ("diverged_quantity", _S), ("traceback", _S),
+    ("epochs", _I), ("env_steps", _I), ("wall_s", _F), ("final_return", _F), ("best_return", _F),
+    ("final_rewards", _F), ("best_rewards", _F), ("threshold", _F), ("steps_to_threshold", _F), ("fps", _F),
+    ("params_total", _I), ("params_dynamics", _I), ("params_encoder", _I), ("params_reward", _I),
+    ("params_actor", _I), ("params_critic", _I), ("nfe_per_step", _I), ("nfe_per_train_step", _I), ("num_envs", _I),
+    ("config", _S), ("config_hash", _S), ("schema_version", _I),
+    ("pwmbench_version", _S), ("git_commit", _S), ("python_version", _S), ("platform", _S), ("device", _S),
+    ("device_name", _S), ("cpu_model", _S), ("cpu_count", _I), ("plugins", _S),
+    ("torch_version", _S), ("numpy_version", _S), ("pyarrow_version", _S), ("pluggy_version", _S),
+    ("warp_lang_version", _S), ("mujoco_version", _S), ("dm_control_version", _S), ("metaworld_version", _S),
+]
+RUNS_SCHEMA = pa.schema([pa.field(n, t) for n, t in RUN_FIELDS], metadata={"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
+STATUSES = ("ok", "failed", "diverged")
+
+
 def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write an Arrow IPC file via a temporary file and os.replace."""
     path = Path(path)
@@ -67,9 +87,19 @@ def curves_table(rows: Sequence[Mapping[str, Any]], identity: Mapping[str, str] 
 
 
 def run_table(row: Mapping[str, Any]) -> pa.Table:
-    """One run row; column types are inferred (strings, ints, floats, bools), config as a JSON string."""
-    table = pa.Table.from_pylist([dict(row)])
-    return table.replace_schema_metadata({"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
+    """One run row in RUNS_SCHEMA; a key outside the schema is an error (it would be lost silently)."""
+    extra = set(row) - set(RUNS_SCHEMA.names)
+    if extra:
+        raise KeyError(f"run-row keys not in RUNS_SCHEMA: {sorted(extra)}")
+    return pa.Table.from_pylist([{name: row.get(name) for name in RUNS_SCHEMA.names}], schema=RUNS_SCHEMA)
+
+
+def read_dir(results: str | os.PathLike[str], filename: str) -> pa.Table:
+    """Every `filename` (run.arrow or curves.arrow) under `results`, concatenated (schemas unified)."""
+    paths = sorted(Path(results).rglob(filename))
+    if not paths:
+        raise FileNotFoundError(f"no {filename} under {results}")
+    return pa.concat_tables([read_table(p) for p in paths], promote_options="permissive")
 
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:

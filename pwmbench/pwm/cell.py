@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -26,9 +27,10 @@ from pwmbench.provenance import provenance
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.trainer import Diverged, PWMTrainer
+from pwmbench.stats import steps_to_threshold
 from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 
-CURVES_FILE, RUN_FILE, CHECKPOINT_FILE = "curves.arrow", "run.arrow", "checkpoint.pt"
+CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
 
 
 class CellAlreadyDone(PwmbenchError):
@@ -94,6 +96,26 @@ class ProgressLine:
         self.stream.flush()
 
 
+class ProgressFile:
+    """`progress.json` in the cell directory, rewritten atomically at most every 2 s: how far the cell is, for
+    runners that watch cells in other processes or on other machines."""
+
+    def __init__(self, path: Path, total: int) -> None:
+        self.path, self.total, self._last = path, total, 0.0
+        self.last_eval: float | None = None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if row.get("eval_return") is not None:
+            self.last_eval = row["eval_return"]
+        now = time.time()
+        if now - self._last < 2.0 and row["epoch"] < self.total:
+            return
+        self._last = now
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": row["epoch"], "max_epochs": self.total, "rewards": row.get("rewards"), "eval_return": self.last_eval, "time": now}))
+        os.replace(tmp, self.path)
+
+
 def train_cell(
     task_name: str,
     cfg: PWMConfig,
@@ -104,6 +126,7 @@ def train_cell(
     progress: bool = False,
     identity: dict[str, str] | None = None,
     on_epoch: Callable[[PWMTrainer, dict[str, Any]], None] | None = None,
+    threshold: float | None = None,
 ) -> CellResult:
     """Train one cell to `out_dir`; returns its status and run row. Never leaves half-written results."""
     from pwmbench.api import task as get_task
@@ -127,6 +150,7 @@ def train_cell(
     resumed_from = trainer.epoch
     plugins.emit(RunEvent("started", ident, step=trainer.epoch, config=cfg.to_dict()))
     bar = ProgressLine(cfg.max_epochs) if progress else None
+    reporter = ProgressFile(out / PROGRESS_FILE, cfg.max_epochs)
 
     status, reason, failure = "ok", None, {}
     try:
@@ -135,6 +159,7 @@ def train_cell(
             plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
             if bar is not None:
                 bar(row, resumed_from)
+            reporter(row)
             if on_epoch is not None:
                 on_epoch(trainer, row)
             if cfg.checkpoint_every and trainer.epoch % cfg.checkpoint_every == 0 and trainer.epoch < cfg.max_epochs:
@@ -156,10 +181,15 @@ def train_cell(
         failure = {"traceback": traceback.format_exc(limit=8)}
 
     row = _run_row(trainer, cfg, ident, status, reason, failure, plugins_versions=_plugin_versions())
+    row["threshold"] = threshold
+    if threshold is not None:
+        evals = [(r["env_steps"], r.get("eval_return")) for r in trainer.curves]
+        row["steps_to_threshold"] = steps_to_threshold([s for s, _ in evals], [v for _, v in evals], threshold)
     write_table_atomic(curves_table(trainer.curves, ident), curves_path)
     write_table_atomic(run_table(row), run_path)
     if status == "ok":
         ckpt_path.unlink(missing_ok=True)
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
     plugins.emit(RunEvent("finished", ident, step=trainer.epoch, status=status, reason=reason))
     return CellResult(status, out, row)
 

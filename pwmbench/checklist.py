@@ -1,0 +1,79 @@
+"""The seed's §10 pre-flight checklist for a suite: what must hold before anything trains."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pwmbench.errors import PwmbenchError
+
+Check = tuple[str, bool, str]
+
+
+def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Check]:
+    checks: list[Check] = []
+
+    def record(name: str, fn) -> object:
+        try:
+            detail = fn()
+            checks.append((name, True, str(detail)))
+            return detail
+        except (PwmbenchError, OSError, ValueError, ImportError, RuntimeError) as exc:
+            checks.append((name, False, str(exc).splitlines()[0]))
+            return None
+
+    from pwmbench.plugins import get_plugins
+    from pwmbench.suite import load_suite, prepare
+
+    plugins = record("plugins import (dynamics models, integrators, tasks)", lambda: ", ".join(f"{k}: {len(r)}" for k, r in get_plugins().registries().items()))
+    suite = record("suite file valid", lambda: load_suite(suite_file))
+    if suite is None or plugins is None:
+        return checks
+    checks[-1] = (checks[-1][0], True, f"{suite.name}: {len(suite.tasks)} tasks × {len(suite.variants)} variants × {len(suite.seeds)} seeds")
+    record("seeds", lambda: f"{list(suite.seeds)}" + ("" if tuple(suite.seeds) == (42, 123, 456) else " (not the seed guide's 42, 123, 456)"))
+    for variant in suite.variants:
+        if variant.dynamics == "flow":
+            record(f"flow model and integrator of {variant.name} import", lambda v=variant: _flow_check(v))
+    prepared = record("parity gate on the real task dimensions", lambda: (prepare(suite), _parity_text(suite))[1])
+    if prepared is None:
+        return checks
+    record("identical settings across variants (fairness audit)", lambda: "only dynamics blocks differ" + (f"; declared: {suite.audit['declared_differences']}" if suite.audit["declared_differences"] else ""))
+    for task in suite.tasks:
+        record(f"task {task} builds an environment", lambda t=task: _env_check(t))
+    out = Path(out_dir) if out_dir else Path("results") / suite.name
+    record("results directory writable", lambda: _writable(out))
+    record("logging: run events reach loggers", lambda: f"{len(get_plugins().pm.hook.pwmbench_run_event.get_hookimpls())} logger plugin(s); Arrow curves are always written")
+    return checks
+
+
+def _flow_check(variant) -> str:
+    from pwmbench.api import integrator
+
+    name = variant.options.get("integrator", "heun")
+    integ = integrator(name)
+    return f"{name}: order {integ.order}, {integ.evals(variant.options.get('substeps', 2))} velocity evaluations per step"
+
+
+def _parity_text(suite) -> str:
+    return "; ".join(f"{task}: max gap {info['report']['max_gap_pct']:.3f}%" for task, info in suite.parity.items())
+
+
+def _env_check(task: str) -> str:
+    from pwmbench.api import task as get_task
+
+    spec = get_task(task).spec
+    env = get_task(task).make_env(1, 0)
+    obs = env.reset(seed=0)
+    if tuple(obs.shape) != (1, spec.obs_dim):
+        raise ValueError(f"reset gave shape {tuple(obs.shape)}, spec says (1, {spec.obs_dim})")
+    return f"obs {spec.obs_dim}, act {spec.act_dim}, episode {spec.episode_length}"
+
+
+def _writable(out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".pwmbench-write-test"
+    probe.write_text("ok")
+    probe.unlink()
+    free = shutil.disk_usage(out).free / 2**30
+    return f"{out} ({free:.1f} GiB free)"

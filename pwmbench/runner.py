@@ -1,0 +1,215 @@
+"""Run a suite: expand cells, skip finished ones, hand the rest to an executor, watch progress, record.
+
+Every cell trains in its own process (`run_cell_job`) and writes its own atomic files, so a failing or
+diverged cell is recorded with its reason while the others go on, and a re-run after a crash, Ctrl-C or
+kill -9 skips finished cells and resumes the others from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pwmbench.errors import ConfigError
+from pwmbench.interfaces import Job
+from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE
+from pwmbench.suite import Cell, Suite
+from pwmbench.results import read_table
+
+SUITE_FILE = "suite.json"
+
+
+def run_cell_job(task: str, config: dict[str, Any], seed: int, out_dir: str, identity: dict[str, str], threads: int, restart: bool, threshold: float | None) -> str:
+    """What a worker process runs for one cell (module-level, so it pickles for any executor)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.config import resolve_config
+
+    return train_cell(task, resolve_config(config), seed, out_dir, restart=restart, identity=identity, threshold=threshold).status
+
+
+def parse_only(text: str | None) -> dict[str, set[str]]:
+    """'task=dmc/cheetah-run,variant=flow,seed=42' → filters; a key may repeat ('seed=42,seed=123')."""
+    filters: dict[str, set[str]] = {}
+    if not text:
+        return filters
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ("task", "variant", "seed"):
+            raise ConfigError(f"--only expects task=…,variant=…,seed=… filters, got {part!r}")
+        filters.setdefault(key, set()).add(value.strip())
+    return filters
+
+
+def select(cells: list[Cell], filters: dict[str, set[str]]) -> list[Cell]:
+    return [c for c in cells if all(str(getattr(c, k)) in v for k, v in filters.items())]
+
+
+def finished(cell: Cell, out: Path) -> str | None:
+    """The status of a cell's run row, or None when it has not finished."""
+    path = cell.directory(out) / RUN_FILE
+    if not path.exists():
+        return None
+    return read_table(path).column("status")[0].as_py()
+
+
+def write_suite_record(suite: Suite, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{SUITE_FILE}.tmp"
+    tmp.write_text(json.dumps(suite.to_dict(), indent=1, default=str))
+    os.replace(tmp, out / SUITE_FILE)
+
+
+@dataclass
+class RunSummary:
+    total: int
+    skipped: int
+    statuses: Counter = field(default_factory=Counter)
+    errors: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and set(self.statuses) <= {"ok"}
+
+
+class ProgressBoard:
+    """Overall bar with ETA plus one line per running cell, read from the cells' progress.json files."""
+
+    def __init__(self, cells: list[Cell], out: Path, stream: Any = sys.stderr, interval: float = 1.0) -> None:
+        self.cells, self.out, self.stream, self.interval = cells, out, stream, interval
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.done: set[str] = set()
+        self.start = time.time()
+        self._stop = threading.Event()
+        self._lines = 0
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._last_plain = 0.0
+
+    def __enter__(self) -> ProgressBoard:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.draw(final=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.draw()
+
+    def _epochs(self, cell: Cell) -> tuple[int, dict[str, Any] | None]:
+        if cell.key in self.done:
+            return cell.config.max_epochs, None
+        try:
+            info = json.loads((cell.directory(self.out) / PROGRESS_FILE).read_text())
+            return int(info["epoch"]), info
+        except (OSError, ValueError, KeyError):
+            return 0, None
+
+    def draw(self, final: bool = False) -> None:
+        total = sum(c.config.max_epochs for c in self.cells)
+        states = [(c, *self._epochs(c)) for c in self.cells]
+        done_epochs = sum(e for _, e, _ in states)
+        elapsed = time.time() - self.start
+        eta = elapsed / done_epochs * (total - done_epochs) if done_epochs else float("nan")
+        frac = done_epochs / total if total else 1.0
+        head = f"cells {len(self.done)}/{len(self.cells)} [{'#' * int(30 * frac)}{'.' * (30 - int(30 * frac))}] {100 * frac:.0f}%"
+        head += f"  elapsed {elapsed / 60:.1f} min" + (f"  ETA {eta / 60:.1f} min" if eta == eta else "")
+        lines = [head]
+        for cell, epochs, info in states:
+            if info is not None and cell.key not in self.done:
+                ev = info.get("eval_return")
+                lines.append(f"  {cell.task} {cell.variant} seed {cell.seed}: epoch {epochs}/{cell.config.max_epochs}" + (f", eval {ev:.1f}" if ev is not None else ""))
+        if self.tty:
+            if self._lines:
+                self.stream.write(f"\x1b[{self._lines}F\x1b[J")
+            self.stream.write("\n".join(lines) + "\n")
+            self._lines = len(lines)
+        elif final or time.time() - self._last_plain > 30:
+            self.stream.write(head + "\n")
+            self._last_plain = time.time()
+        self.stream.flush()
+
+    def finished(self, cell: Cell, status: str) -> None:
+        self.done.add(cell.key)
+        if not self.tty:
+            self.stream.write(f"  finished {cell.task} {cell.variant} seed {cell.seed}: {status}\n")
+
+
+def plan(suite: Suite, out: Path, filters: dict[str, set[str]] | None = None, restart: bool = False) -> tuple[list[Cell], list[Cell]]:
+    """(cells selected, cells still to run)."""
+    cells = select(suite.cells(), filters or {})
+    if not cells:
+        raise ConfigError(f"--only matches no cell of suite {suite.name!r}")
+    todo = cells if restart else [c for c in cells if finished(c, out) is None]
+    return cells, todo
+
+
+def run_suite(
+    suite: Suite,
+    out: Path,
+    *,
+    workers: int = 1,
+    filters: dict[str, set[str]] | None = None,
+    restart: bool = False,
+    executor: str = "local",
+    progress: bool = True,
+    stream: Any = sys.stderr,
+) -> RunSummary:
+    """Train every selected cell that has not finished (all of them with restart); record outcomes."""
+    from pwmbench.api import executor as make_executor
+
+    cells, todo = plan(suite, out, filters, restart)
+    write_suite_record(suite, out)
+    summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo) or 1)))
+    jobs = [
+        Job(
+            c.key,
+            run_cell_job,
+            {
+                "task": c.task,
+                "config": c.config.to_dict(),
+                "seed": c.seed,
+                "out_dir": str(c.directory(out)),
+                "identity": {"suite": suite.name, "variant": c.variant},
+                "threads": threads,
+                "restart": restart,
+                "threshold": suite.thresholds.get(c.task),
+            },
+        )
+        for c in todo
+    ]
+    by_key = {c.key: c for c in todo}
+    start = time.time()
+    board = ProgressBoard(todo, out, stream) if progress and todo else None
+    try:
+        if board is not None:
+            board.__enter__()
+        for job, outcome in make_executor(executor, workers=workers).run(jobs):
+            cell = by_key[job.key]
+            if isinstance(outcome, BaseException):
+                summary.errors[job.key] = f"{type(outcome).__name__}: {outcome}"
+                status = "error"
+            else:
+                status = str(outcome)
+                summary.statuses[status] += 1
+            if board is not None:
+                board.finished(cell, status)
+    finally:
+        if board is not None:
+            board.__exit__(None, None, None)
+        summary.wall_s = time.time() - start
+    return summary

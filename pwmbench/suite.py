@@ -1,0 +1,373 @@
+"""Suite files (TOML) → a validated Suite → cells (task × variant × seed).
+
+    name = "smoke"
+    tasks = ["dmc/cartpole-balance", "dmc/cheetah-run"]
+    seeds = [42, 123, 456]                 # default
+    baseline = "mlp"                       # default: the first variant
+    parity_tolerance = 2.0                 # percent
+    thresholds = { "dmc/cheetah-run" = 100.0 }   # returns for steps-to-threshold (optional)
+
+    [base]                                 # PWM config shared by every variant (pwmbench.pwm.config keys)
+    max_epochs = 100
+
+    [variants.mlp]
+    dynamics = "mlp"
+
+    [variants.flow]                        # a dynamics block: dynamics, its options, parity policy, sweep
+    dynamics = "flow"
+    integrator = "heun"
+    substeps = 2
+    parity = "check"                       # "check" (fail over tolerance) or "match" (solve the width)
+    sweep = [{ integrator = "heun", substeps = 4 }, { integrator = "euler", substeps = 2 }]
+
+    [compute_matched]                      # seed §9: the baseline with more world-model iterations
+    variant = "mlp"
+    match = "flow"
+    wm_iterations = "auto"                 # or an int; auto = base × (update FLOPs of `match` / of `variant`)
+
+Variants are built as one shared base config plus each variant's dynamics block, so the fairness audit can
+diff them: a variant that sets any other config key is refused with the diff shown. Unknown keys, wrong
+types and impossible values are errors naming the file, the key and the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pwmbench.errors import ConfigError, PwmbenchError, check_keys
+from pwmbench.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
+from pwmbench.pwm.config import KEYS as CONFIG_KEYS
+from pwmbench.pwm.config import PWMConfig, resolve_config
+
+DEFAULT_SEEDS = (42, 123, 456)
+TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched")
+VARIANT_KEYS = ("dynamics", "parity", "sweep")
+COMPUTE_KEYS = ("variant", "match", "wm_iterations", "name")
+PARITY_POLICIES = ("check", "match")
+
+
+class SuiteError(ConfigError):
+    """A suite file is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    dynamics: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    parity: str = "check"
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # config keys other than the dynamics block
+    declared: Mapping[str, Any] = field(default_factory=dict)  # differences the suite declares (compute matching)
+
+    @property
+    def spec(self) -> VariantSpec:
+        return VariantSpec(self.dynamics, dict(self.options))
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    variant: str
+    seed: int
+    config: PWMConfig
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}|{self.variant}|{self.seed}"
+
+    def directory(self, root: Path) -> Path:
+        return root / "cells" / safe_name(self.task) / safe_name(self.variant) / str(self.seed)
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text.replace("/", "__"))
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path | None
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    base: dict[str, Any]
+    variants: tuple[Variant, ...]
+    baseline: str
+    parity_tolerance: float = DEFAULT_TOLERANCE_PCT
+    thresholds: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+    compute_matched: dict[str, Any] = field(default_factory=dict)
+    # filled by prepare(): per (task, variant) resolved config, and the audits
+    configs: dict[tuple[str, str], PWMConfig] = field(default_factory=dict)
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise SuiteError(f"{self.where()}: no variant named {name!r} (variants: {', '.join(v.name for v in self.variants)})")
+
+    def where(self) -> str:
+        return str(self.path) if self.path else f"suite {self.name!r}"
+
+    def cells(self) -> list[Cell]:
+        if not self.configs:
+            raise RuntimeError("call prepare() first")
+        return [Cell(t, v.name, s, self.configs[(t, v.name)]) for t in self.tasks for v in self.variants for s in self.seeds]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.path else None,
+            "description": self.description,
+            "tasks": list(self.tasks),
+            "seeds": list(self.seeds),
+            "baseline": self.baseline,
+            "parity_tolerance": self.parity_tolerance,
+            "thresholds": self.thresholds,
+            "base": self.base,
+            "variants": [dataclasses.asdict(v) for v in self.variants],
+            "compute_matched": self.compute_matched,
+            "parity": self.parity,
+            "audit": self.audit,
+            "configs": {f"{t}|{v}": c.to_dict() for (t, v), c in self.configs.items()},
+        }
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file (nothing is trained; call `prepare` for the audits)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SuiteError(f"suite file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: not valid TOML: {exc}") from None
+    return parse_suite(data, path)
+
+
+def _expect(where: str, key: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise SuiteError(f"{where}: {key!r} must be {what}, got {value!r}")
+    return value
+
+
+def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
+    where = str(path) if path else "suite"
+    try:
+        check_keys(data, TOP_KEYS, kind="suite key", where=where)
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from None
+    name = _expect(where, "name", data.get("name", path.stem if path else "suite"), str, "a string")
+    tasks = _expect(where, "tasks", data.get("tasks"), list, "a non-empty list of task names")
+    if not tasks or not all(isinstance(t, str) for t in tasks) or len(set(tasks)) != len(tasks):
+        raise SuiteError(f"{where}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
+    seeds = data.get("seeds", list(DEFAULT_SEEDS))
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SuiteError(f"{where}: 'seeds' must be a non-empty list of distinct non-negative integers, got {seeds!r}")
+    tolerance = data.get("parity_tolerance", DEFAULT_TOLERANCE_PCT)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
+        raise SuiteError(f"{where}: 'parity_tolerance' must be a positive number (percent), got {tolerance!r}")
+    thresholds = _expect(where, "thresholds", data.get("thresholds", {}), dict, "a table of task → return")
+    for task, value in thresholds.items():
+        if task not in tasks:
+            raise SuiteError(f"{where}: thresholds names {task!r}, which is not in 'tasks'")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SuiteError(f"{where}: thresholds.{task} must be a number, got {value!r}")
+
+    base = dict(_expect(where, "base", data.get("base", {}), dict, "a table of config keys"))
+    for key in ("dynamics", "dynamics_options"):
+        if key in base:
+            raise SuiteError(f"{where}: base.{key} is not allowed: the dynamics model belongs in each [variants.NAME] block")
+    try:
+        resolve_config(base, where=f"{where} [base]")
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from None
+
+    raw_variants = _expect(where, "variants", data.get("variants"), dict, "a table of [variants.NAME] blocks")
+    if not raw_variants:
+        raise SuiteError(f"{where}: at least one [variants.NAME] block is needed")
+    variants: list[Variant] = []
+    for vname, block in raw_variants.items():
+        variants.extend(_parse_variant(where, vname, _expect(where, f"variants.{vname}", block, dict, "a table")))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise SuiteError(f"{where}: variant names repeat after sweep expansion: {names}")
+    baseline = data.get("baseline", names[0])
+    if baseline not in names:
+        raise SuiteError(f"{where}: baseline {baseline!r} is not a variant (variants: {', '.join(names)})")
+
+    compute = dict(_expect(where, "compute_matched", data.get("compute_matched", {}), dict, "a table"))
+    if compute:
+        variants.append(_parse_compute_matched(where, compute, variants, base))
+    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute)
+
+
+def _dynamics_options_for(dynamics: str) -> dict[str, Any]:
+    from pwmbench.plugins import get_plugins
+
+    return {**get_plugins().dynamics.get(dynamics).default_options, "units": None}
+
+
+def _parse_variant(where: str, name: str, block: Mapping[str, Any]) -> list[Variant]:
+    here = f"{where} [variants.{name}]"
+    if "dynamics" not in block:
+        raise SuiteError(f"{here}: 'dynamics' is required (e.g. dynamics = \"mlp\")")
+    dynamics = _expect(here, "dynamics", block["dynamics"], str, "a registered dynamics model name")
+    try:
+        option_names = _dynamics_options_for(dynamics)
+    except PwmbenchError as exc:
+        raise SuiteError(f"{here}: {exc}") from None
+    options, overrides = {}, {}
+    for key, value in block.items():
+        if key in VARIANT_KEYS:
+            continue
+        if key in option_names:
+            options[key] = value
+        elif key in CONFIG_KEYS:
+            overrides[key] = value  # applied, then refused by the fairness audit with the diff shown
+        else:
+            try:
+                check_keys([key], [*VARIANT_KEYS, *option_names], kind=f"key for dynamics model {dynamics!r}", where=here)
+            except ConfigError as exc:
+                raise SuiteError(str(exc)) from None
+    parity = block.get("parity", "check")
+    if parity not in PARITY_POLICIES:
+        raise SuiteError(f"{here}: parity must be one of {PARITY_POLICIES}, got {parity!r}")
+    sweep = block.get("sweep")
+    if sweep is None:
+        return [Variant(name, dynamics, options, parity, overrides)]
+    if not isinstance(sweep, list) or not sweep or not all(isinstance(p, dict) and p for p in sweep):
+        raise SuiteError(f"{here}: sweep must be a non-empty list of option tables, e.g. [{{ integrator = \"heun\", substeps = 4 }}]")
+    out = []
+    for point in sweep:
+        try:
+            check_keys(point, option_names, kind=f"sweep option of {dynamics!r}", where=here)
+        except ConfigError as exc:
+            raise SuiteError(str(exc)) from None
+        label = ",".join(f"{k}={v}" for k, v in point.items())
+        out.append(Variant(f"{name}[{label}]", dynamics, {**options, **point}, parity, overrides))
+    return out
+
+
+def _parse_compute_matched(where: str, block: dict[str, Any], variants: list[Variant], base: dict[str, Any]) -> Variant:
+    here = f"{where} [compute_matched]"
+    try:
+        check_keys(block, COMPUTE_KEYS, kind="compute_matched key", where=here)
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from None
+    names = {v.name: v for v in variants}
+    for key in ("variant", "match"):
+        if block.get(key) not in names:
+            raise SuiteError(f"{here}: {key} must name a variant ({', '.join(names)}), got {block.get(key)!r}")
+    iterations = block.get("wm_iterations", "auto")
+    if iterations != "auto" and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1):
+        raise SuiteError(f"{here}: wm_iterations must be \"auto\" or a positive integer, got {iterations!r}")
+    source = names[block["variant"]]
+    name = block.get("name", f"{source.name}-compute-matched")
+    return Variant(name, source.dynamics, dict(source.options), source.parity, dict(source.overrides), {"wm_iterations": iterations, "match": block["match"]})
+
+
+# ---------------------------------------------------------------------------------------------- audits
+def prepare(suite: Suite) -> Suite:
+    """Resolve every (task, variant) config, run the parity gate and the fairness audit; errors stop here."""
+    from pwmbench.api import task as get_task
+    from pwmbench.nn.presets import preset as get_preset
+
+    base_cfg = resolve_config(suite.base)
+    wm_preset = get_preset(base_cfg.preset).with_overrides(**base_cfg.world_model)
+    baseline = suite.variant(suite.baseline)
+    for task_name in suite.tasks:
+        try:
+            spec = get_task(task_name).spec
+        except PwmbenchError as exc:
+            raise SuiteError(f"{suite.where()}: {exc}") from None
+        dims = Dims(spec.obs_dim, spec.act_dim, spec.n_tasks, spec.task_dim)
+        ordered = [baseline, *[v for v in suite.variants if v.name != baseline.name]]
+        report = parity_report(wm_preset, dims, [v.spec for v in ordered], suite.parity_tolerance)
+        solved: dict[str, Any] = {}
+        options: dict[str, dict[str, Any]] = {v.name: dict(v.options) for v in suite.variants}
+        for variant, entry in zip(ordered[1:], report.entries[1:]):
+            if variant.parity == "match":
+                solution = solve_width(wm_preset, dims, baseline.spec, variant.spec)
+                options[variant.name]["units"] = list(solution.variant.options["units"])
+                solved[variant.name] = solution.to_dict()
+            elif abs(entry.gap_pct) > suite.parity_tolerance:
+                raise SuiteError(
+                    f"{suite.where()}: parity gate: on {task_name} (obs {dims.obs_dim}, act {dims.act_dim}) variant {variant.name!r} has "
+                    f"{entry.total:,} parameters vs {report.baseline.total:,} for baseline {baseline.name!r} "
+                    f"({entry.gap_pct:+.2f}%, tolerance ±{suite.parity_tolerance}%). Set parity = \"match\" in its "
+                    "[variants] block to solve its width, or change its units."
+                )
+        final = parity_report(wm_preset, dims, [VariantSpec(v.dynamics, options[v.name]) for v in ordered], suite.parity_tolerance)
+        gaps = {v.name: e.gap_pct for v, e in zip(ordered, final.entries)}
+        suite.parity[task_name] = {"dims": vars(dims), "report": final.to_dict(), "solved": solved, "gap_pct": gaps}
+        for variant in suite.variants:
+            overrides = {**suite.base, **variant.overrides, "dynamics": variant.dynamics, "dynamics_options": options[variant.name]}
+            if "wm_iterations" in variant.declared:
+                overrides["wm_iterations"] = _matched_iterations(suite, variant, base_cfg, wm_preset, dims, options)
+            try:
+                suite.configs[(task_name, variant.name)] = resolve_config(overrides, where=f"{suite.where()} [variants.{variant.name}]")
+            except ConfigError as exc:
+                raise SuiteError(str(exc)) from None
+    suite.audit = fairness_audit(suite)
+    return suite
+
+
+def _matched_iterations(suite: Suite, variant: Variant, base_cfg: PWMConfig, wm_preset: Any, dims: Dims, options: dict[str, dict[str, Any]]) -> int:
+    requested = variant.declared["wm_iterations"]
+    if requested != "auto":
+        return int(requested)
+    match = suite.variant(variant.declared["match"])
+    ratio = update_flops(wm_preset, dims, match.dynamics, options[match.name]) / update_flops(wm_preset, dims, variant.dynamics, options[variant.name])
+    suite.compute_matched["flop_ratio"] = ratio
+    return max(1, round(base_cfg.wm_iterations * ratio))
+
+
+def update_flops(preset: Any, dims: Dims, dynamics: str, options: Mapping[str, Any], horizon: int = 16, batch: int = 4) -> float:
+    """Matmul FLOPs of one world-model update (loss, backward) per sequence, counted by torch's FlopCounterMode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pwmbench.nn.world_model import build_world_model
+
+    torch.manual_seed(0)
+    wm = build_world_model(preset, obs_dim=dims.obs_dim, act_dim=dims.act_dim, n_tasks=dims.n_tasks, task_dim=dims.task_dim, dynamics=dynamics, dynamics_options=dict(options))
+    obs = torch.randn(horizon + 1, batch, dims.obs_dim)
+    act = torch.rand(horizon, batch, dims.act_dim) * 2 - 1
+    rew = torch.randn(horizon, batch)
+    task = torch.zeros(batch, dtype=torch.long) if dims.n_tasks > 1 else None
+    with FlopCounterMode(display=False) as counter:
+        wm.loss(obs, act, rew, task).wm_loss.backward()
+    return counter.get_total_flops() / batch
+
+
+def fairness_audit(suite: Suite) -> dict[str, Any]:
+    """Diff the resolved configs of all variants per task; only dynamics blocks and declared keys may differ."""
+    allowed = {"dynamics", "dynamics_options"}
+    differences: dict[str, dict[str, dict[str, Any]]] = {}
+    for task_name in suite.tasks:
+        configs = {v.name: suite.configs[(task_name, v.name)].to_dict() for v in suite.variants}
+        declared = {v.name: set(v.declared) for v in suite.variants}
+        keys = set().union(*configs.values())
+        for key in sorted(keys - allowed):
+            values = {name: cfg.get(key) for name, cfg in configs.items() if key not in declared[name]}
+            if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+                differences.setdefault(task_name, {})[key] = values
+    if differences:
+        lines = [f"  {task}: {key}: " + ", ".join(f"{n}={v!r}" for n, v in vals.items()) for task, diff in differences.items() for key, vals in diff.items()]
+        raise SuiteError(f"{suite.where()}: fairness audit: variants differ outside their dynamics blocks:\n" + "\n".join(lines))
+    return {
+        "ok": True,
+        "shared_keys": sorted(set(CONFIG_KEYS) - allowed),
+        "dynamics_blocks": {v.name: {"dynamics": v.dynamics, **v.options} for v in suite.variants},
+        "declared_differences": {v.name: dict(v.declared) for v in suite.variants if v.declared},
+    }
