@@ -112,12 +112,10 @@ class Plugins:
             warnings.warn("pwmbench's built-in plugins were not found: install the package (`pip install -e .`)")
 
     def _register(self, plugin: Any, name: str, source: PluginSource) -> None:
-        if self.pm.is_blocked(name):
-            return
+        if self.pm.is_blocked(name) or self.pm.is_registered(plugin):
+            return  # blocked, or the same object reached us twice (e.g. an entry point also named in PWMBENCH_PLUGINS)
         if name in self.sources:
             raise PluginError(f"two plugins are named {name!r}: {self.sources[name].describe()} and {source.describe()}")
-        if self.pm.is_registered(plugin):
-            return
         self.pm.register(plugin, name=name)
         self.sources[name] = source
 

@@ -80,3 +80,36 @@ SMALL = {
     "eval_episodes": 2,
     "checkpoint_every": 0,
 }
+
+
+class ExplodingDynamics:
+    """Built lazily (needs torch): an MLP dynamics model whose predictions turn to NaN after `after` calls."""
+
+
+def _exploding_class():
+    from pwmbench.api import DynamicsModel, join_inputs, mlp
+
+    class Exploding(DynamicsModel):
+        """Diverges on purpose (tests of divergence handling)."""
+
+        default_options = {"after": 50}
+
+        def __init__(self, ctx, after):
+            super().__init__(ctx)
+            self.after, self.calls = after, 0
+            self.net = mlp(ctx.input_dim, ctx.units, ctx.latent_dim)
+
+        def next(self, z, a, emb=None):
+            self.calls += 1
+            out = self.net(join_inputs(z, a, emb))
+            return out * float("nan") if self.calls > self.after else out
+
+        def step_loss(self, z, a, target, emb=None, *, teacher=None):
+            return ((self.next(z, a, emb) - target) ** 2).mean(-1)
+
+    return Exploding
+
+
+@hookimpl
+def pwmbench_register_dynamics(registry):
+    registry.add("exploding", _exploding_class())

@@ -1,0 +1,41 @@
+"""Synthetic result directories in pwmbench's exact format, for scoring and report tests."""
+
+import json
+from pathlib import Path
+
+from pwmbench.pwm.config import resolve_config
+from pwmbench.results import curves_table, run_table, write_table_atomic
+
+
+def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall=None, thresholds=None, suite_extra=None):
+    """returns: {(task, variant): [per-seed final returns]}; writes cells, curves and suite.json."""
+    statuses, params, wall = statuses or {}, params or {}, wall or {}
+    variants = sorted({v for _, v in returns})
+    for (task, variant), values in returns.items():
+        for seed, value in zip((42, 123, 456), values):
+            cfg = resolve_config({"dynamics": "flow" if variant.startswith("flow") else "mlp", "max_epochs": 3})
+            ident = {"suite": "synthetic", "task": task, "variant": variant, "seed": str(seed)}
+            rows = [
+                {"epoch": e, "env_steps": 100 * e, "wall_s": float(e), "eval_return": value * e / 3, "dynamics_loss": 1.0 / e, "actor_grad_norm": 0.1 * e, "critic_grad_norm": 1.0, "wm_grad_norm": 2.0}
+                for e in (1, 2, 3)
+            ]
+            cell = root / "cells" / task.replace("/", "__") / variant / str(seed)
+            write_table_atomic(curves_table(rows, ident), cell / "curves.arrow")
+            threshold = (thresholds or {}).get(task)
+            steps = next((r["env_steps"] for r in rows if threshold is not None and r["eval_return"] >= threshold), None)
+            status = statuses.get((task, variant, seed), "ok")
+            write_table_atomic(
+                run_table(
+                    {
+                        **ident, "seed": seed, "dynamics": cfg.dynamics, "status": status, "final_return": value if status == "ok" else None,
+                        "epochs": 3, "env_steps": 300, "wall_s": wall.get(variant, 10.0), "params_total": params.get(variant, 1000),
+                        "config": cfg.to_json(), "threshold": threshold, "steps_to_threshold": steps,
+                        "reason": None if status == "ok" else "wm_loss became nan at epoch 2",
+                    }
+                ),
+                cell / "run.arrow",
+            )
+    suite = {"name": "synthetic", "baseline": "mlp", "parity_tolerance": 2.0, "variants": [{"name": v, "dynamics": v, "options": {}, "declared": {}} for v in variants]}
+    suite.update(suite_extra or {})
+    (root / "suite.json").write_text(json.dumps(suite))
+    return root

@@ -1,0 +1,136 @@
+"""The suite runner end to end with real worker processes: resume, failure isolation, filters, kill -9."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.ipc as ipc
+import pytest
+from click.testing import CliRunner
+
+from pwmbench.cli import main
+from pwmbench.runner import parse_only, run_suite
+from pwmbench.suite import load_suite, prepare
+
+pytestmark = [pytest.mark.usefixtures("toy_plugins"), pytest.mark.slow]
+TESTS = Path(__file__).parent
+TIMING = {"wall_s", "fps", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_epoch"}
+
+SUITE = """
+name = "toy"
+tasks = ["toy/point"]
+seeds = [1, 2]
+parity_tolerance = {tolerance}
+[base]
+world_model = {{ units = [32, 32], encoder_units = [32], latent_dim = 16 }}
+actor_units = [32, 32]
+critic_units = [32, 32]
+horizon = 4
+num_envs = 4
+max_epochs = {epochs}
+wm_batch_size = 8
+wm_iterations = 2
+initial_wm_iterations = 4
+critic_iterations = 2
+wm_buffer_size = 2000
+eval_every = 5
+eval_episodes = 2
+checkpoint_every = 5
+[variants.mlp]
+dynamics = "mlp"
+[variants.{second}]
+dynamics = "{second_dynamics}"
+"""
+
+
+@pytest.fixture(autouse=True)
+def workers_see_the_toy_plugin(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PWMBENCH_PLUGINS", "toy_task")
+
+
+def write_suite(tmp_path, epochs=12, second="flow", second_dynamics="flow", tolerance=2.0):
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(epochs=epochs, second=second, second_dynamics=second_dynamics, tolerance=tolerance))
+    return path
+
+
+def curves(cell_dir):
+    table = ipc.open_file(cell_dir / "curves.arrow").read_all()
+    return table.drop([c for c in table.column_names if c in TIMING]).to_pylist()
+
+
+def test_runs_all_cells_then_skips_them(tmp_path):
+    suite = prepare(load_suite(write_suite(tmp_path)))
+    out = tmp_path / "out"
+    first = run_suite(suite, out, workers=2, progress=False)
+    assert first.statuses == {"ok": 4} and first.skipped == 0 and first.ok
+    assert (out / "suite.json").exists() and len(list(out.rglob("run.arrow"))) == 4
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("run.arrow")}
+    again = run_suite(suite, out, workers=2, progress=False)
+    assert again.skipped == 4 and not again.statuses
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("run.arrow")}
+
+
+def test_a_diverging_cell_is_recorded_and_the_others_go_on(tmp_path):
+    suite = prepare(load_suite(write_suite(tmp_path, second="boom", second_dynamics="exploding", tolerance=1000.0)))
+    summary = run_suite(suite, tmp_path / "out", workers=2, progress=False)
+    assert summary.statuses == {"ok": 2, "diverged": 2}
+    rows = [ipc.open_file(p).read_all().to_pylist()[0] for p in (tmp_path / "out").rglob("run.arrow")]
+    boom = [r for r in rows if r["variant"] == "boom"]
+    assert all(r["status"] == "diverged" and "nan" in r["reason"] for r in boom)
+
+
+def test_only_and_dry_run(tmp_path):
+    path = write_suite(tmp_path)
+    out = tmp_path / "out"
+    dry = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--dry-run"])
+    assert dry.exit_code == 0 and dry.output.count("would train") == 4 and not out.joinpath("cells").exists()
+    one = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--only", "variant=flow,seed=2", "--no-progress"])
+    assert one.exit_code == 0, one.output
+    assert [p.parent.relative_to(out / "cells").as_posix() for p in out.rglob("run.arrow")] == ["toy__point/flow/2"]
+    assert parse_only("seed=1,seed=2") == {"seed": {"1", "2"}}
+    bad = CliRunner().invoke(main, ["run", str(path), "--only", "colour=red"])
+    assert bad.exit_code == 2 and "--only expects" in bad.output
+
+
+def test_kill_9_mid_suite_then_resume_gives_the_uninterrupted_results(tmp_path):
+    path = write_suite(tmp_path, epochs=30)
+    clean = tmp_path / "clean"
+    run_suite(prepare(load_suite(path)), clean, workers=1, progress=False)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "pwmbench", "run", str(path), "--out", str(out), "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.rglob("checkpoint.pt")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(out.rglob("checkpoint.pt")), "no checkpoint appeared before the kill"
+    assert len(list(out.rglob("run.arrow"))) < 4
+    for stray in out.rglob("*.tmp"):
+        stray.unlink()  # a temp file cut off by the kill is never read; results are renamed into place whole
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    cells = sorted(p.parent for p in out.rglob("run.arrow"))
+    assert len(cells) == 4
+    for cell in cells:
+        twin = clean / cell.relative_to(out)
+        assert curves(cell) == curves(twin)
+        assert ipc.open_file(cell / "run.arrow").read_all().column("status")[0].as_py() == "ok"
+
+
+def test_check_runs_the_preflight_list(tmp_path):
+    good = CliRunner().invoke(main, ["check", str(write_suite(tmp_path)), "--out", str(tmp_path / "out")])
+    assert good.exit_code == 0, good.output
+    for line in ("plugins import", "suite file valid", "seeds", "parity gate", "fairness audit", "builds an environment", "writable"):
+        assert line in good.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text(write_suite(tmp_path).read_text().replace('dynamics = "flow"', 'dynamics = "flow"\nhorizon = 8'))
+    result = CliRunner().invoke(main, ["check", str(bad)])
+    assert result.exit_code == 1 and "[FAIL] parity gate" in result.output or "[FAIL]" in result.output
