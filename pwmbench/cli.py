@@ -62,7 +62,7 @@ def plugins_cmd(as_json: bool) -> None:
 def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_specs, tolerance, solve, strict, as_json) -> None:
     """Compare parameter counts of world-model variants on real task dimensions (seed §1–§2)."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.parity import Dims, VariantSpec, format_report, parity_report, solve_width
+    from pwmbench.parity import VariantSpec, format_report, parity_report, solve_width
 
     try:
         dims = _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim)

@@ -173,7 +173,6 @@ def _steps(values: list[float | None]) -> float | None:
 
 def _criteria(comparisons, runs, suite, baseline, candidate, matched, by, reps):
     notes: list[str] = []
-    n = len(comparisons)
     both = [t for t in comparisons if t.baseline and t.candidate]
     wins = sum(t.candidate_mean >= t.baseline_mean for t in both)
     crit = [Criterion("flow ≥ baseline final return (mean over seeds) on ≥ 50% of tasks", f"{wins}/{len(both)} tasks", "≥ 50%", bool(both) and wins >= 0.5 * len(both), True)]

@@ -47,36 +47,28 @@ class Euler(Integrator):
     """Forward Euler: first order, one evaluation per substep."""
 
     name, order, evals_per_substep = "euler", 1, 1
-
-    def step(self, f: VelocityFn, x: Tensor, t: Any, dt: Any) -> Tensor:
-        return euler_step(f, x, t, dt)
+    step = staticmethod(euler_step)
 
 
 class Midpoint(Integrator):
     """Explicit midpoint: second order, two evaluations per substep."""
 
     name, order, evals_per_substep = "midpoint", 2, 2
-
-    def step(self, f: VelocityFn, x: Tensor, t: Any, dt: Any) -> Tensor:
-        return midpoint_step(f, x, t, dt)
+    step = staticmethod(midpoint_step)
 
 
 class Heun(Integrator):
     """Heun (explicit trapezoid): second order, two evaluations per substep; the flow model's default."""
 
     name, order, evals_per_substep = "heun", 2, 2
-
-    def step(self, f: VelocityFn, x: Tensor, t: Any, dt: Any) -> Tensor:
-        return heun_step(f, x, t, dt)
+    step = staticmethod(heun_step)
 
 
 class RK4(Integrator):
     """Classical Runge–Kutta: fourth order, four evaluations per substep."""
 
     name, order, evals_per_substep = "rk4", 4, 4
-
-    def step(self, f: VelocityFn, x: Tensor, t: Any, dt: Any) -> Tensor:
-        return rk4_step(f, x, t, dt)
+    step = staticmethod(rk4_step)
 
 
 @hookimpl

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -377,5 +376,3 @@ class PWMTrainer:
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
 
-
-ProgressFn = Callable[[dict[str, Any]], None]
