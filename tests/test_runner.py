@@ -134,3 +134,21 @@ def test_check_runs_the_preflight_list(tmp_path):
     bad.write_text(write_suite(tmp_path).read_text().replace('dynamics = "flow"', 'dynamics = "flow"\nhorizon = 8'))
     result = CliRunner().invoke(main, ["check", str(bad)])
     assert result.exit_code == 1 and "[FAIL] parity gate" in result.output or "[FAIL]" in result.output
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path):
+    path = write_suite(tmp_path, epochs=30)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pwmbench", "run", str(path), "--out", str(out), "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.rglob("progress.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command to resume" in err
+    assert not list(out.rglob("*.tmp"))
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list(out.rglob("run.arrow"))) == 4
