@@ -27,7 +27,8 @@ CURVE_METRICS = (
     "fps", "rollout_len", "episode_end", "early_termination",
     "rew_rms_mean", "rew_rms_var", "ret_rms_mean", "ret_rms_var",
     "eval_return", "eval_success", "eval_episode_length",
-    "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_epoch",
+    "esnr_global", "esnr_pwm",
+    "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr", "time_epoch",
     "wm_updates", "nfe",
 )
 CURVES_SCHEMA = pa.schema(
@@ -45,6 +46,7 @@ RUN_FIELDS = [
     ("status", _S), ("reason", _S), ("diverged_epoch", _I), ("diverged_quantity", _S), ("traceback", _S),
     ("epochs", _I), ("env_steps", _I), ("wall_s", _F), ("final_return", _F), ("best_return", _F),
     ("final_rewards", _F), ("best_rewards", _F), ("threshold", _F), ("steps_to_threshold", _F), ("fps", _F),
+    ("esnr_global_median", _F), ("esnr_pwm_median", _F),
     ("params_total", _I), ("params_dynamics", _I), ("params_encoder", _I), ("params_reward", _I),
     ("params_actor", _I), ("params_critic", _I), ("nfe_per_step", _I), ("nfe_per_train_step", _I), ("num_envs", _I),
     ("config", _S), ("config_hash", _S), ("schema_version", _I),

@@ -229,6 +229,10 @@ def _criteria(comparisons, runs, suite, baseline, candidate, matched, by, reps):
         if pairs:
             won = sum(c >= b for c, b in pairs)
             crit.append(Criterion(f"compute-matched: flow ≥ {m} on ≥ 50% of tasks", f"{won}/{len(pairs)} tasks", "≥ 50%", won >= 0.5 * len(pairs), False))
+    esnr = {v: [r["esnr_global_median"] for r in runs if r["variant"] == v and r["status"] == "ok" and r.get("esnr_global_median") is not None] for v in (baseline, candidate)}
+    if esnr[baseline] and esnr[candidate]:
+        b_esnr, c_esnr = statistics.median(esnr[baseline]), statistics.median(esnr[candidate])
+        crit.append(Criterion("actor-gradient ESNR (global, median over runs) higher than the baseline's", f"{c_esnr:.3g} vs {b_esnr:.3g}", "> baseline", c_esnr > b_esnr, False))
     ratios = [t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio]
     mean_ratio = statistics.mean(ratios) if ratios else math.nan
     crit.append(Criterion("wall-clock ratio flow / baseline", f"{mean_ratio:.2f}×", "≤ 2×", bool(ratios) and mean_ratio <= 2.0, False))

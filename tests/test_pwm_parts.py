@@ -122,3 +122,14 @@ def test_replay_windows_never_cross_an_episode(seed, horizon):
     assert (obs[1:, :, 1] - obs[:-1, :, 1] == 1).all()  # consecutive steps
     torch.testing.assert_close(act[..., 0], obs[1:, :, 1])  # the action stored with the step it led to
     torch.testing.assert_close(rew, 2 * obs[1:, :, 1])
+
+
+def test_gradient_snr_hand_worked():
+    from pwmbench.pwm.esnr import gradient_snr
+
+    w = torch.nn.Parameter(torch.tensor([0.5, -0.5]))
+    per_env = torch.stack([w @ torch.tensor([1.0, 0.0]), w @ torch.tensor([3.0, 0.0])])  # micro-batch grads [1,0] and [3,0]
+    out = gradient_snr(per_env, [w], groups=2)
+    assert out["esnr_global"] == pytest.approx(4.0)  # ‖[2,0]‖² / ((1 + 9)/2 − 4)
+    assert out["esnr_pwm"] == pytest.approx(2.0)  # mean of 2²/1 and 0²/(0+ε)
+    assert w.grad is None  # measuring does not touch the training gradient

@@ -16,7 +16,7 @@ from pwmbench.pwm.config import resolve_config
 from pwmbench.pwm.trainer import PWMTrainer
 
 pytestmark = pytest.mark.usefixtures("toy_plugins")
-TIMING = {"wall_s", "fps", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_epoch"}
+TIMING = {"wall_s", "fps", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr", "time_epoch"}
 
 
 def make(seed=0, **overrides):
@@ -198,6 +198,8 @@ def test_metrics_have_pwms_names_and_real_episode_lengths(tmp_path):
     for key in ("rewards", "policy_loss", "episode_lengths", "wm_loss", "dynamics_loss", "reward_loss", "actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "value_loss", "actor_std", "env_steps", "eval_return"):
         assert last[key] is not None and math.isfinite(last[key]), key
     assert 1 <= last["episode_lengths"] <= 12
+    esnr = [r for r in rows if r["esnr_global"] is not None]
+    assert [r["epoch"] for r in esnr] == [11] and esnr[0]["esnr_global"] > 0 and esnr[0]["esnr_pwm"] > 0  # measured at epoch index 10
     assert last["policy_loss"] == -last["rewards"]
     assert rows[4]["eval_return"] is not None and rows[3]["eval_return"] is None  # eval every 5 epochs
     table = ipc.open_file(tmp_path / "m" / "curves.arrow").read_all()

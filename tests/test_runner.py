@@ -17,7 +17,7 @@ from pwmbench.suite import load_suite, prepare
 
 pytestmark = [pytest.mark.usefixtures("toy_plugins"), pytest.mark.slow]
 TESTS = Path(__file__).parent
-TIMING = {"wall_s", "fps", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_epoch"}
+TIMING = {"wall_s", "fps", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr", "time_epoch"}
 
 SUITE = """
 name = "toy"

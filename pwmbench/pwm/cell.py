@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -199,6 +200,7 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
     evals = [r["eval_return"] for r in curves if r.get("eval_return") is not None]
     rewards = [r["rewards"] for r in curves if r.get("rewards") is not None]
     fps = [r["fps"] for r in curves if r.get("fps") is not None and r.get("wm_updates")]
+    esnr = {k: [r[k] for r in curves if r.get(k) is not None] for k in ("esnr_global", "esnr_pwm")}
     counts = trainer.parameter_counts()
     dyn = trainer.wm.dynamics
     row: dict[str, Any] = {
@@ -220,6 +222,8 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         "final_rewards": rewards[-1] if rewards else None,
         "best_rewards": max(rewards) if rewards else None,
         "fps": sum(fps) / len(fps) if fps else None,
+        "esnr_global_median": statistics.median(esnr["esnr_global"]) if esnr["esnr_global"] else None,
+        "esnr_pwm_median": statistics.median(esnr["esnr_pwm"]) if esnr["esnr_pwm"] else None,
         "params_total": counts["wm_total"],
         "params_dynamics": counts["wm_dynamics"],
         "params_encoder": counts["wm_encoder"],

@@ -63,6 +63,8 @@ class PWMConfig:
     rew_rms: bool | None = None  # None → the preset's value
     rew_clip: float = 5.0
     # evaluation, logging, checkpoints
+    esnr_every: int = 10  # epochs between actor-gradient SNR measurements; 0 = never
+    esnr_batches: int = 8  # micro-batches (groups of envs) per measurement
     eval_every: int = 100  # epochs; 0 = never
     eval_episodes: int = 10
     log_every: int = 1
@@ -71,11 +73,11 @@ class PWMConfig:
 
     def validate(self) -> None:
         get_preset(self.preset).with_overrides(**self.world_model)
-        positive = ("horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
+        positive = ("esnr_batches", "horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
-        for key in ("wm_iterations", "eval_every", "checkpoint_every"):
+        for key in ("wm_iterations", "eval_every", "checkpoint_every", "esnr_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be ≥ 0, got {getattr(self, key)}")
         if self.num_envs is not None and self.num_envs < 1:

@@ -37,6 +37,7 @@ from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.pwm.buffer import SequenceBuffer
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.episodes import EpisodeStats
+from pwmbench.pwm.esnr import gradient_snr
 from pwmbench.pwm.networks import Actor, CriticEnsemble
 from pwmbench.pwm.normalizers import RunningMeanStd
 from pwmbench.pwm.returns import td_lambda_targets
@@ -193,6 +194,12 @@ class PWMTrainer:
             loss = loss / self.ret_rms.std().to(loss.dtype)
         else:
             loss = loss / self.cfg.horizon
+        metrics: dict[str, float] = {}
+        if self.cfg.esnr_every and self.epoch % self.cfg.esnr_every == 0:
+            t_esnr = time.perf_counter()
+            metrics.update(gradient_snr(loss, list(self.actor.parameters()), self.cfg.esnr_batches))
+            timers["time_esnr"] += time.perf_counter() - t_esnr
+            t0 += time.perf_counter() - t_esnr
         loss = loss.mean()
         self._check("actor_loss", loss)
         timers["time_imagine"] += time.perf_counter() - t0 - (timers["time_env"] - env_before)
@@ -207,7 +214,7 @@ class PWMTrainer:
         # gradients of the actor loss also reached the world model and critics: they are not stepped here
         self.wm_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
-        return {"actor_loss": loss.item(), "actor_grad_norm": grad_norm}, window
+        return {**metrics, "actor_loss": loss.item(), "actor_grad_norm": grad_norm}, window
 
     # ------------------------------------------------------------------ 2. critic
     def update_critic(self, window: _Window) -> dict[str, float]:
@@ -260,7 +267,7 @@ class PWMTrainer:
     def train_epoch(self) -> dict[str, Any]:
         cfg = self.cfg
         start = time.perf_counter()
-        timers = dict.fromkeys(("time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm"), 0.0)
+        timers = dict.fromkeys(("time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr"), 0.0)
         metrics: dict[str, Any] = {}
         if self.buffer.finished_episodes == 0:
             # PWM collects until one episode has finished before it learns anything.
@@ -285,7 +292,7 @@ class PWMTrainer:
         metrics.update(self.episodes.metrics())
         metrics.update(
             time_epoch=elapsed,
-            fps=cfg.horizon * self.num_envs / elapsed,
+            fps=cfg.horizon * self.num_envs / (elapsed - timers["time_esnr"]),  # measuring ESNR is not training cost
             actor_std=float(self.actor.logstd.detach().exp().mean()),
             nfe=float(self.wm.dynamics.evals_per_next),
         )
