@@ -160,7 +160,11 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, prog
     for task, info in suite.parity.items():
         report = info["report"]
         click.echo(f"  parity on {task}: max gap {report['max_gap_pct']:.3f}% (tolerance ±{suite.parity_tolerance}%)" + (f", widths solved for {', '.join(info['solved'])}" if info["solved"] else ""))
-    click.echo("  fairness audit: variants differ only in their dynamics blocks" + (f" and declared {suite.audit['declared_differences']}" if suite.audit["declared_differences"] else ""))
+    click.echo("  fairness audit: variants differ only in their dynamics blocks" + (" and declared compute matching" if suite.audit["declared_differences"] else ""))
+    for name in suite.audit["declared_differences"]:
+        cfg = suite.configs[(suite.tasks[0], name)]
+        ratio = suite.compute_matched.get("flop_ratio")
+        click.echo(f"  {name}: wm_iterations = {cfg.wm_iterations}" + (f" (update FLOP ratio {ratio:.2f} × base)" if ratio else " (given)"))
     if dry_run:
         for cell in todo:
             click.echo(f"  would train {cell.task} {cell.variant} seed {cell.seed} ({cell.config.max_epochs} epochs) → {cell.directory(out)}")
