@@ -64,7 +64,7 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], v: Verdict, plo
         "## Summary (seed §8.2)",
         "",
         f"Across {len(both)} task(s), {c} changes the final evaluation return by {_fmt(avg_delta)}% on average relative to {b} "
-        f"(per-task Welch's t-tests: {ps or 'none'}). Normalised by each task's {b} mean, the interquartile mean is "
+        f"(per-task Welch's t-tests: {ps or 'none'}). Normalised per task by the best |return| of any run, the interquartile mean is "
         f"{_fmt(iqm_c.get('value'), 3)} [95% CI {_fmt(iqm_c.get('ci_low'), 3)}, {_fmt(iqm_c.get('ci_high'), 3)}] for {c} against "
         f"{_fmt(iqm_b.get('value'), 3)} for {b}, and the probability that {c} beats {b} on a task is {_fmt(poi.get('value'), 2)} "
         f"[{_fmt(poi.get('ci_low'), 2)}, {_fmt(poi.get('ci_high'), 2)}] (stratified bootstrap). The parameter-parity gap is {gap}, "

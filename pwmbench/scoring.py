@@ -201,7 +201,9 @@ def _criteria(comparisons, runs, suite, baseline, candidate, matched, by, reps):
 
     norm_b, norm_c = {}, {}
     for t in both:
-        scale = abs(t.baseline_mean) or 1.0
+        # Per-task scale shared by both arms: the largest |final return| any run reached on the task. Dividing by the
+        # baseline's mean instead blows up when the baseline sits near zero (an untrained cheetah scores ≈ 1).
+        scale = max(abs(x) for x in (*t.baseline, *t.candidate)) or 1.0
         norm_b[t.task] = [x / scale for x in t.baseline]
         norm_c[t.task] = [x / scale for x in t.candidate]
     aggregates: dict[str, dict[str, Any]] = {}
@@ -209,7 +211,7 @@ def _criteria(comparisons, runs, suite, baseline, candidate, matched, by, reps):
         agg_b, agg_c = aggregate(norm_b, reps=reps), aggregate(norm_c, reps=reps)
         poi: Estimate = bootstrap_ci(probability_of_improvement, norm_c, norm_b, reps=reps)
         aggregates = {
-            "normalisation": "final return / |baseline mean final return| per task",
+            "normalisation": "final return / max |final return| over both arms' runs, per task",
             "baseline": {k: v.to_dict() for k, v in agg_b.items()},
             "candidate": {k: v.to_dict() for k, v in agg_c.items()},
             "probability_of_improvement": poi.to_dict(),
