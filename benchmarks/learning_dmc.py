@@ -38,14 +38,14 @@ VARIANTS = {"mlp": {"dynamics": "mlp"}, "flow-heun2": {"dynamics": "flow", "dyna
 TIME_KEYS = ("time_epoch", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm")
 
 
-def run_cell(task: str, variant: str, seed: int, epochs: int, out: str) -> dict:
+def run_cell(task: str, variant: str, seed: int, epochs: int, out: str, budget: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
     from pwmbench.pwm.cell import train_cell
     from pwmbench.pwm.config import resolve_config
 
-    cfg = resolve_config({**BUDGET, **VARIANTS[variant], "max_epochs": epochs})
+    cfg = resolve_config({**budget, **VARIANTS[variant], "max_epochs": epochs})
     path = Path(out)
     if (path / "run.arrow").exists():
         return {"task": task, "variant": variant, "seed": seed, "status": "cached"}
@@ -68,10 +68,10 @@ def random_policy_return(task: str, episodes: int = 10, seed: int = 0) -> float:
     return float(total.mean())
 
 
-def summarise(tasks: list[str], seeds: list[int], out: Path) -> dict:
+def summarise(tasks: list[str], seeds: list[int], out: Path, budget: dict) -> dict:
     import pyarrow.ipc as ipc
 
-    summary: dict = {"settings": {**BUDGET, "variants": VARIANTS, "seeds": seeds}, "tasks": {}}
+    summary: dict = {"settings": {**budget, "variants": VARIANTS, "seeds": seeds}, "tasks": {}}
     for task in tasks:
         entry: dict = {"random_return": random_policy_return(task), "variants": {}}
         for variant in VARIANTS:
@@ -82,7 +82,7 @@ def summarise(tasks: list[str], seeds: list[int], out: Path) -> dict:
                 rows = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
                 finals.append(run["final_return"])
                 curves.append([(r["env_steps"], r["eval_return"]) for r in rows if r["eval_return"] is not None])
-                trained = [r for r in rows if r["wm_updates"] is not None and r["wm_updates"] == BUDGET.get("wm_iterations", 8)]
+                trained = [r for r in rows if r["wm_updates"] is not None and r["wm_updates"] == budget.get("wm_iterations", 8)]
                 for k in TIME_KEYS:
                     times[k].append(statistics.median(r[k] for r in trained))
             entry["variants"][variant] = {
@@ -141,15 +141,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "learning_dmc")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="change the budget (same for both variants)")
     args = parser.parse_args()
+    from pwmbench.pwm.config import parse_set
+
+    budget = {**BUDGET, **parse_set(args.sets)}
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(t, v, s) for t in args.tasks for v in VARIANTS for s in args.seeds]
     start = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_cell, t, v, s, args.epochs, str(args.out / "cells" / t.replace("/", "_") / v / str(s))): (t, v, s) for t, v, s in jobs}
+        futures = {pool.submit(run_cell, t, v, s, args.epochs, str(args.out / "cells" / t.replace("/", "_") / v / str(s)), budget): (t, v, s) for t, v, s in jobs}
         for future in as_completed(futures):
             print(f"[{time.time() - start:7.0f} s] {future.result()}", file=sys.stderr, flush=True)
-    write_report(summarise(args.tasks, args.seeds, args.out), args.out)
+    write_report(summarise(args.tasks, args.seeds, args.out, budget), args.out)
 
 
 if __name__ == "__main__":
