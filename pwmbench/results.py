@@ -24,7 +24,7 @@ CURVE_METRICS = (
     "rewards", "policy_loss", "policy_discounted_loss", "episode_lengths", "episodes",
     "actor_loss", "value_loss", "wm_loss", "dynamics_loss", "reward_loss",
     "actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "actor_std", "actor_lr", "critic_lr", "model_lr",
-    "fps", "rollout_len", "episode_end", "early_termination",
+    "fps", "episode_end", "early_termination",
     "rew_rms_mean", "rew_rms_var", "ret_rms_mean", "ret_rms_var",
     "eval_return", "eval_success", "eval_episode_length",
     "esnr_global", "esnr_pwm",
