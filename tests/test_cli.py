@@ -71,3 +71,9 @@ def test_parity_errors_are_clear():
     assert result.exit_code == 2 and "--obs-dim" in result.output
     result = CliRunner().invoke(main, ["parity", "--obs-dim", "24", "--act-dim", "6", "--n-tasks", "30"])
     assert result.exit_code == 2 and "--task-dim" in result.output
+
+
+def test_parity_takes_dims_from_a_registered_task():
+    data = json.loads(run("parity", "--task", "dmc/cheetah-run", "--json").output)
+    assert data["dims"] == {"obs_dim": 17, "act_dim": 6, "n_tasks": 1, "task_dim": 0}
+    assert data["models"][1]["total"] - data["models"][0]["total"] == 512
