@@ -8,7 +8,8 @@ Built so far (issue W3, in steps):
 - `model`, `kernels`, `sim`: the batched articulated-body simulator core in Warp kernels (forward kinematics,
   joint forces, RNEA bias, composite-rigid-body mass matrix with armature, Cholesky, semi-implicit Euler,
   mass-matrix caching), forward only; `warp_setup` gives Warp a project-level kernel cache.
-Still to come: ground contact, the autograd bridge, and the tasks with their hooks. Importing this package does
+- `contact`: penalty ground contact at fixed contact points (opt-in `contact=ContactParams(...)`).
+Still to come: the torch autograd bridge over wp.Tape with its gradient checks, and the tasks with their hooks. Importing this package does
 not import Warp.
 """
 

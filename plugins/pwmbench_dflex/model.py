@@ -52,7 +52,8 @@ class Model:
     `ancestor[i, j]` is 1 when link j is a proper ancestor of link i (the mass matrix couples exactly those dofs).
     Per dof (length `dof_count`): dof_link, dof_coord (index into q of a hinge/slide coordinate, −1 for a free
     joint's dofs), stiffness, damping, armature, lower, upper, target.
-    Contact points (for step 3): contact_link, contact_position (link frame), contact_radius.
+    Contact points (for step 3): contact_link, contact_position (link frame), contact_radius; `contact_ranges()`
+    derives the per-link (start, count) ranges over them sorted by link, which is how `warp_arrays` uploads them.
     """
 
     name: str
@@ -179,6 +180,17 @@ class Model:
             contact_radius=contact_radius,
         )
 
+    def contact_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, start, count): `order` sorts the contact points by link (stably), and link i's points are
+        sorted positions start[i] .. start[i] + count[i] − 1 (count 0 for a link without contact points)."""
+        link = np.asarray(self.contact_link, dtype=np.int64).reshape(-1)
+        if link.size and (link.min() < 0 or link.max() >= self.link_count):
+            raise ValueError("contact_link holds an index outside the links")
+        order = np.argsort(link, kind="stable").astype(np.int32)
+        count = np.bincount(link, minlength=self.link_count).astype(np.int32)
+        start = (np.cumsum(count) - count).astype(np.int32)
+        return order, start, count
+
     def spatial_inertia(self) -> np.ndarray:
         """[link_count, 6, 6] spatial inertia of each link about its own origin in its own frame, (ω, v) order:
         [[I_c + m·[c]×[c]×ᵀ, m·[c]×], [m·[c]×ᵀ, m·1]] (Featherstone 2.63, with c the COM). The kernels keep the same
@@ -205,6 +217,7 @@ class Model:
             return wp.array(np.ascontiguousarray(a, dtype=np.int32), dtype=wp.int32, device=device)
 
         X_pj = np.concatenate([self.X_pj_position, self.X_pj_orientation], axis=1)
+        order, contact_start, contact_count = self.contact_ranges()
         return WarpModel(
             link_count=self.link_count,
             dof_count=self.dof_count,
@@ -227,6 +240,11 @@ class Model:
             lower=f32(self.lower),
             upper=f32(self.upper),
             target=f32(self.target),
+            contact_count_total=int(order.size),
+            contact_start=i32(contact_start),
+            contact_count=i32(contact_count),
+            contact_position=f32(np.asarray(self.contact_position).reshape(-1, 3)[order].reshape(-1, 3), wp.vec3),
+            contact_radius=f32(np.asarray(self.contact_radius).reshape(-1)[order]),
         )
 
 
@@ -255,6 +273,12 @@ class WarpModel:
     lower: object
     upper: object
     target: object
+    # contact points sorted by link: link i owns entries contact_start[i] .. contact_start[i] + contact_count[i] − 1
+    contact_count_total: int
+    contact_start: object
+    contact_count: object
+    contact_position: object
+    contact_radius: object
 
 
 # ----------------------------------------------------------------------------------------------------- state helpers

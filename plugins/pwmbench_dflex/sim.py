@@ -6,7 +6,7 @@ over envs. `step` takes and returns numpy arrays or torch tensors, so the task l
 
 One env step = `substeps` substeps of dt/substeps:
 
-    forward_kinematics → [contact: X, V → f_ext, step 3] → dynamics_rhs (τ − C) →
+    forward_kinematics → [contact (opt-in): X, V → fresh f_ext] → dynamics_rhs (τ − C) →
     [every mm_caching_frequency-th substep: mass_matrix H, cholesky L] → cholesky_solve (q̈) → integrate
 
 Mass-matrix caching (dflex's ~5× saving): H and its factor L are rebuilt at substeps 0, K, 2K, ... of each `step`
@@ -23,12 +23,16 @@ that wraps this into torch is step 3).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .mjcf import Articulation
 from .model import Model, State, default_q
 from .warp_setup import init_warp
+
+if TYPE_CHECKING:
+    from .contact import ContactParams
 
 __all__ = ["Simulator"]
 
@@ -62,7 +66,7 @@ class _Factor:
 
 
 class Simulator:
-    """Featherstone articulated-body dynamics for `num_envs` copies of one articulation (no contact yet).
+    """Featherstone articulated-body dynamics for `num_envs` copies of one articulation (opt-in ground contact).
 
     articulation: from `mjcf.load_mjcf` (or a prepared `Model`).
     dt: one env step (dflex: 1/60 s), split into `substeps` semi-implicit Euler substeps.
@@ -71,6 +75,8 @@ class Simulator:
     joint_target, stiffness, damping, armature: per-dof PD targets and gains (scalar or array; None = the
         articulation's); limit_ke / limit_kd: joint-limit spring (beyond the range) and damping (always on).
     root_frame: (position, quat xyzw) replacing the root link's frame (see model.py).
+    contact: `ContactParams(ke, kd, kf, mu)` for penalty contact of the model's contact points with the ground
+        y = 0 (contact.py), computed every substep into a fresh f_ext; None (default) = no contact, f_ext = 0.
     device: "cpu" or "cuda:0".
     """
 
@@ -93,11 +99,14 @@ class Simulator:
         device: str = "cpu",
         fresh_buffers: bool = False,
         requires_grad: bool = False,
+        contact: ContactParams | None = None,
     ):
         self.wp = init_warp()
+        from . import contact as contact_kernels
         from . import kernels
 
         self.kernels = kernels
+        self.contact_kernels = contact_kernels
         if isinstance(articulation, Model):
             if any(x is not None for x in (joint_target, stiffness, damping, armature, root_frame)):
                 raise ValueError("pass targets, gains and root_frame to Model.from_articulation, not with a Model")
@@ -129,7 +138,10 @@ class Simulator:
         self.rebuild_count = 0  # mass-matrix rebuilds so far (for tests and profiling)
         self.factor: _Factor | None = None  # the last rebuild
         self._scratch: _Scratch | None = None
-        self._f_ext = self._zeros(self.model.link_count, dtype=self.wp.spatial_vector)  # contact wrenches: step 3
+        self._f_ext = self._zeros(self.model.link_count, dtype=self.wp.spatial_vector)  # f_ext without contact
+        if contact is not None and not isinstance(contact, contact_kernels.ContactParams):
+            raise TypeError("contact must be a ContactParams (pwmbench_dflex.contact) or None")
+        self.contact = contact
 
     # ------------------------------------------------------------------------------------------------ plumbing
     @property
@@ -222,6 +234,29 @@ class Simulator:
              m.dof_count, s.body_V, s.dof_S, s.body_h, s.body_I, s.body_A, s.body_f, s.body_F, s.rhs],
         )  # fmt: skip
 
+    def _contact(self, s: _Scratch):
+        """f_ext from the current kinematics: the zeros array without contact, else a fresh array of ground wrenches
+        (fresh every call, so a tape sees each substep's own f_ext)."""
+        if self.contact is None:
+            return self._f_ext
+        m, c = self.arrays, self.contact
+        f_ext = self._empty(self.model.link_count, dtype=self.wp.spatial_vector)
+        self.wp.launch(
+            self.contact_kernels.contact_forces,
+            dim=(self.num_envs, self.model.link_count),
+            inputs=[s.body_X, s.body_V, m.contact_start, m.contact_count, m.contact_position, m.contact_radius,
+                    float(c.ke), float(c.kd), float(c.kf), float(c.mu), f_ext],
+            device=self.device,
+        )  # fmt: skip
+        return f_ext
+
+    def contact_wrenches(self, q, qd) -> np.ndarray:
+        """The ground's wrenches [n; F] (torque about the world origin) on every link, [num_envs, links, 6]; zeros
+        without contact."""
+        s = self._scratch_buffers()
+        self._kinematics(self._input(q, self.model.coord_count, "q"), self._input(qd, self.model.dof_count, "qd"), s)
+        return self._contact(s).numpy().reshape(self.num_envs, self.model.link_count, 6).copy()
+
     def _rebuild(self, s: _Scratch) -> _Factor:
         """H and L from the current substep's kinematics, in freshly allocated arrays."""
         wp, m, n_l, n_d = self.wp, self.arrays, self.model.link_count, self.model.dof_count
@@ -254,9 +289,12 @@ class Simulator:
         return q_out, qd_out
 
     def substep(self, q, qd, act, f_ext, rebuild: bool):
-        """One substep on Warp arrays; returns fresh (q, q̇). `f_ext` [num_envs, links] spatial wrenches."""
+        """One substep on Warp arrays; returns fresh (q, q̇). `f_ext` [num_envs, links] spatial wrenches (the
+        zeros array; with contact on, the contact wrenches computed here from this substep's kinematics replace it)."""
         s = self._scratch_buffers()
         self._kinematics(q, qd, s)
+        if self.contact is not None:
+            f_ext = self._contact(s)
         self._rhs(q, qd, act, f_ext, s)
         if rebuild or self.factor is None:
             self.factor = self._rebuild(s)
@@ -326,12 +364,13 @@ class Simulator:
         return tau.numpy().copy()
 
     def accelerations(self, q, qd, act=None) -> np.ndarray:
-        """q̈ = H⁻¹ (τ − C) at (q, q̇) with a fresh mass matrix, [num_envs, dofs] (leaves the step's cache alone)."""
+        """q̈ = H⁻¹ (τ − C) at (q, q̇) with a fresh mass matrix (and the contact wrenches when contact is on),
+        [num_envs, dofs] (leaves the step's cache alone)."""
         q_w = self._input(q, self.model.coord_count, "q")
         qd_w = self._input(qd, self.model.dof_count, "qd")
         s = self._scratch_buffers()
         self._kinematics(q_w, qd_w, s)
-        self._rhs(q_w, qd_w, self._input(act, self.model.dof_count, "act"), self._f_ext, s)
+        self._rhs(q_w, qd_w, self._input(act, self.model.dof_count, "act"), self._contact(s), s)
         saved_factor, saved_count = self.factor, self.rebuild_count
         factor = self._rebuild(s)
         self.factor, self.rebuild_count = saved_factor, saved_count
