@@ -231,3 +231,14 @@ def test_pwm_trains_on_a_dmc_task(tmp_path):
     result = train_cell("dmc/cartpole-swingup", cfg, 42, tmp_path / "dmc")
     assert result.status == "ok" and result.row["env_steps"] == 36 * 16 * 2
     assert result.row["final_return"] is not None and result.row["final_rewards"] is not None
+
+
+def test_resuming_with_another_config_is_refused_by_name(tmp_path):
+    def stop(trainer, row):
+        if trainer.epoch == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_cell("toy/point", resolve_config({**SMALL, "checkpoint_every": 2}), 42, tmp_path / "c", on_epoch=stop)
+    with pytest.raises(api.ConfigError, match=r"different config \(horizon changed\).*--restart"):
+        train_cell("toy/point", resolve_config({**SMALL, "checkpoint_every": 2, "horizon": 5}), 42, tmp_path / "c")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pwmbench.errors import ConfigError
 from pwmbench.interfaces import Task
 from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.pwm.buffer import SequenceBuffer
@@ -364,9 +365,10 @@ class PWMTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["config"] != self.cfg.to_dict():
-            raise ValueError("checkpoint was written with a different config; refusing to resume it")
-        if not hasattr(self.env, "load_state_dict") and "env" not in state:
-            raise ValueError("this task's environments cannot restore their state; resume is impossible")
+            changed = sorted(k for k in set(state["config"]) | set(self.cfg.to_dict()) if state["config"].get(k) != self.cfg.to_dict().get(k))
+            raise ConfigError(f"the checkpoint was written with a different config ({', '.join(changed)} changed); pass --restart to train from scratch")
+        if not hasattr(self.env, "load_state_dict") or "env" not in state:
+            raise ConfigError("this task's environments cannot save and restore their state, so the run cannot resume; pass --restart")
         self.epoch, self.env_steps, self.wall_s = state["epoch"], state["env_steps"], state["wall_s"]
         self.wm_bootstrapped, self.curves, self.obs = state["wm_bootstrapped"], list(state["curves"]), state["obs"].clone()
         for key, module in (("wm", self.wm), ("actor", self.actor), ("critic", self.critic)):
