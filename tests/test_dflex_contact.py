@@ -9,7 +9,6 @@ lands and settles, and envs in a batch stay independent.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -232,29 +231,6 @@ def test_contact_envs_in_a_batch_are_independent():
         np.testing.assert_allclose(qdb[:, e], qds[:, 0], rtol=1e-6, atol=1e-6)
     assert not np.allclose(qb[-1, 0], qb[-1, 1])
     assert np.abs(batch.contact_wrenches(qb[-1], qdb[-1])).max() > 0  # contact was actually in play
-
-
-def test_speed_ant_64_envs_with_contact(capsys):
-    """Batched env steps per second, Ant, 64 envs, 16 substeps, H rebuilt once per step, WITH contact (printed;
-    dflex.md's anchor: ≈ 37/s on a 2-core CPU)."""
-    model, joints = ant_model()
-    rng = np.random.default_rng(9)
-    q, qd = ant_start(model, joints, 64)
-    q[:, 1] = 0.4  # start low so that the feet are in contact while timing
-    act = (rng.uniform(-1, 1, (64, model.dof_count)) * 20.0).astype(np.float32)
-    act[:, :6] = 0.0
-    sim = ant_sim(model, 64)
-    q, qd = sim.step(q, qd, act)  # warm-up
-    steps, start = 10, time.perf_counter()
-    for _ in range(steps):
-        q, qd = sim.step(q, qd, act)
-    rate = steps / (time.perf_counter() - start)
-    assert np.all(np.isfinite(q))
-    with capsys.disabled():
-        print(
-            f"\n[dflex contact] ant, 64 envs, 16 substeps, caching 16, contact: {rate:.1f} batched steps/s "
-            f"({64 * rate:.0f} env steps/s)"
-        )
 
 
 def test_gradient_through_contact_substeps_matches_finite_differences():

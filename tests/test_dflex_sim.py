@@ -9,7 +9,6 @@ runs in float32, so tolerances are float32-sized.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -486,23 +485,6 @@ def test_torch_in_torch_out_and_inputs_untouched():
     np.testing.assert_array_equal(q1.numpy(), q3)  # an earlier result is not overwritten by later steps
     with pytest.raises(ValueError, match="shape"):
         sim.step(q[:1], qd, act)
-
-
-def test_speed_ant_64_envs(capsys):
-    """Batched env steps per second, ant, 64 envs, 16 substeps, H rebuilt once per step, no contact (printed;
-    dflex.md's anchor: ≈ 37/s with contact on a 2-core CPU)."""
-    model, q, qd, act = ant_start(64, np.random.default_rng(9))
-    sim = Simulator(model, 64, substeps=16, mm_caching_frequency=16, limit_ke=1e3, limit_kd=10.0)
-    sim.step(q, qd, act)  # warm-up
-    steps, start = 10, time.perf_counter()
-    for _ in range(steps):
-        q, qd = sim.step(q, qd, act)
-    rate = steps / (time.perf_counter() - start)
-    assert np.all(np.isfinite(q))
-    with capsys.disabled():
-        print(
-            f"\n[dflex sim] ant, 64 envs, 16 substeps, caching 16: {rate:.1f} batched steps/s ({64 * rate:.0f} env steps/s)"
-        )
 
 
 def test_warp_cache_dir_choice(tmp_path, monkeypatch):
