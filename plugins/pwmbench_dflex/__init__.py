@@ -2,15 +2,17 @@
 
 dflex, the differentiable simulator PWM and SHAC used, no longer builds on current CUDA and is not licensed for
 commercial use, so this plugin rebuilds its tasks from the documented facts (reference/dflex.md) on `warp-lang`.
-Built so far (issue W3, in steps):
+Pieces:
 - `mjcf`: the model loader (numpy only): MuJoCo XML → dflex's reduced-coordinate articulation (one link per
   joint, masses from one density, sphere/capsule contact points);
-- `model`, `kernels`, `sim`: the batched articulated-body simulator core in Warp kernels (forward kinematics,
-  joint forces, RNEA bias, composite-rigid-body mass matrix with armature, Cholesky, semi-implicit Euler,
-  mass-matrix caching), forward only; `warp_setup` gives Warp a project-level kernel cache.
-- `contact`: penalty ground contact at fixed contact points (opt-in `contact=ContactParams(...)`).
-Still to come: the torch autograd bridge over wp.Tape with its gradient checks, and the tasks with their hooks. Importing this package does
-not import Warp.
+- `model`, `kernels`, `sim`: the batched articulated-body simulator in Warp kernels (forward kinematics, joint
+  forces, RNEA bias, composite-rigid-body mass matrix with armature, Cholesky, semi-implicit Euler, mass-matrix
+  caching); `contact`: penalty ground contact at fixed contact points; `warp_setup`: a project-level kernel cache;
+- `bridge`: one env step recorded on a `wp.Tape` as a torch autograd function (gradients to actions and state);
+- `tasks` (definitions: model, actuation, observation, reward, termination, initial states), `env` (the batched
+  `DflexVecEnv` with PWM's episode semantics), `plugin` (the task hook: `dflex/cartpole`, `dflex/hopper`,
+  `dflex/ant`, `dflex/humanoid`, `dflex/cheetah`), `rotations` (torch quaternions).
+Importing this package (or registering its tasks) does not import Warp; making an environment does.
 """
 
 __version__ = "0.1.0"

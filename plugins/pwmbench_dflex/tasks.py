@@ -1,0 +1,334 @@
+"""The dflex single tasks, one definition each: model, actuation, observation, reward, termination, initial states.
+
+Every number here is reference/dflex.md's (SHAC's tasks as PWM's fork runs them) unless a comment says it is our
+choice where that reference is silent. The definitions are pure torch on (q, q̇) — the batched env (env.py) owns
+the simulator, the episode bookkeeping and the resets — so the same code serves the fast path and the
+differentiable one. Nothing here imports Warp: building the model needs only the MJCF loader (numpy).
+
+Conventions: y is up; a free root's q is [world position, world quaternion xyzw] (identity root frame) and its q̇ a
+twist [ω, v] at the world origin, so the torso's own linear velocity is v − p × ω. Observations are computed after
+every step; the reward uses the observation from **before** the step (PWM's fork) and the action of the step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from .mjcf import FromMJCF, dm_control_asset, gymnasium_asset, load_mjcf, parse_mjcf
+from .model import Model
+from .rotations import quat_conjugate, quat_from_axis_angle, quat_mul, quat_rotate
+
+__all__ = ["TASKS", "Ant", "CartPole", "Cheetah", "DflexTask", "Hopper", "Humanoid"]
+
+IDENTITY_FRAME = (np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+# MJCF is z-up, dflex y-up: a rotation by −π/2 about x takes z to y.
+Z_UP_TO_Y_UP = np.array([-math.sin(math.pi / 4), 0.0, 0.0, math.cos(math.pi / 4)])
+INVALID_STATE = 1.0e6  # |q| or |q̇| beyond this counts as a blown-up state
+
+
+def _uniform(gen: torch.Generator, shape: tuple[int, ...], half_width: float) -> torch.Tensor:
+    return (torch.rand(shape, generator=gen, dtype=torch.float32) * 2.0 - 1.0) * half_width
+
+
+class DflexTask:
+    """One dflex task. Subclasses set the class attributes and the five methods below."""
+
+    name: ClassVar[str]
+    obs_dim: ClassVar[int]
+    act_dim: ClassVar[int]
+    episode_length: ClassVar[int] = 1000
+    substeps: ClassVar[int] = 16
+    mm_caching_frequency: ClassVar[int] = 16
+    num_envs: ClassVar[int] = 64  # PWM's env count for the task
+    contact: ClassVar[tuple[float, float, float, float] | None] = None  # (ke, kd, kf, mu)
+    limit_ke: ClassVar[float] = 1.0e3
+    limit_kd: ClassVar[float] = 10.0
+    dt: ClassVar[float] = 1.0 / 60.0
+    description: ClassVar[str] = ""
+
+    def model(self) -> Model:
+        raise NotImplementedError
+
+    def initial_state(self, model: Model, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n stochastic initial states (q, q̇), float32 on the CPU, drawn from `gen` only."""
+        raise NotImplementedError
+
+    def joint_forces(self, actions: torch.Tensor, dof_count: int) -> torch.Tensor:
+        """Actions in [−1, 1] → generalised forces [n, dof_count] (zeros on unactuated dofs)."""
+        raise NotImplementedError
+
+    def observe(self, q: torch.Tensor, qd: torch.Tensor, prev_actions: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reward(self, obs_before: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def terminated(self, obs: torch.Tensor, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        """Early termination from the post-step observation (every task also ends an env whose state is no
+        longer finite; see `invalid_state`)."""
+        return torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
+
+    @staticmethod
+    def invalid_state(q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        """Non-finite or beyond ±1e6 anywhere in q or q̇ (dflex's Humanoid test, applied to every task so that a
+        blown-up env is reset instead of feeding NaNs to the trainer)."""
+        bad_q = ~torch.isfinite(q).all(-1) | (q.abs() > INVALID_STATE).any(-1)
+        return bad_q | ~torch.isfinite(qd).all(-1) | (qd.abs() > INVALID_STATE).any(-1)
+
+
+def _actuated(actions: torch.Tensor, dof_count: int, scale: torch.Tensor | float) -> torch.Tensor:
+    """Root dofs get no force; the last act_dim dofs get scale · a."""
+    root = torch.zeros(actions.shape[0], dof_count - actions.shape[1], dtype=actions.dtype, device=actions.device)
+    return torch.cat((root, actions * scale), dim=-1)
+
+
+# --------------------------------------------------------------------------------------- Ant and Humanoid
+class _Walker(DflexTask):
+    """A free-root walker heading to a far target along +x (Ant, Humanoid): torso observations as SHAC's."""
+
+    start_height: ClassVar[float]
+    target_x: ClassVar[float]
+    joint_start: ClassVar[tuple[float, ...]]
+    termination_height: ClassVar[float]
+
+    def start_q(self, model: Model, n: int) -> torch.Tensor:
+        q = torch.zeros(n, model.coord_count)
+        q[:, 1] = self.start_height
+        q[:, 3:7] = torch.as_tensor(Z_UP_TO_Y_UP, dtype=torch.float32)
+        q[:, 7:] = torch.as_tensor(self.joint_start, dtype=torch.float32)
+        return q
+
+    def initial_state(self, model, n, gen):
+        """Position ±0.1, rotation about a random axis by U(−π/24, π/24), joints ±0.2, velocities U(−0.25, 0.25)."""
+        q = self.start_q(model, n)
+        q[:, 0:3] += _uniform(gen, (n, 3), 0.1)
+        angle = _uniform(gen, (n,), math.pi / 24)
+        axis = torch.nn.functional.normalize(_uniform(gen, (n, 3), 0.5), dim=-1)
+        q[:, 3:7] = quat_mul(q[:, 3:7], quat_from_axis_angle(axis, angle))
+        q[:, 7:] += _uniform(gen, (n, model.coord_count - 7), 0.2)
+        qd = _uniform(gen, (n, model.dof_count), 0.25)
+        return q, qd
+
+    def observe(self, q, qd, prev_actions):
+        pos, rot = q[:, 0:3], q[:, 3:7]
+        ang_vel = qd[:, 0:3]
+        lin_vel = qd[:, 3:6] - torch.linalg.cross(pos, ang_vel, dim=-1)  # the torso origin's velocity
+        to_target = torch.stack(
+            (self.target_x - pos[:, 0], torch.zeros_like(pos[:, 1]), -pos[:, 2]), dim=-1
+        )  # target (target_x, ·, 0) relative to the start, on the ground plane
+        target_dir = torch.nn.functional.normalize(to_target, dim=-1)
+        torso = quat_mul(rot, quat_conjugate(torch.as_tensor(Z_UP_TO_Y_UP, dtype=q.dtype, device=q.device)))
+        up = quat_rotate(torso, torch.tensor([0.0, 1.0, 0.0], device=q.device))
+        heading = quat_rotate(torso, torch.tensor([1.0, 0.0, 0.0], device=q.device))
+        return torch.cat(
+            (
+                pos[:, 1:2],  # torso height
+                rot,
+                lin_vel,
+                ang_vel,
+                q[:, 7:],
+                0.1 * qd[:, 6:],
+                up[:, 1:2],
+                (heading * target_dir).sum(-1, keepdim=True),
+                prev_actions,
+            ),
+            dim=-1,
+        )
+
+    def terminated(self, obs, q, qd):
+        return obs[:, 0] < self.termination_height
+
+
+class Ant(_Walker):
+    name = "ant"
+    obs_dim, act_dim = 37, 8
+    num_envs = 128
+    contact = (4.0e4, 1.0e4, 3.0e3, 0.75)
+    start_height = 0.75
+    target_x = 10000.0
+    joint_start = (0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0)
+    termination_height = 0.27
+    description = "dflex Ant (gymnasium's ant geometry), 8 hinges, 200·a torques, run along +x"
+
+    def model(self):
+        art = load_mjcf(gymnasium_asset("ant"), density=1000.0, stiffness=0.0, damping=1.0, armature=0.05)
+        return Model.from_articulation(art, root_frame=IDENTITY_FRAME, joint_target=[0.0] * 6 + list(self.joint_start))
+
+    def joint_forces(self, actions, dof_count):
+        return _actuated(actions, dof_count, 200.0)
+
+    def reward(self, obs_before, actions):
+        p = obs_before
+        return p[:, 5] + 0.1 * p[:, 27] + p[:, 28] + (p[:, 0] - self.termination_height)
+
+
+HUMANOID_STRENGTH = (200, 200, 200, 200, 200, 600, 400, 100, 100, 200, 200, 600, 400, 100, 100, 100, 100, 200, 100, 100, 200)
+
+
+class Humanoid(_Walker):
+    name = "humanoid"
+    obs_dim, act_dim = 76, 21
+    substeps = mm_caching_frequency = 48
+    contact = (2.0e4, 2.0e3, 1.0e3, 0.75)  # kd: PWM's fork (SHAC: 5e3)
+    start_height = 1.35
+    target_x = 200.0
+    joint_start = (0.0,) * 21
+    termination_height = 0.74
+    description = "dflex Humanoid (DeepMind's 21-hinge humanoid), 0.35·strength·a torques, run along +x"
+
+    def model(self):
+        art = load_mjcf(
+            dm_control_asset("humanoid"),
+            density=1000.0,
+            stiffness=FromMJCF(5.0),
+            damping=FromMJCF(0.1),
+            armature=FromMJCF(0.007),
+        )
+        return Model.from_articulation(art, root_frame=IDENTITY_FRAME)
+
+    def joint_forces(self, actions, dof_count):
+        strength = torch.as_tensor(HUMANOID_STRENGTH, dtype=actions.dtype, device=actions.device)
+        return _actuated(actions, dof_count, 0.35 * strength)
+
+    def reward(self, obs_before, actions):
+        p = obs_before
+        d = torch.clamp(p[:, 0] - 0.84, -1.0, 0.1)
+        height = torch.where(d < 0.0, -200.0 * d * d, 10.0 * d)
+        return p[:, 5] + 0.1 * p[:, 53] + p[:, 54] + height - 0.002 * (actions**2).sum(-1)
+
+    def terminated(self, obs, q, qd):
+        return super().terminated(obs, q, qd) | self.invalid_state(q, qd)
+
+
+# ------------------------------------------------------------------------------------------- planar tasks
+class Hopper(DflexTask):
+    """Root slide x, slide z, hinge y (pitch), then thigh, leg, foot: q 6, q̇ 6; observation q[1:] and q̇."""
+
+    name = "hopper"
+    obs_dim, act_dim = 11, 3
+    contact = (2.0e4, 2.0e3, 1.0e3, 0.9)  # kd: PWM's fork (SHAC: 1e3)
+    description = "dflex Hopper (gymnasium's hopper geometry), 3 hinges, 200·a torques, hop along +x"
+
+    def model(self):
+        # The file's own angle unit (degrees) is kept: reading those ranges as radians would leave them ±150 rad.
+        art = load_mjcf(gymnasium_asset("hopper"), density=1000.0, stiffness=0.0, damping=2.0, armature=1.0)
+        root = art.links[0]
+        frame = (_rotate(Z_UP_TO_Y_UP, np.asarray(root.position)), _quat_mul_np(Z_UP_TO_Y_UP, np.asarray(root.orientation)))
+        return Model.from_articulation(art, root_frame=frame)
+
+    def initial_state(self, model, n, gen):
+        """Position ±0.05 (x, z), pitch ±0.05, joints ±0.05, velocities ±0.05."""
+        q = _uniform(gen, (n, model.coord_count), 0.05)
+        qd = _uniform(gen, (n, model.dof_count), 0.05)
+        return q, qd
+
+    def joint_forces(self, actions, dof_count):
+        return _actuated(actions, dof_count, 200.0)
+
+    def observe(self, q, qd, prev_actions):
+        return torch.cat((q[:, 1:], qd), dim=-1)
+
+    def reward(self, obs_before, actions):
+        p = obs_before
+        d = torch.clamp(p[:, 0] + 0.30, -1.0, 0.3)
+        height = torch.where(d < 0.0, -200.0 * d * d, d)
+        angle = 1.0 - p[:, 1] ** 2 / (math.pi / 6) ** 2
+        return p[:, 5] + height + angle - 0.1 * (actions**2).sum(-1)
+
+    def terminated(self, obs, q, qd):
+        return obs[:, 0] < -0.45
+
+
+class Cheetah(DflexTask):
+    """Half-cheetah: root slide x, slide z, hinge y, then 6 hinges (q 9, q̇ 9); observation q[1:] and q̇.
+
+    reference/dflex.md gives only its sizes, actuation and (no) termination; the rest is our choice, stated here:
+    Hopper's constants (density 1000, damping 2, armature 1.0 → 0.1, contact 2e4/2e3/1e3/0.9), its initial-state
+    noise, and SHAC's reward, the forward velocity of the root (obs[8] = ẋ)."""
+
+    name = "cheetah"
+    obs_dim, act_dim = 17, 6
+    contact = (2.0e4, 2.0e3, 1.0e3, 0.9)
+    description = "half-cheetah (gymnasium's geometry), 6 hinges, 200·a torques, run along +x (constants: our choice)"
+
+    def model(self):
+        art = load_mjcf(gymnasium_asset("half_cheetah"), density=1000.0, stiffness=0.0, damping=2.0, armature=0.1)
+        root = art.links[0]
+        frame = (_rotate(Z_UP_TO_Y_UP, np.asarray(root.position)), _quat_mul_np(Z_UP_TO_Y_UP, np.asarray(root.orientation)))
+        return Model.from_articulation(art, root_frame=frame)
+
+    initial_state = Hopper.initial_state
+    joint_forces = Hopper.joint_forces
+    observe = Hopper.observe
+
+    def reward(self, obs_before, actions):
+        return obs_before[:, 8]
+
+
+# --------------------------------------------------------------------------------------------- CartPole
+CARTPOLE_XML = """<mujoco model="cartpole">
+  <!-- Our model (reference/dflex.md does not give the cart and pole): a 1 kg cart (sphere r 0.062 m) on a rail
+       of ±4 m, a 1 kg pole 1 m long (capsule r 0.0178 m) hinged at the cart; q = 0 is the pole upright. -->
+  <worldbody>
+    <body name="cart">
+      <joint name="slider" type="slide" axis="1 0 0" range="-4 4" limited="true"/>
+      <geom type="sphere" size="0.062"/>
+      <body name="pole">
+        <joint name="hinge" type="hinge" axis="0 1 0"/>
+        <geom type="capsule" fromto="0 0 0 0 0 1" size="0.0178"/>
+      </body>
+    </body>
+  </worldbody>
+</mujoco>"""
+
+
+class CartPole(DflexTask):
+    """Swing-up: the pole starts hanging (θ = −π; θ = 0 is upright), the cart is pushed with 1000·a N."""
+
+    name = "cartpole"
+    obs_dim, act_dim = 5, 1
+    episode_length = 240
+    substeps = mm_caching_frequency = 4
+    num_envs = 1024
+    limit_ke, limit_kd = 1.0e4, 0.0  # our choice: a stiff rail end, no always-on damping on a swinging pole
+    description = "dflex CartPole swing-up (1 kg cart, 1 kg 1 m pole: our model), 1000·a N on the cart"
+
+    def model(self):
+        art = parse_mjcf(CARTPOLE_XML, density=1000.0, stiffness=0.0, damping=0.0, armature=0.1)
+        return Model.from_articulation(art, root_frame=(np.zeros(3), Z_UP_TO_Y_UP))
+
+    def initial_state(self, model, n, gen):
+        """θ = −π + π·U(−0.5, 0.5) (the pole's angle; the cart starts at x = 0), velocities U(−0.25, 0.25)."""
+        q = torch.zeros(n, 2)
+        q[:, 1] = -math.pi + _uniform(gen, (n,), 0.5 * math.pi)
+        qd = _uniform(gen, (n, 2), 0.25)
+        return q, qd
+
+    def joint_forces(self, actions, dof_count):
+        return torch.cat((1000.0 * actions, torch.zeros_like(actions)), dim=-1)
+
+    def observe(self, q, qd, prev_actions):
+        x, theta = q[:, 0], q[:, 1]
+        return torch.stack((x, qd[:, 0], torch.sin(theta), torch.cos(theta), qd[:, 1]), dim=-1)
+
+    def reward(self, obs_before, actions):
+        x, x_dot, sin, cos, theta_dot = obs_before.unbind(-1)
+        theta = torch.atan2(sin, cos)  # normalised to (−π, π]
+        return -(theta**2) - 0.1 * theta_dot**2 - 0.05 * x**2 - 0.1 * x_dot**2
+
+
+TASKS: dict[str, type[DflexTask]] = {cls.name: cls for cls in (CartPole, Hopper, Ant, Humanoid, Cheetah)}
+
+
+# ------------------------------------------------------------------------------------------ numpy helpers
+def _quat_mul_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return quat_mul(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)).numpy()
+
+
+def _rotate(qt: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return quat_rotate(torch.tensor(qt, dtype=torch.float64), torch.tensor(v, dtype=torch.float64)).numpy()
