@@ -234,6 +234,59 @@ def check_cmd(suite_file, out_dir) -> None:
     sys.exit(0 if all(ok for _, ok, _ in results) else 1)
 
 
+@main.group("data")
+def data_group() -> None:
+    """Offline data in TD-MPC2's format: collect a dataset, inspect one."""
+
+
+@data_group.command("collect")
+@click.option("--taskset", required=True, help="Task set (mt30, mt80) or a single task (e.g. dmc/walker-walk).")
+@click.option("--episodes-per-task", type=int, required=True, help="Full episodes to collect for every task.")
+@click.option("--policy", default="random", show_default=True, help="Behaviour policy (random).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--num-envs", type=int, default=8, show_default=True, help="Copies of each task stepped together.")
+@click.option("--tasks", "task_ids", default=None, help="Only these task ids, comma-separated (e.g. 0,3,8).")
+@click.option("--episodes-per-chunk", type=int, default=10_000, show_default=True, help="Episodes per chunk file.")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for chunk_<i>.pt and metadata.json.")
+def data_collect_cmd(taskset, episodes_per_task, policy, seed, num_envs, task_ids, episodes_per_chunk, overwrite, out_dir) -> None:
+    """Run a behaviour policy in the real environments and write TD-MPC2-format chunk files."""
+    from pwmbench.data.collect import collect
+    from pwmbench.errors import PwmbenchError
+
+    ids = None
+    if task_ids:
+        try:
+            ids = [int(x) for x in task_ids.split(",") if x.strip()]
+        except ValueError:
+            _fail(f"--tasks takes comma-separated task ids, got {task_ids!r}")
+    try:
+        meta = collect(taskset, episodes_per_task, out_dir, policy=policy, seed=seed, num_envs=num_envs, task_ids=ids,
+                       episodes_per_chunk=episodes_per_chunk, overwrite=overwrite, progress=click.echo)  # fmt: skip
+    except PwmbenchError as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {len(meta['chunks'])} chunk file(s) to {out_dir} in {meta['seconds']:.1f} s")
+
+
+@data_group.command("inspect")
+@click.argument("directory", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--allow-pickle", is_flag=True, help="Unpickle files the safe loader refuses (trusted sources only).")
+def data_inspect_cmd(directory, as_json, allow_pickle) -> None:
+    """Episodes and transitions overall and per task id, widths, episode length, and anything malformed.
+    Exit status 1 when something is malformed."""
+    from pwmbench.data.inspect import format_report, inspect_dataset
+
+    report = inspect_dataset(directory, allow_pickle=allow_pickle)
+    if as_json:
+        click.echo(json.dumps(report, indent=1, default=str))
+    else:
+        names = (report.get("metadata") or {}).get("tasks")
+        click.echo(format_report(report, names))
+    if report["malformed"]:
+        sys.exit(1)
+
+
 def _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim):
     from pwmbench.errors import ConfigError
     from pwmbench.parity import Dims

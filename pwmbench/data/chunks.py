@@ -1,0 +1,206 @@
+"""TD-MPC2's offline-data chunk files: read them safely and lazily, write them, and say exactly what is wrong.
+
+Format (reference/multitask.md): `chunk_<i>.pt` is a `tensordict.TensorDict` saved with `torch.save`, batch shape
+`[episodes, L]`, keys `obs` float32 `[N, L, obs_pad]`, `action` float32 `[N, L, act_pad]`, `reward` float32
+`[N, L]`, `task` int32 `[N, L]` (optionally `terminated`). Entry 0 of an episode is the reset observation, with NaN
+action and reward; entry t ≥ 1 holds obs_t, the action that led to it and that transition's reward.
+
+Why a reader of our own:
+- **Safety.** A `.pt` file is a pickle. `read_chunk` unpickles with `torch.load(weights_only=True)` and an
+  allow-list that contains only stand-ins for the two TensorDict entry points such files use (the class and its
+  rebuild function); the stand-ins collect the tensors into a plain dict and run no code of the file's choosing.
+  So reading needs no `tensordict` install, and a file that wants anything else is refused with the reason.
+  `allow_pickle=True` is the explicit opt-in for files from a trusted source in some other layout.
+- **Memory.** `mmap=True` maps the tensors' storage instead of reading it: a 20–34 GB dataset opens in
+  milliseconds, and sampling touches only the pages of the sampled windows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pwmbench.errors import PwmbenchError
+
+__all__ = ["REQUIRED_KEYS", "Chunk", "ChunkError", "chunk_paths", "read_chunk", "write_chunk"]
+
+REQUIRED_KEYS = ("obs", "action", "reward", "task")
+_CHUNK_NAME = re.compile(r"^chunk_(\d+)\.pt$")
+
+
+class ChunkError(PwmbenchError):
+    """A chunk file cannot be read or does not follow the format (the message names the file and the problem)."""
+
+
+@dataclass
+class Chunk:
+    """One chunk's tensors (memory-mapped when read with mmap), keyed as in the file."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    batch_size: tuple[int, ...] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def episodes(self) -> int:
+        return int(self.tensors["obs"].shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.tensors["obs"].shape[1])
+
+
+# ------------------------------------------------------------------------------------------ safe unpickling
+class _TensorDictStandIn:
+    """Receives a pickled TensorDict's state; keeps its tensors (nested TensorDicts flatten to dotted keys)."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.batch_size: tuple[int, ...] | None = None
+
+    def __setstate__(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ChunkError(f"unexpected TensorDict state of type {type(state).__name__}")
+        inner = state.get("_tensordict", state.get("tensordict", {}))
+        for key, value in dict(inner).items():
+            if isinstance(value, _TensorDictStandIn):
+                self.tensors.update({f"{key}.{k}": v for k, v in value.tensors.items()})
+            elif isinstance(value, torch.Tensor):
+                self.tensors[str(key)] = value
+        size = state.get("_batch_size", state.get("batch_size"))
+        self.batch_size = tuple(int(s) for s in size) if size is not None else None
+
+
+def _make_td(cls, state):
+    obj = _TensorDictStandIn()
+    obj.__setstate__(state)
+    return obj
+
+
+_STAND_INS = [
+    (_make_td, "tensordict._reductions._make_td"),
+    (_TensorDictStandIn, "tensordict._td.TensorDict"),
+    (_TensorDictStandIn, "tensordict.tensordict.TensorDict"),
+    (_TensorDictStandIn, "tensordict.TensorDict"),
+    (dict, "tensordict.utils._StringOnlyDict"),
+]
+
+
+@contextlib.contextmanager
+def _only_stand_ins():
+    """Allow exactly the stand-ins while loading (a `tensordict` import registers the real classes process-wide;
+    they are put back afterwards)."""
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(_STAND_INS)
+    try:
+        yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+
+
+def _as_tensors(obj, path: Path) -> tuple[dict[str, torch.Tensor], tuple[int, ...] | None]:
+    if isinstance(obj, _TensorDictStandIn):
+        return obj.tensors, obj.batch_size
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {str(k): v for k, v in obj.items()}, None
+    if hasattr(obj, "keys") and hasattr(obj, "batch_size"):  # a real TensorDict (allow_pickle with tensordict)
+        return {str(k): obj.get(k) for k in obj.keys()}, tuple(obj.batch_size)
+    raise ChunkError(f"{path}: holds a {type(obj).__name__}, not a TensorDict or a dict of tensors")
+
+
+def read_chunk(path: str | os.PathLike, *, mmap: bool = True, allow_pickle: bool = False) -> Chunk:
+    """Open one chunk file. Raises `ChunkError` naming the file when it cannot be read (truncated, not a torch
+    file, unsafe content without `allow_pickle`); format problems of a readable file are listed by `check_chunk`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChunkError(f"{path}: no such file")
+    try:
+        if allow_pickle:
+            obj = torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
+        else:
+            with _only_stand_ins():
+                obj = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+    except ChunkError:
+        raise
+    except Exception as exc:  # torch raises many kinds for truncated or foreign files
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = " (refused by the safe loader; pass allow_pickle=True / --allow-pickle only for a trusted file)" if "weights" in str(exc).lower() or "GLOBAL" in str(exc) else ""
+        raise ChunkError(f"{path}: cannot be read: {text[:300]}{hint}") from exc
+    tensors, batch_size = _as_tensors(obj, path)
+    chunk = Chunk(path=path, tensors=tensors, batch_size=batch_size)
+    chunk.problems = check_chunk(chunk)
+    return chunk
+
+
+def check_chunk(chunk: Chunk, *, scan_nan: bool = True) -> list[str]:
+    """Everything malformed about a chunk, as sentences naming the key (empty list: well-formed).
+
+    scan_nan: also check that entry 0 of every episode has NaN action and reward and that later entries are finite
+    (reads the action and reward columns in full; they are small next to obs)."""
+    t, problems = chunk.tensors, []
+    missing = [k for k in REQUIRED_KEYS if k not in t]
+    if missing:
+        return [f"missing key(s) {missing} (has {sorted(t)})"]
+    obs, action, reward, task = (t[k] for k in REQUIRED_KEYS)
+    if obs.dim() != 3 or action.dim() != 3:
+        return [f"obs and action must be [episodes, L, width], got {tuple(obs.shape)} and {tuple(action.shape)}"]
+    n, length = obs.shape[:2]
+    for key in ("action", "reward", "task") + (("terminated",) if "terminated" in t else ()):
+        if tuple(t[key].shape[:2]) != (n, length):
+            problems.append(f"{key} has batch shape {tuple(t[key].shape[:2])}, obs has {(n, length)} (wrong length)")
+    if reward.dim() != 2 and not problems:
+        problems.append(f"reward must be [episodes, L], got {tuple(reward.shape)}")
+    if length < 2:
+        problems.append(f"episodes of length {length} hold no transition")
+    if problems:
+        return problems
+    if chunk.batch_size is not None and chunk.batch_size[:2] != (n, length):
+        problems.append(f"TensorDict batch size {chunk.batch_size} disagrees with obs {(n, length)}")
+    if task.is_floating_point():
+        problems.append(f"task must be an integer tensor, got {task.dtype}")
+    elif n and not bool((task == task[:, :1]).all()):
+        problems.append("task id changes within an episode")
+    elif n and int(task.min()) < 0:
+        problems.append(f"negative task id {int(task.min())}")
+    if scan_nan and n:
+        if not bool(torch.isnan(action[:, 0]).all()) or not bool(torch.isnan(reward[:, 0]).all()):
+            bad = int((~torch.isnan(reward[:, 0]) | ~torch.isnan(action[:, 0]).all(-1)).sum())
+            problems.append(f"entry 0 must hold NaN action and reward (the reset observation); {bad} episode(s) do not")
+        if not bool(torch.isfinite(reward[:, 1:]).all()):
+            problems.append("non-finite rewards after entry 0")
+        if not bool(torch.isfinite(action[:, 1:]).all()):
+            problems.append("non-finite actions after entry 0")
+    return problems
+
+
+def chunk_paths(directory: str | os.PathLike) -> list[Path]:
+    """`chunk_<i>.pt` files in `directory`, in numeric order of i."""
+    directory = Path(directory)
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _CHUNK_NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def write_chunk(path: str | os.PathLike, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, task: torch.Tensor) -> Path:
+    """Write one chunk exactly as TD-MPC2 does (a TensorDict via `torch.save`), atomically (temp file + rename).
+    Needs `tensordict` (the `mt` extra)."""
+    try:
+        from tensordict import TensorDict
+    except ImportError as exc:
+        raise PwmbenchError("writing TD-MPC2 chunk files needs tensordict: pip install 'pwmbench[mt]'") from exc
+    path = Path(path)
+    n, length = obs.shape[:2]
+    td = TensorDict(
+        {"obs": obs.float(), "action": action.float(), "reward": reward.float(), "task": task.to(torch.int32)},
+        batch_size=[n, length],
+    )
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(td, tmp)
+    os.replace(tmp, path)
+    return path

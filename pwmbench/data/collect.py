@@ -1,0 +1,175 @@
+"""`collect`: run a behaviour policy in the real environments and write TD-MPC2-format chunk files.
+
+Why: TD-MPC2's datasets live on a hub these machines cannot reach. Collecting a dataset in exactly their format
+exercises every path of the offline pipeline (reader, sampler, multitask training, inspector) without it, and gives
+users with no download a dataset of their own.
+
+Layout of what is written (same as TD-MPC2's files): episodes of L = episode_length + 1 entries; entry 0 is the
+reset observation with NaN action and reward; entry t holds obs_t, the action a_{t−1} that led to it (zero-padded
+to the set's action width) and the reward of that transition; observations zero-padded to the set's obs width;
+`task` = the task's id in the set. Episodes must run to their full length (TD-MPC2's data has no early
+termination); a task that terminates early is refused. `metadata.json` records the task set, the task names, the
+policy, the seed and the versions of the simulators (physics differs between mujoco versions).
+
+Files appear atomically: every chunk is written to a temporary name and renamed, and `metadata.json` is written
+last, so a directory with metadata is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pwmbench import api
+from pwmbench.errors import PwmbenchError
+
+from .chunks import chunk_paths, write_chunk
+
+__all__ = ["collect", "members"]
+
+POLICIES = ("random",)
+
+
+def members(name: str) -> tuple[list[str], int, int]:
+    """(member task names in id order, padded obs width, padded action width) of a task set, or of one task."""
+    task = api.task(name)
+    names = list(getattr(task, "tasks", None) or [name])
+    return names, task.spec.obs_dim, task.spec.act_dim
+
+
+def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_pad: int, act_pad: int) -> dict[str, torch.Tensor]:
+    """`count` full episodes of `name` under a uniform-random policy: obs [count, L, obs_pad], action, reward."""
+    task = api.task(name)
+    spec = task.spec
+    n = max(1, min(num_envs, count))
+    env = task.make_env(n, seed)
+    length = spec.episode_length + 1
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.zeros(count, length, obs_pad)
+    action = torch.zeros(count, length, act_pad)
+    reward = torch.zeros(count, length)
+    action[:, 0] = float("nan")
+    reward[:, 0] = float("nan")
+    current = env.reset(seed=seed)
+    slot = list(range(n))  # which output episode each copy is filling (≥ count: discard)
+    next_slot, t = n, torch.zeros(n, dtype=torch.long)
+    for i in range(n):
+        if slot[i] < count:
+            obs[slot[i], 0, : spec.obs_dim] = current[i].float().cpu()
+    done_count = 0
+    while done_count < count:
+        a = torch.rand(n, spec.act_dim, generator=gen) * 2 - 1
+        nxt, r, terminated, truncated, info = env.step(a)
+        final = info.get("obs_before_reset", nxt)
+        t += 1
+        for i in range(n):
+            s = slot[i]
+            if s < count:
+                obs[s, t[i], : spec.obs_dim] = final[i].float().cpu()
+                action[s, t[i], : spec.act_dim] = a[i]
+                reward[s, t[i]] = float(r[i])
+            if bool(terminated[i]):
+                raise PwmbenchError(f"{name} ended an episode early (step {int(t[i])} of {spec.episode_length}); "
+                                    "TD-MPC2-format data needs full-length episodes")  # fmt: skip
+            if bool(truncated[i]):
+                if s < count:
+                    done_count += 1
+                slot[i], next_slot, t[i] = next_slot, next_slot + 1, 0
+                if slot[i] < count:
+                    obs[slot[i], 0, : spec.obs_dim] = nxt[i].float().cpu()
+    if hasattr(env, "close"):
+        env.close()
+    return {"obs": obs, "action": action, "reward": reward}
+
+
+def versions() -> dict[str, str | None]:
+    from pwmbench.provenance import PACKAGES, _version
+
+    return {p: _version(p) for p in ("pwmbench",) + PACKAGES}
+
+
+def collect(
+    taskset: str,
+    episodes_per_task: int,
+    out: str | os.PathLike,
+    *,
+    policy: str = "random",
+    seed: int = 0,
+    num_envs: int = 8,
+    task_ids: list[int] | None = None,
+    episodes_per_chunk: int = 10_000,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Collect `episodes_per_task` episodes of every task of `taskset` (or of `task_ids` only) into `out`.
+    Returns the metadata written to `out/metadata.json`."""
+    if policy not in POLICIES:
+        raise PwmbenchError(f"unknown behaviour policy {policy!r}; available: {', '.join(POLICIES)}")
+    if episodes_per_task < 1 or episodes_per_chunk < 1:
+        raise PwmbenchError("episodes_per_task and episodes_per_chunk must be at least 1")
+    names, obs_pad, act_pad = members(taskset)
+    ids = list(range(len(names))) if task_ids is None else list(task_ids)
+    bad = [i for i in ids if not 0 <= i < len(names)]
+    if bad:
+        raise PwmbenchError(f"task id(s) {bad} not in {taskset} (0–{len(names) - 1})")
+    lengths = {api.task(names[i]).spec.episode_length for i in ids}
+    if len(lengths) > 1:
+        raise PwmbenchError(f"tasks {[names[i] for i in ids]} have different episode lengths {sorted(lengths)}; "
+                            "one dataset holds one length (collect DMC and Meta-World separately)")  # fmt: skip
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if chunk_paths(out) or (out / "metadata.json").exists():
+        if not overwrite:
+            raise PwmbenchError(f"{out} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
+        for p in chunk_paths(out) + [out / "metadata.json"]:
+            p.unlink(missing_ok=True)
+    started = time.time()
+    pending: dict[str, list[torch.Tensor]] = {"obs": [], "action": [], "reward": [], "task": []}
+    written: list[str] = []
+
+    def flush(limit: int) -> None:
+        """Write full chunks of `episodes_per_chunk` episodes while at least `limit` episodes are pending."""
+        while pending["obs"] and sum(x.shape[0] for x in pending["obs"]) >= limit:
+            parts = {k: torch.cat(v) for k, v in pending.items()}
+            take = min(episodes_per_chunk, parts["obs"].shape[0])
+            path = write_chunk(out / f"chunk_{len(written)}.pt", *(parts[k][:take] for k in ("obs", "action", "reward", "task")))
+            written.append(path.name)
+            for k, v in pending.items():
+                v[:] = [parts[k][take:]] if parts[k].shape[0] > take else []
+
+    for i in ids:
+        episodes = _episodes_of_one_task(names[i], episodes_per_task, num_envs, seed + 1009 * i, obs_pad, act_pad)
+        pending["obs"].append(episodes["obs"])
+        pending["action"].append(episodes["action"])
+        pending["reward"].append(episodes["reward"])
+        pending["task"].append(torch.full(episodes["reward"].shape, i, dtype=torch.int32))
+        flush(episodes_per_chunk)
+        if progress:
+            progress(f"{names[i]} (id {i}): {episodes_per_task} episodes, mean return {float(episodes['reward'][:, 1:].sum(1).mean()):.1f}")
+    flush(1)
+    meta = {
+        "format": "tdmpc2",
+        "taskset": taskset,
+        "tasks": names,
+        "task_ids": ids,
+        "episodes_per_task": episodes_per_task,
+        "episode_length": next(iter(lengths)) + 1,
+        "obs_dim": obs_pad,
+        "act_dim": act_pad,
+        "policy": policy,
+        "seed": seed,
+        "chunks": written,
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "seconds": round(time.time() - started, 2),
+    }
+    tmp = out / f".metadata.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, out / "metadata.json")
+    return meta
