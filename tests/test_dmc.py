@@ -8,12 +8,13 @@ from pwmbench import api
 
 import pwmbench_dmc
 
-NAMES = sorted(pwmbench_dmc.TASKS)
+NAMES = sorted(pwmbench_dmc.STANDARD_TASKS)  # the 11 custom tasks: test_dmc_custom.py
 
 
 def test_all_19_standard_mt30_tasks_are_registered():
     names = [n for n in api.get_plugins().tasks.names() if n.startswith("dmc/")]
-    assert len(set(pwmbench_dmc.TASKS)) == 19 and set(names) >= {f"dmc/{n}" for n in NAMES}
+    assert len(set(pwmbench_dmc.STANDARD_TASKS)) == 19 and set(names) >= {f"dmc/{n}" for n in pwmbench_dmc.TASKS}
+    assert list(pwmbench_dmc.TASKS)[:19] == list(pwmbench_dmc.STANDARD_TASKS)  # MT30 order: standard tasks first
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,5 +1,9 @@
 """DeepMind Control single tasks with TD-MPC2's conventions, as batched environments.
 
+The 30 DMC tasks of MT30: dm_control's 19 standard tasks, loaded through `suite.load`, and TD-MPC2's 11 custom
+ones (backwards/one-foot/jump locomotion, a 3-link reacher, cup-spin, pendulum-spin), re-created as dm_control
+tasks in `custom.py` and built from there with the same seeding, time limits and conventions.
+
 Conventions (reference/multitask.md): `suite.load(domain, task, task_kwargs={"random": seed})`; actions in
 [−1, 1] rescaled to the action spec; action repeat 2 with rewards summed; 500 agent steps per episode
 (dm_control's 1000-step limit), never a terminal state; observation = the observation dict's values
@@ -24,8 +28,12 @@ __version__ = "0.1.0"
 ACTION_REPEAT = 2
 EPISODE_LENGTH = 500  # agent steps
 
+# Model fields that dm_control tasks change in `initialize_episode` (target positions and sizes, finger's hinge
+# damping); `state_dict` keeps them, since `physics.get_state()` holds only qpos/qvel/act.
+TASK_MODEL_FIELDS = ("geom_pos", "geom_size", "site_pos", "site_size", "dof_damping")
+
 # The 19 standard dm_control tasks of MT30 (TD-MPC2 order), with their observation and action widths.
-TASKS: dict[str, tuple[int, int]] = {
+STANDARD_TASKS: dict[str, tuple[int, int]] = {
     "walker-stand": (24, 6),
     "walker-walk": (24, 6),
     "walker-run": (24, 6),
@@ -47,6 +55,24 @@ TASKS: dict[str, tuple[int, int]] = {
     "hopper-hop": (15, 4),
 }
 
+# TD-MPC2's 11 custom tasks (MT30 ids 19–29), defined in custom.py.
+CUSTOM_TASKS: dict[str, tuple[int, int]] = {
+    "walker-walk-backwards": (24, 6),
+    "walker-run-backwards": (24, 6),
+    "cheetah-run-backwards": (17, 6),
+    "cheetah-run-front": (17, 6),
+    "cheetah-run-back": (17, 6),
+    "cheetah-jump": (17, 6),
+    "hopper-hop-backwards": (15, 4),
+    "reacher-three-easy": (8, 3),
+    "reacher-three-hard": (8, 3),
+    "cup-spin": (8, 2),
+    "pendulum-spin": (3, 1),
+}
+
+# All 30 in MT30 task-id order: the dict order is the id order.
+TASKS: dict[str, tuple[int, int]] = {**STANDARD_TASKS, **CUSTOM_TASKS}
+
 
 def domain_and_task(name: str) -> tuple[str, str]:
     """'cup-catch' → ('ball_in_cup', 'catch'); 'cartpole-balance-sparse' → ('cartpole', 'balance_sparse')."""
@@ -62,6 +88,10 @@ def copy_seeds(seed: int, n: int) -> list[int]:
 def load_env(name: str, seed: int) -> Any:
     """One dm_control environment for a registered task name, seeded."""
     os.environ.setdefault("MUJOCO_GL", "off")
+    if name in CUSTOM_TASKS:
+        from pwmbench_dmc import custom
+
+        return custom.load(name, seed)
     from dm_control import suite
 
     domain, task = domain_and_task(name)
@@ -127,13 +157,15 @@ class DMCVecEnv(VecEnv):
 
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything that decides future steps: physics state, solver warm start, RNGs and step counters."""
+        """Everything that decides future steps: physics state, solver warm start, RNGs, step counters, and the
+        model fields that tasks re-draw at reset (reacher, finger and fish move their targets in the model)."""
         copies = []
         for env in self.envs:
             data = env.physics.data
             copies.append(
                 {
                     "physics": env.physics.get_state().copy(),
+                    "model": {f: np.array(getattr(env.physics.model, f)) for f in TASK_MODEL_FIELDS},
                     "ctrl": np.array(data.ctrl),
                     "warmstart": np.array(data.qacc_warmstart),
                     "random": env.task.random.get_state(),
@@ -147,6 +179,8 @@ class DMCVecEnv(VecEnv):
         for env, saved in zip(self.envs, state["copies"], strict=True):
             with env.physics.reset_context():
                 env.physics.set_state(saved["physics"])
+                for field, value in saved.get("model", {}).items():  # absent in states saved before it was kept
+                    getattr(env.physics.model, field)[:] = value
             env.physics.data.ctrl[:] = saved["ctrl"]
             env.physics.data.qacc_warmstart[:] = saved["warmstart"]
             env.task.random.set_state(saved["random"])
@@ -159,6 +193,7 @@ class DMCTask(Task):
 
     def __init__(self, name: str) -> None:
         obs_dim, act_dim = TASKS[name]
+        origin = " (TD-MPC2 custom task)" if name in CUSTOM_TASKS else ""
         self.task_name = name
         self.spec = TaskSpec(
             name=f"dmc/{name}",
@@ -166,7 +201,10 @@ class DMCTask(Task):
             act_dim=act_dim,
             episode_length=EPISODE_LENGTH,
             score="return",
-            description=f"dm_control {'/'.join(domain_and_task(name))}, action repeat {ACTION_REPEAT}, {EPISODE_LENGTH} steps",
+            description=(
+                f"dm_control {'/'.join(domain_and_task(name))}{origin}, "
+                f"action repeat {ACTION_REPEAT}, {EPISODE_LENGTH} steps"
+            ),
         )
 
     def make_env(self, num_envs: int, seed: int, device: str = "cpu", differentiable: bool = False) -> DMCVecEnv:

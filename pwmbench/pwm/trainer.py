@@ -37,11 +37,11 @@ from pwmbench.interfaces import Task
 from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.pwm.buffer import SequenceBuffer
 from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.critic import update_critic
 from pwmbench.pwm.episodes import EpisodeStats
 from pwmbench.pwm.esnr import gradient_snr
 from pwmbench.pwm.networks import Actor, CriticEnsemble
 from pwmbench.pwm.normalizers import RunningMeanStd
-from pwmbench.pwm.returns import td_lambda_targets
 
 DEFAULT_NUM_ENVS = 64
 
@@ -220,24 +220,11 @@ class PWMTrainer:
     # ------------------------------------------------------------------ 2. critic
     def update_critic(self, window: _Window) -> dict[str, float]:
         cfg = self.cfg
-        targets = td_lambda_targets(window.rewards, window.next_values, window.dones, cfg.gamma, cfg.lam)
-        latents = window.latents.reshape(-1, window.latents.shape[-1])
-        targets = targets.reshape(-1)
-        size = math.ceil(len(latents) / cfg.critic_batches)
-        last_losses, grad_norm = [], 0.0
-        for _ in range(cfg.critic_iterations):
-            last_losses = []
-            for start in range(0, len(latents), size):
-                z, target = latents[start : start + size], targets[start : start + size]
-                loss = ((self.critic(z) - target) ** 2).mean()
-                self._check("value_loss", loss)
-                self.critic_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = float(nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.critic_grad_norm))
-                self._check("critic_grad_norm", grad_norm)
-                self.critic_opt.step()
-                last_losses.append(loss.item())
-        return {"value_loss": sum(last_losses) / len(last_losses), "critic_grad_norm": grad_norm}
+        return update_critic(
+            self.critic, self.critic_opt, window.latents, window.rewards, window.next_values, window.dones,
+            gamma=cfg.gamma, lam=cfg.lam, iterations=cfg.critic_iterations, batches=cfg.critic_batches,
+            grad_norm=cfg.critic_grad_norm, check=self._check,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ 3. world model
     def update_world_model(self, iterations: int) -> dict[str, float]:
