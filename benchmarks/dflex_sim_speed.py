@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from pwmbench_dflex.contact import ContactParams
 from pwmbench_dflex.mjcf import gymnasium_asset, load_mjcf
 from pwmbench_dflex.model import Model, default_q

@@ -69,7 +69,7 @@ def random_policy_return(task: str, episodes: int = 10, seed: int = 0) -> float:
 
 
 def summarise(tasks: list[str], seeds: list[int], out: Path, budget: dict) -> dict:
-    import pyarrow.ipc as ipc
+    from pyarrow import ipc
 
     summary: dict = {"settings": {**budget, "variants": VARIANTS, "seeds": seeds}, "tasks": {}}
     for task in tasks:

@@ -45,7 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -389,7 +389,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "num_threads": threads,
         "mkldnn": torch.backends.mkldnn.is_available(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_busy_before": cpu_busy_fraction(),
     }
 

@@ -19,6 +19,7 @@ from pwmbench.interfaces import (
     Job,
     RunEvent,
     Task,
+    TaskSet,
     TaskSpec,
     VecEnv,
     VelocityFn,
@@ -76,7 +77,7 @@ __all__ = [
     # errors
     "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest",
     # plugin contract
-    "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "RunEvent", "Task", "TaskSpec", "VecEnv",
+    "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "RunEvent", "Task", "TaskSet", "TaskSpec", "VecEnv",
     "VelocityFn", "check_substeps", "join_inputs",
     "DynamicsRegistry", "ExecutorRegistry", "IntegratorRegistry", "TaskRegistry", "PluginSource", "RegistryEntry",
     "Plugins", "get_plugins", "set_plugins",

@@ -205,6 +205,19 @@ class Task:
         raise NotImplementedError
 
 
+class TaskSet(Task):
+    """A task set (MT30, MT80, ...): a `Task` whose spec holds the padded widths, `n_tasks`, `task_dim` and every
+    member's action width (`spec.action_dims`), whose `tasks` names the members in task-id order (the id is the
+    position), and whose `task_env(task_id, num_envs, seed, device)` makes one member's batched env as the
+    multitask agent sees it: observations zero-padded to `spec.obs_dim`, actions of width `spec.act_dim` sliced to
+    the member's. Offline training reads the set's data from a directory (`pwmbench.data`)."""
+
+    tasks: tuple[str, ...]
+
+    def task_env(self, task_id: int, num_envs: int, seed: int, device: str = "cpu") -> VecEnv:
+        raise NotImplementedError
+
+
 # --------------------------------------------------------------------------------------------- executors
 @dataclass(frozen=True)
 class Job:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pwmbench.errors import ConfigError
-from pwmbench.nn.presets import WorldModelPreset, preset as get_preset
+from pwmbench.nn.presets import WorldModelPreset
+from pwmbench.nn.presets import preset as get_preset
 from pwmbench.nn.world_model import SHARED_COMPONENTS, build_world_model
 
 DEFAULT_TOLERANCE_PCT = 2.0

@@ -104,7 +104,7 @@ class Plugins:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must name itself
+            except Exception as exc:
                 raise PluginError(f"plugin {ep.name!r} (entry point {ep.value!r} of {dist}) failed to load: {exc!r}") from exc
             version = ep.dist.version if ep.dist is not None else None
             self._register(plugin, ep.name, PluginSource(ep.name, dist, version, "built-in" if builtin else "entry point"))

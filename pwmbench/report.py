@@ -50,7 +50,7 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], v: Verdict, plo
             f"{_fmt(t.delta_pct)} | {_fmt(t.baseline_time)} | {_fmt(t.candidate_time)} | {_fmt(t.speed_ratio, 2)} | {_fmt(t.p_value, 3)} |"
         )
     both = [t for t in v.tasks if t.baseline and t.candidate]
-    mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs) if xs else math.nan
     avg_delta = mean([t.delta_pct for t in both if t.delta_pct == t.delta_pct])
     avg_ratio = mean([t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio])
     lines.append(f"| **average** | {_fmt(mean([t.baseline_mean for t in both]))} | {_fmt(mean([t.candidate_mean for t in both]))} | {_fmt(avg_delta)} | {_fmt(mean([t.baseline_time for t in both]))} | {_fmt(mean([t.candidate_time for t in both]))} | {_fmt(avg_ratio, 2)} | |")

@@ -20,8 +20,8 @@ from typing import Any
 from pwmbench.errors import ConfigError
 from pwmbench.interfaces import Job
 from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE
-from pwmbench.suite import Cell, Suite
 from pwmbench.results import read_table
+from pwmbench.suite import Cell, Suite
 
 SUITE_FILE = "suite.json"
 

@@ -15,13 +15,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture
 def toy_plugins():
     """The process-wide plugin manager plus the toy task plugin (tests/toy_task.py)."""
     import toy_task
+
     from pwmbench.plugins import Plugins, set_plugins
 
     previous = set_plugins(Plugins(extra=[toy_task]))

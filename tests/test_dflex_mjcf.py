@@ -13,11 +13,11 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from pwmbench_dflex import mjcf
 from pwmbench_dflex.mjcf import (
     UNLIMITED,
@@ -28,8 +28,6 @@ from pwmbench_dflex.mjcf import (
     parse_mjcf,
     sphere_mass_properties,
 )
-
-import mujoco  # noqa: E402  (the dflex and mt extras install it; the tests need it)
 
 GYMNASIUM = ("ant", "hopper", "humanoid", "half_cheetah")
 

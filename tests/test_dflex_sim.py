@@ -12,9 +12,7 @@ import math
 
 import numpy as np
 import pytest
-
-import warp  # noqa: E402,F401  (the dflex extra installs it)
-
+import warp  # noqa: F401  (the dflex extra installs it)
 from pwmbench_dflex.mjcf import FromMJCF, dm_control_asset, gymnasium_asset, load_mjcf, parse_mjcf, quat_to_matrix
 from pwmbench_dflex.model import Model, default_q
 from pwmbench_dflex.sim import Simulator

@@ -239,9 +239,10 @@ def test_bad_actions_and_devices_are_clear_errors():
 
 @pytest.mark.parametrize("task", ["dflex/cartpole", "dflex/hopper"])
 def test_pwm_trains_a_few_epochs_on_a_dflex_task(task, tmp_path):
+    from toy_task import SMALL
+
     from pwmbench.pwm.cell import train_cell
     from pwmbench.pwm.config import resolve_config
-    from toy_task import SMALL
 
     cfg = resolve_config({**SMALL, "horizon": 8, "num_envs": 4, "max_epochs": 8, "eval_every": 4, "eval_episodes": 2,
                           "initial_wm_iterations": 4, "checkpoint_every": 4})  # fmt: skip

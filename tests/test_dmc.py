@@ -1,12 +1,11 @@
 """DeepMind Control tasks: dims of all 19, TD-MPC2 conventions (action repeat, 500 steps, [-1,1]), seeding."""
 
 import numpy as np
+import pwmbench_dmc
 import pytest
 import torch
 
 from pwmbench import api
-
-import pwmbench_dmc
 
 NAMES = sorted(pwmbench_dmc.STANDARD_TASKS)  # the 11 custom tasks: test_dmc_custom.py
 

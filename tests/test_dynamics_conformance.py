@@ -1,9 +1,9 @@
 """Built-in dynamics models pass the conformance suite, and the suite catches a squashed velocity head."""
 
+import pwmbench_flow
 import pytest
 import torch
 
-import pwmbench_flow
 from pwmbench import api
 from pwmbench.testing import DYNAMICS_CHECKS, check_dynamics_model
 from pwmbench.testing.dynamics_checks import check_fits_known_transition

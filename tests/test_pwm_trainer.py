@@ -3,10 +3,10 @@ the divergence guard, and whole cells for both dynamics models."""
 
 import math
 
-import pyarrow.ipc as ipc
 import pytest
 import torch
 from click.testing import CliRunner
+from pyarrow import ipc
 from toy_task import SMALL
 
 from pwmbench import api

@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.ipc as ipc
 import pytest
 from click.testing import CliRunner
+from pyarrow import ipc
 
 from pwmbench.cli import main
 from pwmbench.runner import parse_only, run_suite

@@ -8,7 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pwmbench.stats import aggregate, bootstrap_ci, iqm, optimality_gap, probability_of_improvement, steps_to_threshold, welch, welch_power
+from pwmbench.stats import (
+    aggregate,
+    bootstrap_ci,
+    iqm,
+    optimality_gap,
+    probability_of_improvement,
+    steps_to_threshold,
+    welch,
+    welch_power,
+)
 
 samples = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=8)
 

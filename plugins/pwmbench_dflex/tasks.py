@@ -13,7 +13,6 @@ every step; the reward uses the observation from **before** the step (PWM's fork
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np

@@ -28,8 +28,10 @@ from pwmbench.api import (
     NormedLinear,
     check_substeps,
     hookimpl,
-    integrator as get_integrator,
     join_inputs,
+)
+from pwmbench.api import (
+    integrator as get_integrator,
 )
 
 __version__ = "0.1.0"

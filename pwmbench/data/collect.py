@@ -8,7 +8,8 @@ Layout of what is written (same as TD-MPC2's files): episodes of L = episode_len
 reset observation with NaN action and reward; entry t holds obs_t, the action a_{t−1} that led to it (zero-padded
 to the set's action width) and the reward of that transition; observations zero-padded to the set's obs width;
 `task` = the task's id in the set. Episodes must run to their full length (TD-MPC2's data has no early
-termination); a task that terminates early is refused. `metadata.json` records the task set, the task names, the
+termination); a task that terminates early is refused. Tasks with longer episodes than the set's shortest are cut
+into pieces of that length (MT80 stores DMC's 500-step episodes as five 100-step pieces, L = 101). `metadata.json` records the task set, the task names, the
 policy, the seed and the versions of the simulators (physics differs between mujoco versions).
 
 Files appear atomically: every chunk is written to a temporary name and renamed, and `metadata.json` is written
@@ -88,6 +89,23 @@ def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_p
     return {"obs": obs, "action": action, "reward": reward}
 
 
+def _segments(episodes: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
+    """Cut episodes of E steps into E / length pieces of `length` transitions, each stored like an episode
+    (entry 0: the piece's first observation, NaN action and reward) — how MT80's 101-entry data holds DMC's
+    500-step episodes."""
+    steps = episodes["reward"].shape[1] - 1
+    if steps == length:
+        return episodes
+    pieces: dict[str, list[torch.Tensor]] = {k: [] for k in episodes}
+    for j in range(steps // length):
+        for key, value in episodes.items():
+            piece = value[:, j * length : j * length + length + 1].clone()
+            if key != "obs":
+                piece[:, 0] = float("nan")
+            pieces[key].append(piece)
+    return {k: torch.cat(v) for k, v in pieces.items()}
+
+
 def versions() -> dict[str, str | None]:
     from pwmbench.provenance import PACKAGES, _version
 
@@ -118,10 +136,11 @@ def collect(
     bad = [i for i in ids if not 0 <= i < len(names)]
     if bad:
         raise PwmbenchError(f"task id(s) {bad} not in {taskset} (0–{len(names) - 1})")
-    lengths = {api.task(names[i]).spec.episode_length for i in ids}
-    if len(lengths) > 1:
-        raise PwmbenchError(f"tasks {[names[i] for i in ids]} have different episode lengths {sorted(lengths)}; "
-                            "one dataset holds one length (collect DMC and Meta-World separately)")  # fmt: skip
+    lengths = {i: api.task(names[i]).spec.episode_length for i in ids}
+    segment = min(lengths.values())  # one dataset holds one length: MT80's is Meta-World's 100 (L = 101)
+    uneven = [names[i] for i in ids if lengths[i] % segment]
+    if uneven:
+        raise PwmbenchError(f"episode lengths of {uneven} are not multiples of {segment}: they cannot share a dataset")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if chunk_paths(out) or (out / "metadata.json").exists():
@@ -144,7 +163,7 @@ def collect(
                 v[:] = [parts[k][take:]] if parts[k].shape[0] > take else []
 
     for i in ids:
-        episodes = _episodes_of_one_task(names[i], episodes_per_task, num_envs, seed + 1009 * i, obs_pad, act_pad)
+        episodes = _segments(_episodes_of_one_task(names[i], episodes_per_task, num_envs, seed + 1009 * i, obs_pad, act_pad), segment)
         pending["obs"].append(episodes["obs"])
         pending["action"].append(episodes["action"])
         pending["reward"].append(episodes["reward"])
@@ -159,7 +178,8 @@ def collect(
         "tasks": names,
         "task_ids": ids,
         "episodes_per_task": episodes_per_task,
-        "episode_length": next(iter(lengths)) + 1,
+        "episode_length": segment + 1,
+        "segments_per_episode": {names[i]: lengths[i] // segment for i in ids},
         "obs_dim": obs_pad,
         "act_dim": act_pad,
         "policy": policy,

@@ -101,9 +101,9 @@ class OfflineDataset:
         return self.episodes(task) * (self.length - 1)
 
     # ------------------------------------------------------------------------------------------- sampling
-    def sample(self, batch: int, horizon: int, generator: torch.Generator, task: int | None = None) -> Window:
+    def sample(self, batch: int, horizon: int, generator: torch.Generator, task: int | None = None, track: bool = True) -> Window:
         """`batch` windows of `horizon` transitions, uniformly over the episodes (of `task`, or of every task) and
-        over start entries."""
+        over start entries. `track`: count them in `usage()` (world-model training data)."""
         if horizon < 1 or horizon > self.length - 1:
             raise ValueError(f"horizon must be in [1, {self.length - 1}] for episodes of length {self.length}, got {horizon}")
         pool = torch.arange(self.num_episodes) if task is None else self._by_task.get(task)
@@ -111,9 +111,10 @@ class OfflineDataset:
             raise ValueError(f"no episodes of task {task} in {self.directory} (task ids present: {self.task_ids})")
         rows = pool[torch.randint(pool.numel(), (batch,), generator=generator)]
         starts = torch.randint(self.length - horizon, (batch,), generator=generator)
-        self._used[rows] = True
-        for t, count in zip(*torch.unique(self._task[rows], return_counts=True)):
-            self._sampled[int(t)] += int(count) * horizon
+        if track:
+            self._used[rows] = True
+            for t, count in zip(*torch.unique(self._task[rows], return_counts=True)):
+                self._sampled[int(t)] += int(count) * horizon
         steps = torch.arange(horizon + 1)
         obs = torch.empty(batch, horizon + 1, self.obs_dim)
         action = torch.empty(batch, horizon, self.act_dim)
@@ -130,8 +131,8 @@ class OfflineDataset:
 
     def start_states(self, count: int, task: int, generator: torch.Generator) -> torch.Tensor:
         """`count` observations of `task` drawn uniformly from its episodes' entries (start states for imagined
-        rollouts in multitask policy learning), [count, obs_dim]."""
-        window = self.sample(count, 1, generator, task=task)
+        rollouts in multitask policy learning), [count, obs_dim]; not counted in `usage()`."""
+        window = self.sample(count, 1, generator, task=task, track=False)
         return window.obs[:, 0]
 
     # -------------------------------------------------------------------------------------------- usage

@@ -6,7 +6,21 @@ from pwmbench.nn.reward import RewardHead, symexp, symlog, two_hot
 from pwmbench.nn.world_model import SHARED_COMPONENTS, WorldModel, WorldModelLoss, build_world_model, count_parameters
 
 __all__ = [
-    "NormedLinear", "SimNorm", "init_weights", "mlp", "zero_last_layer", "PRESETS", "WorldModelPreset", "preset",
-    "RewardHead", "symexp", "symlog", "two_hot", "SHARED_COMPONENTS", "WorldModel", "WorldModelLoss",
-    "build_world_model", "count_parameters",
+    "PRESETS",
+    "SHARED_COMPONENTS",
+    "NormedLinear",
+    "RewardHead",
+    "SimNorm",
+    "WorldModel",
+    "WorldModelLoss",
+    "WorldModelPreset",
+    "build_world_model",
+    "count_parameters",
+    "init_weights",
+    "mlp",
+    "preset",
+    "symexp",
+    "symlog",
+    "two_hot",
+    "zero_last_layer",
 ]

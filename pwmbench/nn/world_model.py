@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from pwmbench.errors import ConfigError
 from pwmbench.interfaces import DynamicsContext, DynamicsModel, join_inputs
 from pwmbench.nn.layers import SimNorm, init_weights, mlp, zero_last_layer
-from pwmbench.nn.presets import WorldModelPreset, preset as get_preset
+from pwmbench.nn.presets import WorldModelPreset
+from pwmbench.nn.presets import preset as get_preset
 from pwmbench.nn.reward import RewardHead
 
 SHARED_COMPONENTS = ("encoder", "reward", "task_embedding")

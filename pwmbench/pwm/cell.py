@@ -28,8 +28,8 @@ from pwmbench.provenance import provenance
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.trainer import Diverged, PWMTrainer
-from pwmbench.stats import steps_to_threshold
 from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
+from pwmbench.stats import steps_to_threshold
 
 CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
 

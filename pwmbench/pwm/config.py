@@ -70,14 +70,22 @@ class PWMConfig:
     log_every: int = 1
     checkpoint_every: int = 100  # epochs; 0 = never
     device: str = "cpu"
+    # task sets (multitask, offline; pwm/multitask.py): the world model is trained on a TD-MPC2-format dataset,
+    # then each task's policy for `max_epochs` iterations of `policy_batch_size` imagined rollouts from dataset
+    # states, evaluated every `eval_every` iterations with `eval_episodes` real episodes.
+    data_dir: str | None = None  # the dataset directory (chunk_<i>.pt files)
+    allow_pickle: bool = False  # unpickle dataset files the safe loader refuses (trusted sources only)
+    offline_wm_iterations: int = 100_000  # world-model gradient steps on the dataset (batches of wm_batch_size)
+    policy_batch_size: int = 512  # start states per policy iteration
+    task_ids: tuple[int, ...] | None = None  # train policies for these task ids only (None: every task of the set)
 
     def validate(self) -> None:
         get_preset(self.preset).with_overrides(**self.world_model)
-        positive = ("esnr_batches", "horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
+        positive = ("policy_batch_size", "esnr_batches", "horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
-        for key in ("wm_iterations", "eval_every", "checkpoint_every", "esnr_every"):
+        for key in ("wm_iterations", "eval_every", "checkpoint_every", "esnr_every", "offline_wm_iterations"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be ≥ 0, got {getattr(self, key)}")
         if self.num_envs is not None and self.num_envs < 1:

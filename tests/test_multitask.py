@@ -1,0 +1,126 @@
+"""Task sets MT30/MT80 (plugins/pwmbench_mt) and multitask PWM offline (pwmbench/pwm/multitask.py).
+
+Ids and padded dims of both sets, the multitask env wrapper (obs padding, action slicing), collection for a set
+(MT80's 101-entry pieces), and both dynamics variants training a world model and a task policy a few iterations
+on a tiny collected dataset, with real-environment evaluation (episode counts, padding, scores).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pwmbench import api
+from pwmbench.data.collect import collect
+from pwmbench.data.dataset import OfflineDataset
+from pwmbench.errors import ConfigError
+from pwmbench.pwm.config import resolve_config
+from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy, member_score
+
+TINY = {
+    "world_model": {"units": [32, 32], "encoder_units": [32], "latent_dim": 16},
+    "actor_units": [32, 32],
+    "critic_units": [32, 32],
+    "preset": "pwm_5M",
+    "horizon": 4,
+    "wm_batch_size": 8,
+    "policy_batch_size": 16,
+    "critic_iterations": 2,
+    "max_epochs": 4,
+    "eval_every": 4,
+    "eval_episodes": 3,
+}
+VARIANTS = {"mlp": {"dynamics": "mlp"}, "flow": {"dynamics": "flow", "dynamics_options": {"integrator": "heun", "substeps": 2}}}
+
+
+def test_task_set_ids_and_padded_dims():
+    mt30, mt80 = api.task("mt30"), api.task("mt80")
+    assert (mt30.spec.obs_dim, mt30.spec.act_dim, mt30.spec.n_tasks, mt30.spec.task_dim) == (24, 6, 30, 64)
+    assert (mt80.spec.obs_dim, mt80.spec.act_dim, mt80.spec.n_tasks, mt80.spec.task_dim) == (39, 6, 80, 96)
+    assert mt30.tasks[0] == "dmc/walker-stand" and mt30.tasks[18] == "dmc/hopper-hop" and mt30.tasks[29] == "dmc/pendulum-spin"
+    assert mt80.tasks[:30] == mt30.tasks and mt80.tasks[30] == "mw/assembly" and mt80.tasks[79] == "mw/hand-insert"
+    assert mt80.task_id("mw/reach") == 65
+    for task_set in (mt30, mt80):
+        for i, name in enumerate(task_set.tasks):  # every member is registered, with the widths the set lists
+            spec = api.task(name).spec
+            assert (spec.obs_dim, spec.act_dim) == (task_set.obs_dims[i], task_set.spec.action_dims[i]), name
+    with pytest.raises(ValueError, match="task_env"):
+        mt30.make_env(1, 0)
+
+
+def test_member_env_pads_observations_and_slices_actions():
+    mt30 = api.task("mt30")
+    env, same = mt30.task_env(29, 2, 5), mt30.task_env(29, 2, 5)  # pendulum-spin: obs 3, act 1
+    obs = env.reset(seed=5)
+    assert obs.shape == (2, 24) and torch.all(obs[:, 3:] == 0) and torch.equal(obs, same.reset(seed=5))
+    clean = torch.zeros(2, 6)
+    clean[:, 0] = 0.5
+    noisy = clean.clone()
+    noisy[:, 1:] = torch.randn(2, 5)  # padded action dims are ignored
+    a, b = env.step(clean), same.step(noisy)
+    for x, y in zip(a[:4], b[:4]):
+        assert torch.equal(x, y)
+    assert a[4]["obs_before_reset"].shape == (2, 24)
+    with pytest.raises(ValueError, match="width 6"):
+        env.step(torch.zeros(2, 1))
+
+
+@pytest.fixture(scope="module")
+def mt30_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mt30")
+    collect("mt30", 2, out, task_ids=[8, 29], num_envs=2, seed=3)
+    return OfflineDataset(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_both_variants_train_a_world_model_and_a_policy(variant, mt30_data):
+    mt30 = api.task("mt30")
+    cfg = resolve_config({**TINY, **VARIANTS[variant]})
+    owm = OfflineWorldModel(mt30, mt30_data, cfg, 42)
+    before = sum(u["transitions_sampled"] for u in owm.usage().values())  # the dataset is shared by this module
+    rows = owm.train(6, log_every=3)
+    assert [r["epoch"] for r in rows] == [3, 6] and all(torch.isfinite(torch.tensor(r["wm_loss"])) for r in rows)
+    usage = owm.usage()
+    assert set(usage) == {8, 29} and sum(u["transitions_sampled"] for u in usage.values()) - before == 6 * 8 * 4
+    frozen = {k: v.clone() for k, v in owm.wm.state_dict().items()}
+    policy = TaskPolicy(mt30, 29, owm.wm, mt30_data, cfg, 42)
+    for _ in range(4):
+        row = policy.train_iteration()
+    assert row["eval_episodes"] == 3 and row["eval_episode_length"] == 500  # DMC: 500 agent steps, no termination
+    assert row["eval_score"] == pytest.approx(row["eval_return"] / 1000)
+    assert all(torch.equal(v, owm.wm.state_dict()[k]) for k, v in frozen.items())  # the world model stays frozen
+
+
+@pytest.mark.slow
+def test_variants_see_the_same_data_in_the_same_order(mt30_data):
+    mt30 = api.task("mt30")
+    states = []
+    for variant in VARIANTS.values():
+        owm = OfflineWorldModel(mt30, mt30_data, resolve_config({**TINY, **variant}), 7)
+        owm.train(3, log_every=3)
+        states.append(owm.generator.get_state())
+    assert torch.equal(states[0], states[1])
+
+
+def test_dataset_must_fit_the_set(mt30_data):
+    mt80 = api.task("mt80")
+    with pytest.raises(ConfigError, match="widths 24/6"):
+        OfflineWorldModel(mt80, mt30_data, resolve_config(TINY), 0)
+    with pytest.raises(ConfigError, match="no episodes"):
+        TaskPolicy(api.task("mt30"), 0, None, mt30_data, resolve_config(TINY), 0)
+
+
+@pytest.mark.slow
+def test_mt80_collection_stores_101_entry_pieces_and_meta_world_scores_success(tmp_path):
+    meta = collect("mt80", 1, tmp_path, task_ids=[8, 65], num_envs=1)
+    assert meta["episode_length"] == 101 and meta["segments_per_episode"] == {"dmc/cartpole-balance": 5, "mw/reach": 1}
+    data = OfflineDataset(tmp_path)
+    assert data.episodes(8) == 5 and data.episodes(65) == 1 and data.obs_dim == 39
+    mt80 = api.task("mt80")
+    owm = OfflineWorldModel(mt80, data, resolve_config(TINY), 0)
+    policy = TaskPolicy(mt80, 65, owm.wm, data, resolve_config(TINY), 0)
+    result = policy.evaluate(2)
+    assert result["eval_episode_length"] == 100 and "eval_success" in result
+    assert result["eval_score"] == result["eval_success"]
+    assert member_score(mt80, 8, 750.0, None) == 0.75
