@@ -40,7 +40,11 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
         return checks
     record("identical settings across variants (fairness audit)", lambda: "only dynamics blocks differ" + (f"; declared: {suite.audit['declared_differences']}" if suite.audit["declared_differences"] else ""))
     for task in suite.tasks:
-        record(f"task {task} builds an environment", lambda t=task: _env_check(t))
+        if _is_task_set(task):
+            record(f"task set {task}: offline dataset", lambda t=task: _data_check(t, suite))
+            record(f"task set {task}: member environments build", lambda t=task: _members_check(t, suite))
+        else:
+            record(f"task {task} builds an environment", lambda t=task: _env_check(t))
     out = Path(out_dir) if out_dir else Path("results") / suite.name
     record("results directory writable", lambda: _writable(out))
     record("logging: run events reach loggers", lambda: f"{len(get_plugins().pm.hook.pwmbench_run_event.get_hookimpls())} logger plugin(s); Arrow curves are always written")
@@ -68,6 +72,46 @@ def _env_check(task: str) -> str:
     if tuple(obs.shape) != (1, spec.obs_dim):
         raise ValueError(f"reset gave shape {tuple(obs.shape)}, spec says (1, {spec.obs_dim})")
     return f"obs {spec.obs_dim}, act {spec.act_dim}, episode {spec.episode_length}"
+
+
+def _is_task_set(task: str) -> bool:
+    from pwmbench.api import TaskSet
+    from pwmbench.api import task as get_task
+
+    return isinstance(get_task(task), TaskSet)
+
+
+def _data_check(task: str, suite) -> str:
+    """base.data_dir holds a well-formed dataset of the set's widths (or [data] will collect one)."""
+    from pwmbench.data.chunks import chunk_paths
+    from pwmbench.data.inspect import inspect_dataset
+    from pwmbench.runner import prepare_datasets
+
+    data_dir = suite.base.get("data_dir")
+    if data_dir and Path(data_dir).expanduser().is_dir() and chunk_paths(Path(data_dir).expanduser()):
+        report = inspect_dataset(Path(data_dir).expanduser())
+        if report["malformed"]:
+            raise ValueError(f"{data_dir}: {report['malformed'][0]}")
+        return f"{data_dir}: {report['episodes']:,} episodes, {report['transitions']:,} transitions, {len(report['tasks'])} task ids"
+    if suite.data:
+        return f"{data_dir} is empty: `pwmbench run` will collect {suite.data['episodes_per_task']} episodes per task first"
+    prepare_datasets(suite)  # raises with the fix
+    return "ok"
+
+
+def _members_check(task: str, suite) -> str:
+    """The members the suite trains (base.task_ids, else all) are registered; the first one builds."""
+    from pwmbench.api import task as get_task
+
+    task_set = get_task(task)
+    ids = suite.base.get("task_ids") or list(range(task_set.spec.n_tasks))
+    for i in ids:
+        get_task(task_set.tasks[i])
+    env = task_set.task_env(ids[0], 1, 0)
+    obs = env.reset(seed=0)
+    if tuple(obs.shape) != (1, task_set.spec.obs_dim):
+        raise ValueError(f"{task_set.tasks[ids[0]]}: padded reset gave shape {tuple(obs.shape)}")
+    return f"{len(ids)} member(s) registered; {task_set.tasks[ids[0]]} builds (obs padded to {task_set.spec.obs_dim})"
 
 
 def _writable(out: Path) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 
 # Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
 CURVE_KEYS = ("epoch", "env_steps", "wall_s")
@@ -26,7 +26,7 @@ CURVE_METRICS = (
     "actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "actor_std", "actor_lr", "critic_lr", "model_lr",
     "fps", "episode_end", "early_termination",
     "rew_rms_mean", "rew_rms_var", "ret_rms_mean", "ret_rms_var",
-    "eval_return", "eval_success", "eval_episode_length",
+    "eval_return", "eval_success", "eval_episode_length", "eval_score", "eval_episodes",
     "esnr_global", "esnr_pwm",
     "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr", "time_epoch",
     "wm_updates", "nfe",
@@ -54,6 +54,10 @@ RUN_FIELDS = [
     ("device_name", _S), ("cpu_model", _S), ("cpu_count", _I), ("plugins", _S),
     ("torch_version", _S), ("numpy_version", _S), ("pyarrow_version", _S), ("pluggy_version", _S),
     ("warp_lang_version", _S), ("mujoco_version", _S), ("dm_control_version", _S), ("metaworld_version", _S),
+    # task sets (multitask, offline): one row per member task of a (set, variant, seed) cell
+    ("taskset", _S), ("task_id", _I), ("final_score", _F), ("best_score", _F), ("data_dir", _S),
+    ("wm_iterations", _I), ("data_episodes", _I), ("data_transitions", _I), ("data_episodes_used", _I),
+    ("data_transitions_sampled", _I),
 ]
 RUNS_SCHEMA = pa.schema([pa.field(n, t) for n, t in RUN_FIELDS], metadata={"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
 STATUSES = ("ok", "failed", "diverged")

@@ -157,6 +157,39 @@ def plan(suite: Suite, out: Path, filters: dict[str, set[str]] | None = None, re
     return cells, todo
 
 
+def prepare_datasets(suite: Suite, stream: Any = None) -> None:
+    """Task sets train offline: collect the suite's [data] into base.data_dir when it holds no dataset yet, and
+    refuse to start (with the fix) when a task set's data_dir is missing or empty — before any cell runs."""
+    from pwmbench.api import TaskSet
+    from pwmbench.api import task as get_task
+    from pwmbench.data.chunks import chunk_paths
+    from pwmbench.suite import SuiteError
+
+    sets = [t for t in suite.tasks if isinstance(get_task(t), TaskSet)]
+    if not sets:
+        return
+    data_dir = suite.base.get("data_dir")
+    has_data = bool(data_dir) and Path(data_dir).expanduser().is_dir() and bool(chunk_paths(Path(data_dir).expanduser()))
+    if not has_data and suite.data:
+        from pwmbench.data.collect import collect
+
+        spec = suite.data
+        if stream is not None:
+            stream.write(f"collecting the {spec['taskset']} dataset into {data_dir} ...\n")
+        collect(spec["taskset"], spec["episodes_per_task"], Path(data_dir).expanduser(), policy=spec.get("policy", "random"),
+                seed=spec.get("seed", 0), num_envs=spec.get("num_envs", 8), task_ids=spec.get("task_ids"),
+                progress=(lambda line: stream.write(f"  {line}\n")) if stream is not None else None)  # fmt: skip
+        return
+    if not has_data:
+        name = sets[0]
+        where = "not set" if not data_dir else f"{data_dir!r}, which holds no chunk_<i>.pt files"
+        raise SuiteError(
+            f"{suite.where()}: {', '.join(sets)} train(s) offline, but base.data_dir is {where}. Point data_dir at "
+            f"TD-MPC2's {name.upper()} data (chunk_<i>.pt files), or add a [data] table to collect one, or run "
+            f"`pwmbench data collect --taskset {name} --episodes-per-task N --out DIR` first."
+        )
+
+
 def run_suite(
     suite: Suite,
     out: Path,
@@ -172,6 +205,8 @@ def run_suite(
     from pwmbench.api import executor as make_executor
 
     cells, todo = plan(suite, out, filters, restart)
+    if todo:
+        prepare_datasets(suite, stream if progress else None)
     write_suite_record(suite, out)
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
     threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo) or 1)))

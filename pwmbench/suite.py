@@ -47,7 +47,8 @@ from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import PWMConfig, resolve_config
 
 DEFAULT_SEEDS = (42, 123, 456)
-TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched")
+TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data")
+DATA_KEYS = ("taskset", "episodes_per_task", "task_ids", "seed", "num_envs", "policy")
 VARIANT_KEYS = ("dynamics", "parity", "sweep")
 COMPUTE_KEYS = ("variant", "match", "wm_iterations", "name")
 PARITY_POLICIES = ("check", "match")
@@ -103,6 +104,7 @@ class Suite:
     thresholds: dict[str, float] = field(default_factory=dict)
     description: str = ""
     compute_matched: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # [data]: collect base.data_dir's dataset first, if it has none
     # filled by prepare(): per (task, variant) resolved config, and the audits
     configs: dict[tuple[str, str], PWMConfig] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -135,6 +137,7 @@ class Suite:
             "base": self.base,
             "variants": [dataclasses.asdict(v) for v in self.variants],
             "compute_matched": self.compute_matched,
+            "data": self.data,
             "parity": self.parity,
             "audit": self.audit,
             "configs": {f"{t}|{v}": c.to_dict() for (t, v), c in self.configs.items()},
@@ -208,7 +211,31 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     compute = dict(_expect(where, "compute_matched", data.get("compute_matched", {}), dict, "a table"))
     if compute:
         variants.append(_parse_compute_matched(where, compute, variants, base))
-    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute)
+    collect = _parse_data(where, data.get("data", {}), base)
+    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute, collect)
+
+
+def _parse_data(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, Any]:
+    """[data]: how to collect the offline dataset into base.data_dir when it holds none (pwmbench.data.collect)."""
+    block = dict(_expect(where, "data", block, dict, "a table"))
+    if not block:
+        return {}
+    try:
+        check_keys(block, DATA_KEYS, kind="data key", where=f"{where} [data]")
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from None
+    if not base.get("data_dir"):
+        raise SuiteError(f"{where}: [data] collects a dataset into base.data_dir, which is not set")
+    for key in ("taskset", "episodes_per_task"):
+        if key not in block:
+            raise SuiteError(f"{where}: [data] needs {key!r}")
+    count = block["episodes_per_task"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise SuiteError(f"{where}: data.episodes_per_task must be a positive integer, got {count!r}")
+    ids = block.get("task_ids")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+        raise SuiteError(f"{where}: data.task_ids must be a list of task ids, got {ids!r}")
+    return block
 
 
 def _dynamics_options_for(dynamics: str) -> dict[str, Any]:

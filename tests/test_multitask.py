@@ -124,3 +124,111 @@ def test_mt80_collection_stores_101_entry_pieces_and_meta_world_scores_success(t
     assert result["eval_episode_length"] == 100 and "eval_success" in result
     assert result["eval_score"] == result["eval_success"]
     assert member_score(mt80, 8, 750.0, None) == 0.75
+
+
+# ------------------------------------------------------------------------------------- cells and suites
+CELL = {**TINY, "offline_wm_iterations": 6, "max_epochs": 2, "eval_every": 2, "eval_episodes": 2, "checkpoint_every": 1}
+
+
+@pytest.mark.slow
+def test_a_task_set_cell_writes_one_row_per_member_and_resumes(mt30_data, tmp_path):
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.results import read_table
+
+    cfg = resolve_config({**CELL, "data_dir": str(mt30_data.directory)})
+    result = train_cell("mt30", cfg, 42, tmp_path / "clean")
+    assert result.status == "ok" and not (tmp_path / "clean" / "checkpoint.pt").exists()
+    rows = read_table(tmp_path / "clean" / "run.arrow").to_pylist()
+    assert [(r["task"], r["task_id"], r["taskset"]) for r in rows] == [("mt30/dmc/cartpole-balance", 8, "mt30"), ("mt30/dmc/pendulum-spin", 29, "mt30")]
+    for r in rows:
+        assert r["status"] == "ok" and r["final_score"] == pytest.approx(r["final_return"] / 1000)
+        assert r["data_episodes"] == 2 and r["data_transitions"] == 1000 and r["data_episodes_used"] >= 1
+        assert r["wm_iterations"] == 6 and r["data_dir"] == str(mt30_data.directory) and r["mujoco_version"]
+    curves = read_table(tmp_path / "clean" / "curves.arrow").to_pylist()
+    assert {(c["member"], c["phase"]) for c in curves} == {("", "world_model"), ("dmc/cartpole-balance", "policy"), ("dmc/pendulum-spin", "policy")}
+
+    calls = {"n": 0}
+    original = TaskPolicy.train_iteration
+
+    def interrupt_second_member(self):
+        if self.task_id == 29:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self)
+
+    TaskPolicy.train_iteration = interrupt_second_member
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_cell("mt30", cfg, 42, tmp_path / "resumed")
+    finally:
+        TaskPolicy.train_iteration = original
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists() and calls["n"] == 2
+    assert train_cell("mt30", cfg, 42, tmp_path / "resumed").status == "ok"
+    again = read_table(tmp_path / "resumed" / "run.arrow").to_pylist()
+    for a, b in zip(rows, again):  # the world model was not retrained; both members' results are the same
+        assert (a["final_return"], a["data_transitions_sampled"], a["wm_iterations"]) == (b["final_return"], b["data_transitions_sampled"], b["wm_iterations"])
+
+
+def test_a_task_set_without_data_is_refused_with_the_fix(tmp_path):
+    from pwmbench.pwm.cell import train_cell
+
+    with pytest.raises(ConfigError, match="pwmbench data collect --taskset mt30"):
+        train_cell("mt30", resolve_config(TINY), 0, tmp_path / "a")
+    with pytest.raises(ConfigError, match="does not exist"):
+        train_cell("mt30", resolve_config({**TINY, "data_dir": str(tmp_path / "nowhere")}), 0, tmp_path / "b")
+
+
+SUITE = """
+name = "mini"
+tasks = ["mt30"]
+seeds = [1]
+[base]
+{base}
+[data]
+{data}
+[variants.mlp]
+dynamics = "mlp"
+[variants.flow]
+dynamics = "flow"
+integrator = "heun"
+substeps = 2
+"""
+
+
+def _suite_file(tmp_path, base: str, data: str):
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(base=base, data=data))
+    return path
+
+
+def test_suite_data_table_is_checked(tmp_path):
+    from pwmbench.suite import SuiteError, load_suite
+
+    with pytest.raises(SuiteError, match="base.data_dir, which is not set"):
+        load_suite(_suite_file(tmp_path, "", 'taskset = "mt30"\nepisodes_per_task = 1'))
+    with pytest.raises(SuiteError, match="did you mean 'episodes_per_task'"):
+        load_suite(_suite_file(tmp_path, f'data_dir = "{tmp_path}/d"', 'taskset = "mt30"\nepisodes_per_tasks = 1'))
+    path = _suite_file(tmp_path, f'data_dir = "{tmp_path}/d"', "")
+    from pwmbench.runner import run_suite
+    from pwmbench.suite import prepare
+
+    with pytest.raises(SuiteError, match="holds no chunk_<i>.pt files"):
+        run_suite(prepare(load_suite(path)), tmp_path / "out", progress=False)
+
+
+@pytest.mark.slow
+def test_a_suite_collects_its_data_then_runs_both_variants(tmp_path):
+    import json as _json
+
+    from pwmbench.results import read_dir
+    from pwmbench.runner import run_suite
+    from pwmbench.suite import load_suite, prepare
+
+    base = "\n".join(f"{k} = {_json.dumps(v)}" for k, v in {**CELL, "data_dir": str(tmp_path / "data"), "task_ids": [29]}.items() if k != "world_model")
+    base += '\nworld_model = { units = [32, 32], encoder_units = [32], latent_dim = 16 }'
+    path = _suite_file(tmp_path, base, 'taskset = "mt30"\nepisodes_per_task = 2\ntask_ids = [29]\nnum_envs = 2')
+    summary = run_suite(prepare(load_suite(path)), tmp_path / "out", workers=1, progress=False)
+    assert summary.statuses["ok"] == 2, summary
+    runs = read_dir(tmp_path / "out", "run.arrow").to_pylist()
+    assert sorted((r["variant"], r["task"]) for r in runs) == [("flow", "mt30/dmc/pendulum-spin"), ("mlp", "mt30/dmc/pendulum-spin")]
+    assert (tmp_path / "data" / "metadata.json").exists()

@@ -136,6 +136,16 @@ class OfflineDataset:
         return window.obs[:, 0]
 
     # -------------------------------------------------------------------------------------------- usage
+    def usage_state(self) -> dict:
+        """What `usage()` is computed from, for checkpoints."""
+        return {"used": self._used.clone(), "sampled": dict(self._sampled)}
+
+    def load_usage_state(self, state: dict) -> None:
+        if state["used"].shape != self._used.shape:
+            raise ChunkError(f"{self.directory}: the checkpoint's usage record is for a dataset of {state['used'].numel()} episodes, this one has {self._used.numel()}")
+        self._used = state["used"].clone()
+        self._sampled = {int(k): int(v) for k, v in state["sampled"].items()}
+
     def usage(self) -> dict[int, dict[str, int]]:
         """Per task id: episodes and transitions in the data, episodes that sampling touched, and transitions
         sampled (counted with repetition)."""

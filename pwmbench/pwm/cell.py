@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pwmbench.errors import PwmbenchError
-from pwmbench.interfaces import RunEvent
+from pwmbench.interfaces import RunEvent, TaskSet
 from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
@@ -145,6 +145,8 @@ def train_cell(
     ident = {"task": task_name, "variant": variant_label(cfg), "seed": str(seed), **(identity or {})}
     plugins = get_plugins()
     task = get_task(task_name)
+    if isinstance(task, TaskSet):
+        return _train_task_set(task, cfg, seed, out, ident, progress)
     trainer = PWMTrainer(task, cfg, seed)
     if ckpt_path.exists():
         trainer.load_state_dict(load_checkpoint(ckpt_path))
@@ -193,6 +195,20 @@ def train_cell(
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     plugins.emit(RunEvent("finished", ident, step=trainer.epoch, status=status, reason=reason))
     return CellResult(status, out, row)
+
+
+def _train_task_set(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], progress: bool) -> CellResult:
+    """A task-set cell (pwm/multitask_cell.py): one run row per member task."""
+    from pwmbench.pwm.multitask_cell import train_multitask_cell, write_multitask_results
+
+    total = cfg.offline_wm_iterations + cfg.max_epochs * (len(cfg.task_ids) if cfg.task_ids is not None else taskset.spec.n_tasks)
+    bar = ProgressLine(total) if progress else None
+    status, rows, curves = train_multitask_cell(taskset, cfg, seed, out, ident, progress=bar, reporter=ProgressFile(out / PROGRESS_FILE, total))
+    write_multitask_results(out, rows, curves)
+    if status == "ok":
+        (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
+    return CellResult(status, out, rows[0])
 
 
 def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status: str, reason: str | None, failure: dict[str, Any], plugins_versions: dict[str, str | None]) -> dict[str, Any]:
