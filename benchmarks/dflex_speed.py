@@ -166,20 +166,10 @@ def compile_times(name: str, device: str) -> dict:
 
 
 def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} CPUs"
-    if device.startswith("cuda"):
-        import torch
+    from pwmbench.provenance import cpu_model, device_name
 
-        text += f", {torch.cuda.get_device_name(0)}"
-    return text
+    text = f"{cpu_model()}, {os.cpu_count()} CPUs"
+    return text + (f", {device_name(device)}" if device.startswith("cuda") else "")
 
 
 def write(results: list[dict], device: str, out: Path) -> None:

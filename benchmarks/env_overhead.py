@@ -29,6 +29,7 @@ import pwmbench_mw
 import torch
 
 from pwmbench import api
+from pwmbench.provenance import cpu_model
 
 TASKS = ("dmc/walker-walk", "dmc/cheetah-run", "mw/reach", "mw/push")
 COPIES = (1, 8)
@@ -116,16 +117,6 @@ def measure(name: str, n: int, steps: int, repeats: int) -> dict[str, Any]:
         "raw_s": raw_s,
         "wrapped_s": wrapped_s,
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def versions() -> dict[str, str]:

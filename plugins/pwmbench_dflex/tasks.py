@@ -205,6 +205,13 @@ class Humanoid(_Walker):
 
 
 # ------------------------------------------------------------------------------------------- planar tasks
+def _y_up(art) -> Model:
+    """A planar model whose root frame (MJCF, z up) is turned to y up, keeping its own position and orientation."""
+    root = art.links[0]
+    frame = (_rotate(Z_UP_TO_Y_UP, np.asarray(root.position)), _quat_mul_np(Z_UP_TO_Y_UP, np.asarray(root.orientation)))
+    return Model.from_articulation(art, root_frame=frame)
+
+
 class Hopper(DflexTask):
     """Root slide x, slide z, hinge y (pitch), then thigh, leg, foot: q 6, q̇ 6; observation q[1:] and q̇."""
 
@@ -215,10 +222,7 @@ class Hopper(DflexTask):
 
     def model(self):
         # The file's own angle unit (degrees) is kept: reading those ranges as radians would leave them ±150 rad.
-        art = load_mjcf(gymnasium_asset("hopper"), density=1000.0, stiffness=0.0, damping=2.0, armature=1.0)
-        root = art.links[0]
-        frame = (_rotate(Z_UP_TO_Y_UP, np.asarray(root.position)), _quat_mul_np(Z_UP_TO_Y_UP, np.asarray(root.orientation)))
-        return Model.from_articulation(art, root_frame=frame)
+        return _y_up(load_mjcf(gymnasium_asset("hopper"), density=1000.0, stiffness=0.0, damping=2.0, armature=1.0))
 
     def initial_state(self, model, n, gen):
         """Position ±0.05 (x, z), pitch ±0.05, joints ±0.05, velocities ±0.05."""
@@ -256,10 +260,7 @@ class Cheetah(DflexTask):
     description = "half-cheetah (gymnasium's geometry), 6 hinges, 200·a torques, run along +x (constants: our choice)"
 
     def model(self):
-        art = load_mjcf(gymnasium_asset("half_cheetah"), density=1000.0, stiffness=0.0, damping=2.0, armature=0.1)
-        root = art.links[0]
-        frame = (_rotate(Z_UP_TO_Y_UP, np.asarray(root.position)), _quat_mul_np(Z_UP_TO_Y_UP, np.asarray(root.orientation)))
-        return Model.from_articulation(art, root_frame=frame)
+        return _y_up(load_mjcf(gymnasium_asset("half_cheetah"), density=1000.0, stiffness=0.0, damping=2.0, armature=0.1))
 
     initial_state = Hopper.initial_state
     joint_forces = Hopper.joint_forces
