@@ -242,7 +242,7 @@ def data_group() -> None:
 @data_group.command("collect")
 @click.option("--taskset", required=True, help="Task set (mt30, mt80) or a single task (e.g. dmc/walker-walk).")
 @click.option("--episodes-per-task", type=int, required=True, help="Full episodes to collect for every task.")
-@click.option("--policy", default="random", show_default=True, help="Behaviour policy (random).")
+@click.option("--policy", default="random", show_default=True, help="Behaviour policy: random, or a policy.pt written by `pwmbench train`.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-envs", type=int, default=8, show_default=True, help="Copies of each task stepped together.")
 @click.option("--tasks", "task_ids", default=None, help="Only these task ids, comma-separated (e.g. 0,3,8).")

@@ -211,3 +211,29 @@ def test_cli_inspect_reports_and_exits_1_when_malformed(two_chunks):
     (two_chunks / "chunk_2.pt").write_bytes(b"\x00" * 10)
     result = runner.invoke(main, ["data", "inspect", str(two_chunks)])
     assert result.exit_code == 1 and "MALFORMED" in result.output and "chunk_2.pt" in result.output
+
+
+@pytest.mark.slow
+def test_collect_with_a_trained_policy(tmp_path):
+    from toy_task import SMALL
+
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.config import resolve_config
+    from pwmbench.pwm.policy_file import load_policy
+
+    cfg = resolve_config({**SMALL, "horizon": 8, "num_envs": 2, "max_epochs": 3, "eval_every": 0, "initial_wm_iterations": 2})
+    assert train_cell("dmc/pendulum-swingup", cfg, 1, tmp_path / "cell").status == "ok"
+    policy = load_policy(tmp_path / "cell" / "policy.pt")
+    obs = torch.zeros(4, 3)
+    assert policy(obs, deterministic=True).shape == (4, 1) and torch.equal(policy(obs, True), policy(obs, True))
+    meta = collect("mt30", 2, tmp_path / "data", policy=str(tmp_path / "cell" / "policy.pt"), task_ids=[7], num_envs=2)
+    assert meta["policy"].endswith("policy.pt") and OfflineDataset(tmp_path / "data").episodes(7) == 2
+    first = collect("mt30", 2, tmp_path / "again", policy=str(tmp_path / "cell" / "policy.pt"), task_ids=[7], num_envs=2)
+    assert first["chunks"] == meta["chunks"]
+    a, b = (read_chunk(tmp_path / d / "chunk_0.pt").tensors["action"] for d in ("data", "again"))
+    assert torch.equal(a.nan_to_num(), b.nan_to_num())  # seeded: the same behaviour data again
+    with pytest.raises(Exception, match="cannot act in"):
+        collect("mt30", 1, tmp_path / "other", policy=str(tmp_path / "cell" / "policy.pt"), task_ids=[8])
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(Exception, match="not a pwmbench policy file"):
+        load_policy(tmp_path / "junk.pt")

@@ -7,7 +7,8 @@ users with no download a dataset of their own.
 Layout of what is written (same as TD-MPC2's files): episodes of L = episode_length + 1 entries; entry 0 is the
 reset observation with NaN action and reward; entry t holds obs_t, the action a_{t−1} that led to it (zero-padded
 to the set's action width) and the reward of that transition; observations zero-padded to the set's obs width;
-`task` = the task's id in the set. Episodes must run to their full length (TD-MPC2's data has no early
+`task` = the task's id in the set. The behaviour policy is uniform-random actions or a trained single-task
+policy (`policy.pt` from a finished `pwmbench train` cell, sampling its stochastic actor). Episodes must run to their full length (TD-MPC2's data has no early
 termination); a task that terminates early is refused. Tasks with longer episodes than the set's shortest are cut
 into pieces of that length (MT80 stores DMC's 500-step episodes as five 100-step pieces, L = 101). `metadata.json` records the task set, the task names, the
 policy, the seed and the versions of the simulators (physics differs between mujoco versions).
@@ -34,7 +35,6 @@ from .chunks import chunk_paths, write_chunk
 
 __all__ = ["collect", "members"]
 
-POLICIES = ("random",)
 
 
 def members(name: str) -> tuple[list[str], int, int]:
@@ -44,8 +44,9 @@ def members(name: str) -> tuple[list[str], int, int]:
     return names, task.spec.obs_dim, task.spec.act_dim
 
 
-def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_pad: int, act_pad: int) -> dict[str, torch.Tensor]:
-    """`count` full episodes of `name` under a uniform-random policy: obs [count, L, obs_pad], action, reward."""
+def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_pad: int, act_pad: int, behaviour: Any = None) -> dict[str, torch.Tensor]:
+    """`count` full episodes of `name`: obs [count, L, obs_pad], action, reward. `behaviour`: a loaded policy
+    (its stochastic actor), or None for uniform-random actions."""
     task = api.task(name)
     spec = task.spec
     n = max(1, min(num_envs, count))
@@ -64,9 +65,12 @@ def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_p
         if slot[i] < count:
             obs[slot[i], 0, : spec.obs_dim] = current[i].float().cpu()
     done_count = 0
+    if behaviour is not None:
+        torch.manual_seed(seed)  # the actor samples from torch's global generator
     while done_count < count:
-        a = torch.rand(n, spec.act_dim, generator=gen) * 2 - 1
+        a = torch.rand(n, spec.act_dim, generator=gen) * 2 - 1 if behaviour is None else behaviour(current).cpu()
         nxt, r, terminated, truncated, info = env.step(a)
+        current = nxt
         final = info.get("obs_before_reset", nxt)
         t += 1
         for i in range(n):
@@ -127,8 +131,6 @@ def collect(
 ) -> dict[str, Any]:
     """Collect `episodes_per_task` episodes of every task of `taskset` (or of `task_ids` only) into `out`.
     Returns the metadata written to `out/metadata.json`."""
-    if policy not in POLICIES:
-        raise PwmbenchError(f"unknown behaviour policy {policy!r}; available: {', '.join(POLICIES)}")
     if episodes_per_task < 1 or episodes_per_chunk < 1:
         raise PwmbenchError("episodes_per_task and episodes_per_chunk must be at least 1")
     names, obs_pad, act_pad = members(taskset)
@@ -136,6 +138,16 @@ def collect(
     bad = [i for i in ids if not 0 <= i < len(names)]
     if bad:
         raise PwmbenchError(f"task id(s) {bad} not in {taskset} (0–{len(names) - 1})")
+    behaviour = None
+    if policy != "random":
+        if not Path(policy).is_file():
+            raise PwmbenchError(f"unknown behaviour policy {policy!r}: give 'random' or the path of a policy.pt")
+        from pwmbench.pwm.policy_file import load_policy
+
+        behaviour = load_policy(policy)
+        others = [names[i] for i in ids if names[i] != behaviour.task]
+        if others:
+            raise PwmbenchError(f"{policy} is a policy for {behaviour.task}; it cannot act in {others} (pick them with --tasks)")
     lengths = {i: api.task(names[i]).spec.episode_length for i in ids}
     segment = min(lengths.values())  # one dataset holds one length: MT80's is Meta-World's 100 (L = 101)
     uneven = [names[i] for i in ids if lengths[i] % segment]
@@ -163,7 +175,7 @@ def collect(
                 v[:] = [parts[k][take:]] if parts[k].shape[0] > take else []
 
     for i in ids:
-        episodes = _segments(_episodes_of_one_task(names[i], episodes_per_task, num_envs, seed + 1009 * i, obs_pad, act_pad), segment)
+        episodes = _segments(_episodes_of_one_task(names[i], episodes_per_task, num_envs, seed + 1009 * i, obs_pad, act_pad, behaviour), segment)
         pending["obs"].append(episodes["obs"])
         pending["action"].append(episodes["action"])
         pending["reward"].append(episodes["reward"])
@@ -182,7 +194,7 @@ def collect(
         "segments_per_episode": {names[i]: lengths[i] // segment for i in ids},
         "obs_dim": obs_pad,
         "act_dim": act_pad,
-        "policy": policy,
+        "policy": policy if behaviour is None else str(Path(policy).resolve()),
         "seed": seed,
         "chunks": written,
         "versions": versions(),

@@ -27,6 +27,7 @@ from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.policy_file import POLICY_FILE, save_policy
 from pwmbench.pwm.trainer import Diverged, PWMTrainer
 from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 from pwmbench.stats import steps_to_threshold
@@ -136,7 +137,7 @@ def train_cell(
     out.mkdir(parents=True, exist_ok=True)
     run_path, curves_path, ckpt_path = out / RUN_FILE, out / CURVES_FILE, out / CHECKPOINT_FILE
     if restart:
-        for path in (run_path, curves_path, ckpt_path):
+        for path in (run_path, curves_path, ckpt_path, out / POLICY_FILE):
             path.unlink(missing_ok=True)
     elif run_path.exists():
         status = read_table(run_path).column("status")[0].as_py()
@@ -189,6 +190,8 @@ def train_cell(
         evals = [(r["env_steps"], r.get("eval_return")) for r in trainer.curves]
         row["steps_to_threshold"] = steps_to_threshold([s for s, _ in evals], [v for _, v in evals], threshold)
     write_table_atomic(curves_table(trainer.curves, ident), curves_path)
+    if status == "ok":
+        save_policy(trainer, task_name, out / POLICY_FILE)  # before run.arrow: a finished cell always has it
     write_table_atomic(run_table(row), run_path)
     if status == "ok":
         ckpt_path.unlink(missing_ok=True)
