@@ -1,4 +1,4 @@
-"""Show that pwmbench's PWM learns: baseline (mlp) and flow (Heun K=2) on DMC tasks, 3 seeds each.
+"""Show that pwmbench's PWM learns: baseline (mlp) and flow (Heun K=2) on DMC (or any registered) tasks, 3 seeds each.
 
 Issue W2 asks for learning curves of `eval_return` rising well above a random policy's return, measured
 side by side at a CPU budget, plus the time-per-epoch ratio flow/baseline with its breakdown. This script
@@ -105,7 +105,7 @@ def write_report(summary: dict, out: Path) -> None:
 
     tasks = list(summary["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
-    lines = ["# PWM learns on DMC: baseline vs flow", "", f"Settings (everything else PWM's defaults): `{json.dumps(summary['settings'])}`", ""]
+    lines = [f"# PWM learns on {', '.join(tasks)}: baseline vs flow", "", f"Settings (everything else PWM's defaults): `{json.dumps(summary['settings'])}`", ""]
     lines += ["| task | random policy | variant | final eval return (mean ± std, 3 seeds) | per-seed |", "|---|---|---|---|---|"]
     for ax, task in zip(axes[0], tasks):
         entry = summary["tasks"][task]
