@@ -19,7 +19,7 @@ from typing import Any
 
 from pwmbench.errors import ConfigError
 from pwmbench.interfaces import Job
-from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE
+from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE, total_steps
 from pwmbench.results import read_table
 from pwmbench.suite import Cell, Suite
 
@@ -95,6 +95,7 @@ class ProgressBoard:
         self._lines = 0
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._last_plain = 0.0
+        self.totals = {c.key: total_steps(c.task, c.config) for c in cells}
 
     def __enter__(self) -> ProgressBoard:
         self._thread.start()
@@ -111,7 +112,7 @@ class ProgressBoard:
 
     def _epochs(self, cell: Cell) -> tuple[int, dict[str, Any] | None]:
         if cell.key in self.done:
-            return cell.config.max_epochs, None
+            return self.totals[cell.key], None
         try:
             info = json.loads((cell.directory(self.out) / PROGRESS_FILE).read_text())
             return int(info["epoch"]), info
@@ -119,7 +120,7 @@ class ProgressBoard:
             return 0, None
 
     def draw(self, final: bool = False) -> None:
-        total = sum(c.config.max_epochs for c in self.cells)
+        total = sum(self.totals.values())
         states = [(c, *self._epochs(c)) for c in self.cells]
         done_epochs = sum(e for _, e, _ in states)
         elapsed = time.time() - self.start
@@ -131,7 +132,7 @@ class ProgressBoard:
         for cell, epochs, info in states:
             if info is not None and cell.key not in self.done:
                 ev = info.get("eval_return")
-                lines.append(f"  {cell.task} {cell.variant} seed {cell.seed}: epoch {epochs}/{cell.config.max_epochs}" + (f", eval {ev:.1f}" if ev is not None else ""))
+                lines.append(f"  {cell.task} {cell.variant} seed {cell.seed}: step {epochs}/{self.totals[cell.key]}" + (f", eval {ev:.1f}" if ev is not None else ""))
         if self.tty:
             if self._lines:
                 self.stream.write(f"\x1b[{self._lines}F\x1b[J")

@@ -200,11 +200,23 @@ def train_cell(
     return CellResult(status, out, row)
 
 
+def total_steps(task_name: str, cfg: PWMConfig) -> int:
+    """A cell's units of work, as its progress line and progress.json count them: epochs for a single task;
+    for a task set, world-model steps plus every member's policy iterations."""
+    from pwmbench.api import task as get_task
+
+    task = get_task(task_name)
+    if not isinstance(task, TaskSet):
+        return cfg.max_epochs
+    members = len(cfg.task_ids) if cfg.task_ids is not None else task.spec.n_tasks
+    return cfg.offline_wm_iterations + cfg.max_epochs * members
+
+
 def _train_task_set(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], progress: bool) -> CellResult:
     """A task-set cell (pwm/multitask_cell.py): one run row per member task."""
     from pwmbench.pwm.multitask_cell import train_multitask_cell, write_multitask_results
 
-    total = cfg.offline_wm_iterations + cfg.max_epochs * (len(cfg.task_ids) if cfg.task_ids is not None else taskset.spec.n_tasks)
+    total = total_steps(taskset.spec.name, cfg)
     bar = ProgressLine(total) if progress else None
     status, rows, curves = train_multitask_cell(taskset, cfg, seed, out, ident, progress=bar, reporter=ProgressFile(out / PROGRESS_FILE, total))
     write_multitask_results(out, rows, curves)
