@@ -198,7 +198,7 @@ def train_multitask_cell(
             "data_episodes": use.get("episodes"), "data_transitions": use.get("transitions"),
             "data_episodes_used": use.get("episodes_used"), "data_transitions_sampled": use.get("transitions_sampled"),
         })  # fmt: skip
-        tables.append(curves_table(m["curves"], {**ident, "member": member, "phase": "policy"}))
+        tables.append(curves_table(m["curves"], {**ident, "task": f"{taskset.spec.name}/{member}", "member": member, "phase": "policy"}))
     statuses = {r["status"] for r in rows}
     overall = "ok" if statuses == {"ok"} else ("diverged" if "diverged" in statuses else "failed")
     plugins.emit(RunEvent("finished", ident, step=owm.iteration, status=overall, reason=None if overall == "ok" else "; ".join(
