@@ -116,7 +116,7 @@ class DMCVecEnv(VecEnv):
 
     @staticmethod
     def _flatten(observation: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in observation.values()])
+        return np.concatenate([np.ravel(v) for v in observation.values()])
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
@@ -133,28 +133,36 @@ class DMCVecEnv(VecEnv):
         if a.shape != (self.num_envs, self.act_dim):
             raise ValueError(f"{self.name}: actions must have shape ({self.num_envs}, {self.act_dim}), got {a.shape}")
         scaled = self._low + (a + 1.0) * 0.5 * (self._high - self._low)
-        obs = np.empty((self.num_envs, self.obs_dim))
-        final = np.empty_like(obs)
-        rewards = np.zeros(self.num_envs)
-        truncated = np.zeros(self.num_envs, dtype=bool)
+        final = np.empty((self.num_envs, self.obs_dim), dtype=np.float32)
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        resets: list[tuple[int, Any]] = []
         for i, env in enumerate(self.envs):
+            action, total = scaled[i], 0.0
             for _ in range(self.action_repeat):
-                ts = env.step(scaled[i])
-                rewards[i] += ts.reward or 0.0
+                ts = env.step(action)
+                total += ts.reward or 0.0
                 if ts.last():
                     break
-            self._t[i] += 1
+            rewards[i] = total
+            t = int(self._t[i]) + 1
             final[i] = self._flatten(ts.observation)
-            if ts.last() or self._t[i] >= self.episode_length:
+            if t >= self.episode_length or ts.last():
+                t = 0
+                resets.append((i, env.reset().observation))
+            self._t[i] = t
+        final_t = torch.from_numpy(final)  # fresh arrays every step: sharing their memory is safe
+        obs_t = final_t.clone()  # the caller may keep one and change the other
+        truncated = torch.zeros(self.num_envs, dtype=torch.bool)
+        if resets:
+            for i, observation in resets:
+                obs_t[i] = torch.from_numpy(self._flatten(observation).astype(np.float32))
                 truncated[i] = True
-                self._t[i] = 0
-                obs[i] = self._flatten(env.reset().observation)
-            else:
-                obs[i] = final[i]
-        info = {"obs_before_reset": self._tensor(final)}
-        terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        return self._tensor(obs), self._tensor(rewards), terminated, torch.as_tensor(truncated, device=self.device), info
-
+        terminated = torch.zeros(self.num_envs, dtype=torch.bool)
+        out = (obs_t, torch.from_numpy(rewards), terminated, truncated)
+        if self.device.type != "cpu":
+            out = tuple(x.to(self.device) for x in out)
+            final_t = final_t.to(self.device)
+        return (*out, {"obs_before_reset": final_t})
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that decides future steps: physics state, solver warm start, RNGs, step counters, and the
