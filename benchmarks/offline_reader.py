@@ -76,7 +76,7 @@ def measure(directory: Path, batches: int) -> dict:
     thread = threading.Thread(target=sampler, daemon=True)
     thread.start()
     start = time.perf_counter()
-    data = OfflineDataset(directory, check_values=False)
+    data = OfflineDataset(directory)
     open_s = time.perf_counter() - start
     gen = torch.Generator().manual_seed(0)
     results = {}

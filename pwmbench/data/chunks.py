@@ -115,9 +115,10 @@ def _as_tensors(obj, path: Path) -> tuple[dict[str, torch.Tensor], tuple[int, ..
     raise ChunkError(f"{path}: holds a {type(obj).__name__}, not a TensorDict or a dict of tensors")
 
 
-def read_chunk(path: str | os.PathLike, *, mmap: bool = True, allow_pickle: bool = False) -> Chunk:
+def read_chunk(path: str | os.PathLike, *, mmap: bool = True, allow_pickle: bool = False, scan_values: bool = False) -> Chunk:
     """Open one chunk file. Raises `ChunkError` naming the file when it cannot be read (truncated, not a torch
-    file, unsafe content without `allow_pickle`); format problems of a readable file are listed by `check_chunk`."""
+    file, unsafe content without `allow_pickle`); format problems of a readable file are listed in `problems`
+    (`check_chunk`; `scan_values` adds the full finiteness scan)."""
     path = Path(path)
     if not path.is_file():
         raise ChunkError(f"{path}: no such file")
@@ -135,15 +136,20 @@ def read_chunk(path: str | os.PathLike, *, mmap: bool = True, allow_pickle: bool
         raise ChunkError(f"{path}: cannot be read: {text[:300]}{hint}") from exc
     tensors, batch_size = _as_tensors(obj, path)
     chunk = Chunk(path=path, tensors=tensors, batch_size=batch_size)
-    chunk.problems = check_chunk(chunk)
+    chunk.problems = check_chunk(chunk, scan_values=scan_values)
     return chunk
 
 
-def check_chunk(chunk: Chunk, *, scan_nan: bool = True) -> list[str]:
+SCAN_BLOCK = 4096  # episodes per block when scanning values: memory stays bounded whatever the chunk's size
+
+
+def check_chunk(chunk: Chunk, *, scan_values: bool = False) -> list[str]:
     """Everything malformed about a chunk, as sentences naming the key (empty list: well-formed).
 
-    scan_nan: also check that entry 0 of every episode has NaN action and reward and that later entries are finite
-    (reads the action and reward columns in full; they are small next to obs)."""
+    Always: keys, shapes and lengths, dtypes, one task id per episode, NaN action and reward at entry 0 (reads
+    only the entry-0 columns). `scan_values`: also that every later action and reward is finite — this reads the
+    whole action and reward columns, block by block of `SCAN_BLOCK` episodes (the inspector does it; opening a
+    dataset for training does not)."""
     t, problems = chunk.tensors, []
     missing = [k for k in REQUIRED_KEYS if k not in t]
     if missing:
@@ -165,18 +171,30 @@ def check_chunk(chunk: Chunk, *, scan_nan: bool = True) -> list[str]:
         problems.append(f"TensorDict batch size {chunk.batch_size} disagrees with obs {(n, length)}")
     if task.is_floating_point():
         problems.append(f"task must be an integer tensor, got {task.dtype}")
-    elif n and not bool((task == task[:, :1]).all()):
-        problems.append("task id changes within an episode")
-    elif n and int(task.min()) < 0:
-        problems.append(f"negative task id {int(task.min())}")
-    if scan_nan and n:
-        if not bool(torch.isnan(action[:, 0]).all()) or not bool(torch.isnan(reward[:, 0]).all()):
-            bad = int((~torch.isnan(reward[:, 0]) | ~torch.isnan(action[:, 0]).all(-1)).sum())
-            problems.append(f"entry 0 must hold NaN action and reward (the reset observation); {bad} episode(s) do not")
-        if not bool(torch.isfinite(reward[:, 1:]).all()):
-            problems.append("non-finite rewards after entry 0")
-        if not bool(torch.isfinite(action[:, 1:]).all()):
-            problems.append("non-finite actions after entry 0")
+    if not n:
+        return problems
+    bad_entry0 = int((~torch.isnan(reward[:, 0]) | ~torch.isnan(action[:, 0]).all(-1)).sum())
+    if bad_entry0:
+        problems.append(f"entry 0 must hold NaN action and reward (the reset observation); {bad_entry0} episode(s) do not")
+    changing = negative = bad_reward = bad_action = 0
+    blocks = range(0, n, SCAN_BLOCK) if (scan_values or not task.is_floating_point()) else ()
+    for start in blocks:
+        rows = slice(start, start + SCAN_BLOCK)
+        if not task.is_floating_point():
+            block = task[rows]
+            changing += int((block != block[:, :1]).any(-1).sum())
+            negative += int((block[:, 0] < 0).sum())
+        if scan_values:
+            bad_reward += int((~torch.isfinite(reward[rows, 1:])).any(-1).sum())
+            bad_action += int((~torch.isfinite(action[rows, 1:])).any(-1).any(-1).sum())
+    if changing:
+        problems.append(f"task id changes within an episode ({changing} episode(s))")
+    if negative:
+        problems.append(f"negative task id in {negative} episode(s)")
+    if bad_reward:
+        problems.append(f"non-finite rewards after entry 0 ({bad_reward} episode(s))")
+    if bad_action:
+        problems.append(f"non-finite actions after entry 0 ({bad_action} episode(s))")
     return problems
 
 

@@ -40,9 +40,11 @@ class Window:
 
 
 class OfflineDataset:
-    """All `chunk_<i>.pt` files of `directory`. Malformed chunks are an error naming the file and the problem."""
+    """All `chunk_<i>.pt` files of `directory`. Malformed chunks are an error naming the file and the problem
+    (structure, task ids and entry 0 always; `scan_values` adds the full finiteness scan of actions and rewards,
+    which reads every page of those columns — `pwmbench data inspect` does it)."""
 
-    def __init__(self, directory: str | os.PathLike, *, allow_pickle: bool = False, check_values: bool = True):
+    def __init__(self, directory: str | os.PathLike, *, allow_pickle: bool = False, scan_values: bool = False):
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise ChunkError(f"{self.directory}: no such data directory")
@@ -51,11 +53,7 @@ class OfflineDataset:
             raise ChunkError(f"{self.directory}: no chunk_<i>.pt files (TD-MPC2 format; `pwmbench data collect` writes them)")
         self.chunks: list[Chunk] = []
         for path in paths:
-            chunk = read_chunk(path, mmap=True, allow_pickle=allow_pickle)
-            if not check_values:
-                from .chunks import check_chunk
-
-                chunk.problems = check_chunk(chunk, scan_nan=False)
+            chunk = read_chunk(path, mmap=True, allow_pickle=allow_pickle, scan_values=scan_values)
             if chunk.problems:
                 raise ChunkError(f"{path}: " + "; ".join(chunk.problems))
             self.chunks.append(chunk)

@@ -33,7 +33,7 @@ def inspect_dataset(directory: str | os.PathLike, *, allow_pickle: bool = False)
     for path in paths:
         entry: dict[str, Any] = {"file": path.name}
         try:
-            chunk = read_chunk(path, mmap=True, allow_pickle=allow_pickle)
+            chunk = read_chunk(path, mmap=True, allow_pickle=allow_pickle, scan_values=True)
         except ChunkError as exc:
             entry["problems"] = [str(exc)]
             report["malformed"].append(str(exc))
