@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pwmbench.errors import ConfigError
+from pwmbench.errors import ConfigError, PwmbenchError
 from pwmbench.interfaces import Job
 from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE, total_steps
 from pwmbench.results import read_table
@@ -95,7 +95,7 @@ class ProgressBoard:
         self._lines = 0
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._last_plain = 0.0
-        self.totals = {c.key: total_steps(c.task, c.config) for c in cells}
+        self.totals = {c.key: self._total(c) for c in cells}
 
     def __enter__(self) -> ProgressBoard:
         self._thread.start()
@@ -109,6 +109,14 @@ class ProgressBoard:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.draw()
+
+    @staticmethod
+    def _total(cell: Cell) -> int:
+        """The cell's units of work (a task set counts world-model steps and member iterations)."""
+        try:
+            return total_steps(cell.task, cell.config)
+        except PwmbenchError:  # a task this process cannot resolve: count its epochs
+            return cell.config.max_epochs
 
     def _epochs(self, cell: Cell) -> tuple[int, dict[str, Any] | None]:
         if cell.key in self.done:
@@ -132,7 +140,7 @@ class ProgressBoard:
         for cell, epochs, info in states:
             if info is not None and cell.key not in self.done:
                 ev = info.get("eval_return")
-                lines.append(f"  {cell.task} {cell.variant} seed {cell.seed}: step {epochs}/{self.totals[cell.key]}" + (f", eval {ev:.1f}" if ev is not None else ""))
+                lines.append(f"  {cell.task} {cell.variant} seed {cell.seed}: {'epoch' if self.totals[cell.key] == cell.config.max_epochs else 'step'} {epochs}/{self.totals[cell.key]}" + (f", eval {ev:.1f}" if ev is not None else ""))
         if self.tty:
             if self._lines:
                 self.stream.write(f"\x1b[{self._lines}F\x1b[J")
