@@ -320,7 +320,7 @@ class PWMTrainer:
             returns += torch.where(running, reward.cpu().double(), torch.zeros(n, dtype=torch.float64))
             lengths += running.float()
             if "success" in info:
-                success = torch.where(running, torch.maximum(success, info["success"].float().cpu()), success)
+                success = torch.where(running, info["success"].float().cpu(), success)  # at the episode's end (TD-MPC2)
             running &= ~(terminated | truncated).cpu()
             if not running.any():
                 break
