@@ -93,6 +93,7 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], v: Verdict, plo
             declared = next(x["declared"] for x in suite["variants"] if x["name"] == name)
             lines.append(f"\n`{name}`: {b} with `wm_iterations` = {next(iter(json.loads(r['config'])['wm_iterations'] for r in runs if r['variant'] == name), '?')} (declared {declared}; FLOP ratio {suite.get('compute_matched', {}).get('flop_ratio', '-')}).")
         lines.append("")
+    lines += _data_use(runs)
     lines += ["## Settings that matter", ""]
     configs = {r["variant"]: json.loads(r["config"]) for r in runs}
     if b in configs:
@@ -117,6 +118,27 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], v: Verdict, plo
     return "\n".join(lines) + "\n"
 
 
+def _data_use(runs: list[dict[str, Any]]) -> list[str]:
+    """Task sets: how much of the offline dataset each member's world-model training actually sampled."""
+    rows = [r for r in runs if r.get("taskset") and r.get("data_episodes") is not None]
+    if not rows:
+        return []
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_task[r["task"]].append(r)
+    lines = ["## Offline data used (task sets)", "",
+             f"World models trained on `{rows[0].get('data_dir')}` for {rows[0].get('wm_iterations')} steps; per member, "
+             "mean over cells (every variant samples the same windows for a seed).", "",
+             "| task | episodes | transitions | episodes used | transitions sampled | passes over the data |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for task, group in sorted(by_task.items()):
+        first = group[0]
+        used = sum(g["data_episodes_used"] for g in group) / len(group)
+        sampled = sum(g["data_transitions_sampled"] for g in group) / len(group)
+        passes = sampled / first["data_transitions"] if first["data_transitions"] else float("nan")
+        lines.append(f"| {task} | {first['data_episodes']:,} | {first['data_transitions']:,} | {used:,.0f} | {sampled:,.0f} | {passes:.3g}× |")
+    return lines + [""]
+
+
 def _csv(rows: list[dict[str, Any]], path: Path) -> None:
     if not rows:
         path.write_text("")
@@ -134,7 +156,8 @@ def _series(curves: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], 
     for r in curves:
         value = r.get(metric)
         if value is not None and value == value:
-            out[(r["task"], r["variant"])][int(r["seed"])].append((r["env_steps"], value))
+            x = r["env_steps"] if r.get("env_steps") is not None else r["epoch"]  # task-set members: iterations
+            out[(r["task"], r["variant"])][int(r["seed"])].append((x, value))
     return out
 
 
@@ -147,6 +170,7 @@ def _plots(curves: list[dict[str, Any]], verdict: Verdict, out: Path) -> list[st
 
     tasks = [t.task for t in verdict.tasks]
     variants = sorted({r["variant"] for r in curves})
+    offline = {r["task"] for r in curves if r.get("phase") == "policy"}  # task-set members: no env steps
     names = []
     for metric, fname, ylabel in (("eval_return", "learning_curves.png", "eval_return (mean ± std over seeds)"), ("dynamics_loss", "dynamics_loss.png", "dynamics_loss")):
         series = _series(curves, metric)
@@ -163,7 +187,7 @@ def _plots(curves: list[dict[str, Any]], verdict: Verdict, out: Path) -> list[st
                 ax.plot(steps, m, label=variant)
                 ax.fill_between(steps, m - sd, m + sd, alpha=0.2)
             ax.set_title(task)
-            ax.set_xlabel("env steps")
+            ax.set_xlabel("policy iterations" if task in offline else "env steps")
             ax.set_ylabel(ylabel)
             if metric == "dynamics_loss":
                 ax.set_yscale("log")

@@ -232,3 +232,7 @@ def test_a_suite_collects_its_data_then_runs_both_variants(tmp_path):
     runs = read_dir(tmp_path / "out", "run.arrow").to_pylist()
     assert sorted((r["variant"], r["task"]) for r in runs) == [("flow", "mt30/dmc/pendulum-spin"), ("mlp", "mt30/dmc/pendulum-spin")]
     assert (tmp_path / "data" / "metadata.json").exists()
+    from pwmbench.report import build_report
+
+    report = build_report(tmp_path / "out", tmp_path / "report", reps=50).read_text()
+    assert "## Offline data used (task sets)" in report and "| mt30/dmc/pendulum-spin | 2 | 1,000 |" in report
