@@ -179,7 +179,10 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, prog
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none trained"
     click.echo(f"done in {summary.wall_s / 60:.1f} min: {counts}; {summary.skipped} already finished; results in {out}")
     for key, error in summary.errors.items():
-        click.echo(f"  executor error for {key}: {error} (re-run to resume it)", err=True)
+        # bad input (a changed config against a checkpoint, missing data, ...) needs a fix, not a re-run
+        bad_input = error.split(":", 1)[0] in ("ConfigError", "SuiteError", "ChunkError", "CellAlreadyDone", "PluginError")
+        hint = "fix the input; `--restart` discards a cell's old checkpoint" if bad_input else "re-run to resume it"
+        click.echo(f"  error in {key}: {error} ({hint})", err=True)
     if summary.errors:
         sys.exit(1)
 
