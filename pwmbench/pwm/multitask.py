@@ -216,7 +216,8 @@ class TaskPolicy:
 
         latents_t = torch.stack(latents)
         with torch.no_grad():
-            next_values = torch.stack([self.critic.min(zz) for zz in latents_t[1:]] + [value_end.detach()])
+            later = self.critic.min(latents_t[1:].flatten(0, 1)).view(H - 1, -1)  # one batched call, not H
+            next_values = torch.cat((later, value_end.detach().unsqueeze(0)))
         dones = torch.zeros(H, len(obs), device=self.device)
         dones[-1] = 1.0
         critic_metrics = update_critic(
