@@ -64,21 +64,39 @@ def small(dynamics, **kw):
     return api.build_world_model("pwm", obs_dim=11, act_dim=3, dynamics=dynamics, units=[64, 64], encoder_units=[32], latent_dim=32, **kw)
 
 
-def test_mlp_rollout_loss_is_the_documented_formula():
+def test_mlp_rollout_loss_is_pwms_formula():
+    """PWM: dynamics = Σ_t ρ^t·MSE_t; reward = mean over (t, b) of ρ^t·(r̂ − r)² (a mean over steps, not a sum);
+    wm_loss = (dynamics + reward) / H; logged dynamics_loss and reward_loss are each divided by H."""
     wm = small("mlp")
     obs, act, rew = _batch()
-    rho = 0.9
+    rho, H = 0.9, 4
     out = wm.loss(obs, act, rew, rho=rho)
     with torch.no_grad():
         z = wm.encode(obs[0])
-        dyn = rew_l = 0.0
-        for t in range(4):
-            rew_l += rho**t * ((wm.predict_reward(z, act[t]) - rew[t]) ** 2).mean()
+        dyn, sq_errors = 0.0, []
+        for t in range(H):
+            sq_errors.append((wm.predict_reward(z, act[t]) - rew[t]) ** 2)
             z = wm.next(z, act[t])
             dyn += rho**t * ((z - wm.encode(obs[t + 1])) ** 2).mean()
-    torch.testing.assert_close(out.dynamics_loss.detach(), torch.as_tensor(dyn))
-    torch.testing.assert_close(out.reward_loss.detach(), torch.as_tensor(rew_l))
-    torch.testing.assert_close(out.wm_loss.detach(), (dyn + rew_l) / 4)
+        weights = torch.tensor([rho**t for t in range(H)])[:, None]
+        rew_pwm = (weights * torch.stack(sq_errors)).mean()  # PWM's reward_loss: mean over [H, B]
+    torch.testing.assert_close(out.wm_loss.detach(), (dyn + rew_pwm) / H)
+    torch.testing.assert_close(out.dynamics_loss.detach(), torch.as_tensor(dyn) / H)
+    torch.testing.assert_close(out.reward_loss.detach(), rew_pwm / H)
+    # the two logged terms add up to wm_loss; dynamics : reward weight is H : 1, as in PWM
+    torch.testing.assert_close(out.wm_loss.detach(), out.dynamics_loss.detach() + out.reward_loss.detach())
+
+
+def test_loss_coefficients_weight_the_terms_and_latents_are_the_rollout():
+    wm = small("mlp")
+    obs, act, rew = _batch()
+    base = wm.loss(obs, act, rew, rho=0.5)
+    weighted = wm.loss(obs, act, rew, rho=0.5, dynamics_coef=20.0, reward_coef=0.1)
+    torch.testing.assert_close(weighted.dynamics_loss.detach(), 20 * base.dynamics_loss.detach())
+    torch.testing.assert_close(weighted.reward_loss.detach(), 0.1 * 4 * base.reward_loss.detach())
+    assert weighted.latents.shape == (5, obs.shape[1], 32)
+    with torch.no_grad():
+        torch.testing.assert_close(weighted.latents[2], wm.next(wm.next(wm.encode(obs[0]), act[0]), act[1]))
 
 
 def test_targets_carry_no_gradient_to_the_encoder_but_z0_does():

@@ -3,9 +3,15 @@ dynamics model from a plugin. The shell owns the rollout loss, so every dynamics
 the same rules:
 
     z_0 = enc(o_0),  ẑ_t = enc(o_t) (no grad, t ≥ 1),  z_{t+1} = d.next(z_t, a_t)
-    dynamics_loss = Σ_t ρ^t · mean_b step_loss_t          (MSE for `mlp`, rectified flow for `flow`)
-    reward_loss   = Σ_t ρ^t · mean_b ℓ_r(R(z_t, a_t), r_t)  (squared error, or CE on two-hot(symlog r))
-    wm_loss       = (dynamics_loss + reward_loss) / H
+    D = Σ_t ρ^t · mean_b step_loss_t                       (MSE for `mlp`, rectified flow for `flow`)
+    R = Σ_t ρ^t · mean_b ℓ_r(R(z_t, a_t), r_t)             (squared error, or CE on two-hot(symlog r))
+    dynamics_loss = c_d · D / H,   reward_loss = c_r · R / H,   wm_loss = dynamics_loss + reward_loss
+
+PWM's weights are c_d = 1 and c_r = 1/H: its reward loss is the *mean* over steps of ρ^t·(r̂ − r)², its
+dynamics loss the *sum*, and its wm_loss their sum divided by H; the logged `dynamics_loss` / `reward_loss`
+are its sums divided by H (what it logs), so wm_loss = dynamics_loss + reward_loss and curves compare with
+PWM's. TD-MPC2's offline recipe (pwm/recipes.py) passes its own coefficients (20 and 0.1). The coefficients
+belong to the shell, never to a dynamics plugin, so every variant is weighted alike.
 
 Sequences are time-major: obs `[H+1, B, obs_dim]`, actions `[H, B, act_dim]`, rewards `[H, B]`, and for
 task sets task ids `[B]` (one task per sequence).
@@ -33,12 +39,16 @@ SHARED_COMPONENTS = ("encoder", "reward", "task_embedding")
 
 @dataclass
 class WorldModelLoss:
+    """The weighted terms (wm_loss = dynamics_loss + reward_loss) and the rollout latents z_0..z_H
+    (`latents`, [H+1, B, L], with grad) for recipes that add terms on them (TD-MPC2's value loss)."""
+
     wm_loss: Tensor
     dynamics_loss: Tensor
     reward_loss: Tensor
+    latents: Tensor | None = None
 
     def detached(self) -> dict[str, float]:
-        return {k: float(v.detach()) for k, v in vars(self).items()}
+        return {k: float(getattr(self, k).detach()) for k in ("wm_loss", "dynamics_loss", "reward_loss")}
 
 
 class WorldModel(nn.Module):
@@ -115,25 +125,41 @@ class WorldModel(nn.Module):
         return self.dynamics.next(z, a, emb), r
 
     # ------------------------------------------------------------------ training loss
-    def loss(self, obs: Tensor, act: Tensor, rew: Tensor, task: Tensor | None = None, rho: float = 0.99) -> WorldModelLoss:
+    def loss(
+        self,
+        obs: Tensor,
+        act: Tensor,
+        rew: Tensor,
+        task: Tensor | None = None,
+        rho: float = 0.99,
+        *,
+        dynamics_coef: float = 1.0,
+        reward_coef: float | None = None,
+    ) -> WorldModelLoss:
+        """The rollout loss of the module docstring; `reward_coef=None` is PWM's 1/H."""
         horizon = act.shape[0]
         if obs.shape[0] != horizon + 1 or rew.shape[0] != horizon:
             raise ValueError(f"expected obs [H+1,B,·], act [H,B,·], rew [H,B]; got {tuple(obs.shape)}, {tuple(act.shape)}, {tuple(rew.shape)}")
+        c_r = 1.0 / horizon if reward_coef is None else reward_coef
         emb = self.embed(task)
         with torch.no_grad():
             targets = self.encode(obs[1:], task)
         z = self.encode(obs[0], task)
         teacher = z
-        dynamics_loss = obs.new_zeros(())
-        reward_loss = obs.new_zeros(())
+        latents = [z]
+        dyn_sum = obs.new_zeros(())
+        rew_sum = obs.new_zeros(())
         for t in range(horizon):
             a = self.mask_action(act[t], task)
             weight = rho**t
-            reward_loss = reward_loss + weight * self.reward.loss(self.reward(join_inputs(z, a, emb)), rew[t]).mean()
+            rew_sum = rew_sum + weight * self.reward.loss(self.reward(join_inputs(z, a, emb)), rew[t]).mean()
             step_loss, z = self.dynamics.train_step(z, a, targets[t], emb, teacher=teacher)
-            dynamics_loss = dynamics_loss + weight * step_loss.mean()
+            dyn_sum = dyn_sum + weight * step_loss.mean()
+            latents.append(z)
             teacher = targets[t]
-        return WorldModelLoss((dynamics_loss + reward_loss) / horizon, dynamics_loss, reward_loss)
+        dynamics_loss = dynamics_coef * dyn_sum / horizon
+        reward_loss = c_r * rew_sum / horizon
+        return WorldModelLoss(dynamics_loss + reward_loss, dynamics_loss, reward_loss, torch.stack(latents))
 
     # ------------------------------------------------------------------ accounting
     def component_parameters(self) -> dict[str, int]:

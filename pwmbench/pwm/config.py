@@ -78,6 +78,14 @@ class PWMConfig:
     offline_wm_iterations: int = 100_000  # world-model gradient steps on the dataset (batches of wm_batch_size)
     policy_batch_size: int = 512  # start states per policy iteration
     task_ids: tuple[int, ...] | None = None  # train policies for these task ids only (None: every task of the set)
+    wm_recipe: str | None = None  # task sets: "tdmpc2" (TD-MPC2's offline recipe, PWM's source; the default) or "pwm-single"
+    critic_targets: str = "pwm-code"  # task sets: "pwm-code" (PWM's code: one-step r + γV(z')) or "td-lambda" (the paper)
+    # single-task pretraining (PWM's `general.pretrain`): world-model steps on a dataset before the first epoch
+    pretrain_data: str | None = None  # a TD-MPC2-format dataset directory of this task (pwmbench data collect --task)
+    pretrain_wm_iterations: int | None = None  # None → PWM's number for the task where known, else 50,000
+    pretrain_checkpoint: str | None = None  # load a pretrained world model instead (a finished cell's policy.pt or wm file)
+    # model-quality diagnostics on held-out windows (pwm/diagnostics.py), at every evaluation
+    diagnostics_windows: int = 256  # held-out (H+1)-step windows per measurement; 0 = off
 
     def validate(self) -> None:
         get_preset(self.preset).with_overrides(**self.world_model)
@@ -94,6 +102,14 @@ class PWMConfig:
             raise ConfigError(f"need 0 < gamma ≤ 1 and 0 ≤ lam ≤ 1, got gamma={self.gamma}, lam={self.lam}")
         if self.lr_schedule not in ("linear", "constant"):
             raise ConfigError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        if self.wm_recipe not in (None, "tdmpc2", "pwm-single"):
+            raise ConfigError(f"wm_recipe must be 'tdmpc2' or 'pwm-single', got {self.wm_recipe!r}")
+        if self.critic_targets not in ("pwm-code", "td-lambda"):
+            raise ConfigError(f"critic_targets must be 'pwm-code' or 'td-lambda', got {self.critic_targets!r}")
+        if self.pretrain_wm_iterations is not None and self.pretrain_wm_iterations < 0:
+            raise ConfigError(f"pretrain_wm_iterations must be ≥ 0, got {self.pretrain_wm_iterations}")
+        if self.diagnostics_windows < 0:
+            raise ConfigError(f"diagnostics_windows must be ≥ 0, got {self.diagnostics_windows}")
         if self.min_logstd > self.init_logstd:
             raise ConfigError(f"min_logstd {self.min_logstd} is above init_logstd {self.init_logstd}")
 
