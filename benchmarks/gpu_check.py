@@ -162,9 +162,9 @@ def pwm_epoch(dev: Device, quick: bool) -> dict[str, Any]:
             overrides.update(world_model={"units": [64, 64], "encoder_units": [32], "latent_dim": 32}, horizon=4, wm_batch_size=16)
         trainer = PWMTrainer(api.task("dflex/ant"), resolve_config(overrides), seed=0)
         # collect until an episode has finished (PWM's start), then one warm-up training epoch
-        while trainer.buffer.finished_episodes == 0 and trainer.epoch < (200 if quick else 100):
+        while not trainer.buffer.can_sample(trainer.cfg.horizon) and trainer.epoch < (200 if quick else 100):
             trainer.train_epoch()
-        if trainer.buffer.finished_episodes == 0:
+        if not trainer.buffer.can_sample(trainer.cfg.horizon):
             out[name] = {"skipped": "no episode finished during collection"}
             continue
         trainer.train_epoch()
