@@ -9,6 +9,8 @@ Pieces:
   forces, RNEA bias, composite-rigid-body mass matrix with armature, Cholesky, semi-implicit Euler, mass-matrix
   caching); `contact`: penalty ground contact at fixed contact points; `warp_setup`: a project-level kernel cache;
 - `bridge`: one env step recorded on a `wp.Tape` as a torch autograd function (gradients to actions and state);
+- `frame`: the root-following frame (each env's state relative to its own horizontal origin, re-centred every
+  step: exact by translation invariance, and float32 stays accurate hundreds of metres out);
 - `tasks` (definitions: model, actuation, observation, reward, termination, initial states), `env` (the batched
   `DflexVecEnv` with PWM's episode semantics), `plugin` (the task hook: `dflex/cartpole`, `dflex/hopper`,
   `dflex/ant`, `dflex/humanoid`, `dflex/cheetah`), `rotations` (torch quaternions).

@@ -206,7 +206,7 @@ class Geom:
     """
 
     name: str
-    kind: str  # "sphere" | "capsule"
+    kind: str  # "sphere" | "capsule" (| "box": mass only, built in code; the loader reads no boxes)
     radius: float
     half_length: float  # 0 for spheres
     position: np.ndarray
@@ -225,7 +225,10 @@ class Geom:
 
     @property
     def contact_points(self) -> tuple[np.ndarray, ...]:
-        """Fixed contact points in the link frame: a sphere's centre, or a capsule's two end-cap centres."""
+        """Fixed contact points in the link frame: a sphere's centre, or a capsule's two end-cap centres (a "box",
+        built in code for SHAC's cartpole, which has no ground, carries mass only)."""
+        if self.kind == "box":
+            return ()
         if self.kind == "sphere":
             return (self.position,)
         return (self.position - self.half_length * self.axis, self.position + self.half_length * self.axis)

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from .mjcf import FromMJCF, dm_control_asset, gymnasium_asset, load_mjcf, parse_mjcf
+from .mjcf import Articulation, FromMJCF, Geom, Link, dm_control_asset, gymnasium_asset, load_mjcf
 from .model import Model
 from .rotations import quat_conjugate, quat_from_axis_angle, quat_mul, quat_rotate
 
@@ -44,6 +44,7 @@ class DflexTask:
     substeps: ClassVar[int] = 16
     mm_caching_frequency: ClassVar[int] = 16
     num_envs: ClassVar[int] = 64  # PWM's env count for the task
+    pretrain_wm_iterations: ClassVar[int | None] = None  # PWM's world-model pretraining steps (README), where it gives them
     contact: ClassVar[tuple[float, float, float, float] | None] = None  # (ke, kd, kf, mu)
     limit_ke: ClassVar[float] = 1.0e3
     limit_kd: ClassVar[float] = 10.0
@@ -61,7 +62,12 @@ class DflexTask:
         """Actions in [−1, 1] → generalised forces [n, dof_count] (zeros on unactuated dofs)."""
         raise NotImplementedError
 
-    def observe(self, q: torch.Tensor, qd: torch.Tensor, prev_actions: torch.Tensor) -> torch.Tensor:
+    def observe(
+        self, q: torch.Tensor, qd: torch.Tensor, prev_actions: torch.Tensor, origin: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The observation of (q, q̇), a state in the env's root-following frame (frame.py) whose horizontal origin
+        is `origin` ([n, 3] float64; None = the world origin). Only quantities fixed in the world (a far target) need
+        `origin`; everything else is relative and reads q, q̇ directly."""
         raise NotImplementedError
 
     def reward(self, obs_before: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -113,13 +119,20 @@ class _Walker(DflexTask):
         qd = _uniform(gen, (n, model.dof_count), 0.25)
         return q, qd
 
-    def observe(self, q, qd, prev_actions):
+    def observe(self, q, qd, prev_actions, origin=None):
         pos, rot = q[:, 0:3], q[:, 3:7]
         ang_vel = qd[:, 0:3]
         lin_vel = qd[:, 3:6] - torch.linalg.cross(pos, ang_vel, dim=-1)  # the torso origin's velocity
+        # the target (target_x, ·, 0), fixed in the world, seen from the env's local origin (in float64, then the
+        # local position, small, is taken off in float32)
+        target = torch.zeros(q.shape[0], 3, dtype=torch.float64, device=q.device)
+        target[:, 0] = self.target_x
+        if origin is not None:
+            target = target - origin.to(device=q.device, dtype=torch.float64)
+        target = target.to(q.dtype)
         to_target = torch.stack(
-            (self.target_x - pos[:, 0], torch.zeros_like(pos[:, 1]), -pos[:, 2]), dim=-1
-        )  # target (target_x, ·, 0) relative to the start, on the ground plane
+            (target[:, 0] - pos[:, 0], torch.zeros_like(pos[:, 1]), target[:, 2] - pos[:, 2]), dim=-1
+        )  # on the ground plane
         target_dir = torch.nn.functional.normalize(to_target, dim=-1)
         torso = quat_mul(rot, quat_conjugate(torch.as_tensor(Z_UP_TO_Y_UP, dtype=q.dtype, device=q.device)))
         up = quat_rotate(torso, torch.tensor([0.0, 1.0, 0.0], device=q.device))
@@ -147,6 +160,7 @@ class Ant(_Walker):
     name = "ant"
     obs_dim, act_dim = 37, 8
     num_envs = 128
+    pretrain_wm_iterations = 100_000
     contact = (4.0e4, 1.0e4, 3.0e3, 0.75)
     start_height = 0.75
     target_x = 10000.0
@@ -172,6 +186,7 @@ HUMANOID_STRENGTH = (200, 200, 200, 200, 200, 600, 400, 100, 100, 200, 200, 600,
 class Humanoid(_Walker):
     name = "humanoid"
     obs_dim, act_dim = 76, 21
+    pretrain_wm_iterations = 200_000
     substeps = mm_caching_frequency = 48
     contact = (2.0e4, 2.0e3, 1.0e3, 0.75)  # kd: PWM's fork (SHAC: 5e3)
     start_height = 1.35
@@ -216,6 +231,7 @@ class Hopper(DflexTask):
 
     name = "hopper"
     obs_dim, act_dim = 11, 3
+    pretrain_wm_iterations = 50_000
     contact = (2.0e4, 2.0e3, 1.0e3, 0.9)  # kd: PWM's fork (SHAC: 1e3)
     description = "dflex Hopper (gymnasium's hopper geometry), 3 hinges, 200·a torques, hop along +x"
 
@@ -232,8 +248,8 @@ class Hopper(DflexTask):
     def joint_forces(self, actions, dof_count):
         return _actuated(actions, dof_count, 200.0)
 
-    def observe(self, q, qd, prev_actions):
-        return torch.cat((q[:, 1:], qd), dim=-1)
+    def observe(self, q, qd, prev_actions, origin=None):
+        return torch.cat((q[:, 1:], qd), dim=-1)  # x (q[0]) is not observed: no origin needed
 
     def reward(self, obs_before, actions):
         p = obs_before
@@ -270,49 +286,75 @@ class Cheetah(DflexTask):
 
 
 # --------------------------------------------------------------------------------------------- CartPole
-CARTPOLE_XML = """<mujoco model="cartpole">
-  <!-- Our model (reference/dflex.md does not give the cart and pole): a 1 kg cart (sphere r 0.062 m) on a rail
-       of ±4 m, a 1 kg pole 1 m long (capsule r 0.0178 m) hinged at the cart; q = 0 is the pole upright. -->
-  <worldbody>
-    <body name="cart">
-      <joint name="slider" type="slide" axis="1 0 0" range="-4 4" limited="true"/>
-      <geom type="sphere" size="0.062"/>
-      <body name="pole">
-        <joint name="hinge" type="hinge" axis="0 1 0"/>
-        <geom type="capsule" fromto="0 0 0 0 0 1" size="0.0178"/>
-      </body>
-    </body>
-  </worldbody>
-</mujoco>"""
+# SHAC's cartpole (the URDF that PWM's dflex fork loads, with dflex's loader rules: masses from the collision boxes
+# at dflex's default density 1000, URDF <inertial> ignored). z up here; the root frame turns it to y up.
+CARTPOLE_DENSITY = 1000.0
+CARTPOLE_CART_BOX = (0.5, 0.5, 0.2)  # full sizes (x, y, z): 50 kg
+CARTPOLE_POLE_BOX = (0.05, 0.05, 1.0)  # centred 0.5 m up the pole from the hinge: 2.5 kg
+CARTPOLE_RAIL = 4.0  # the slider's URDF limit, ±4 m
+CARTPOLE_POLE_RANGE = 1.0e3  # a continuous joint: dflex's loader gives it ±1e3
+CARTPOLE_ARMATURE = 0.1
+CARTPOLE_ROOT = (np.array([0.0, 2.5, 0.0]), Z_UP_TO_Y_UP)  # the rail 2.5 m up (no ground: only for the record)
+
+
+def box_geom(name: str, size, position, density: float) -> Geom:
+    """A solid box (full sizes along x, y, z) as a massive geom without contact points (dflex's box inertia
+    m/12·(h² + d², w² + d², w² + h²)). The MJCF loader still rejects boxes; only code-built models use them."""
+    w, h, d = (float(v) for v in size)
+    mass = density * w * h * d
+    inertia = np.diag([mass / 12.0 * (h * h + d * d), mass / 12.0 * (w * w + d * d), mass / 12.0 * (w * w + h * h)])
+    return Geom(name, "box", 0.0, 0.0, np.asarray(position, float), np.array([0.0, 0.0, 0.0, 1.0]), mass, inertia)
+
+
+def cartpole_articulation() -> Articulation:
+    """Cart (slide along x, ±4 m) and pole (hinge about y at the cart's origin; q = 0 is the pole straight up)."""
+    identity = np.array([0.0, 0.0, 0.0, 1.0])
+    gains = {"ref": 0.0, "stiffness": 0.0, "damping": 0.0, "armature": CARTPOLE_ARMATURE}
+    cart_box = box_geom("cart", CARTPOLE_CART_BOX, np.zeros(3), CARTPOLE_DENSITY)
+    pole_box = box_geom("pole", CARTPOLE_POLE_BOX, np.array([0.0, 0.0, 0.5]), CARTPOLE_DENSITY)
+    cart = Link("cart", "slider_to_cart", -1, "slide", np.array([1.0, 0.0, 0.0]), np.zeros(3), identity,
+                -CARTPOLE_RAIL, CARTPOLE_RAIL, geoms=(cart_box,), **gains)  # fmt: skip
+    pole = Link("pole", "cart_to_pole", 0, "hinge", np.array([0.0, 1.0, 0.0]), np.zeros(3), identity,
+                -CARTPOLE_POLE_RANGE, CARTPOLE_POLE_RANGE, geoms=(pole_box,), **gains)  # fmt: skip
+    return Articulation("cartpole", (cart, pole))
 
 
 class CartPole(DflexTask):
-    """Swing-up: the pole starts hanging (θ = −π; θ = 0 is upright), the cart is pushed with 1000·a N."""
+    """Swing-up on SHAC's cartpole (PWM's dflex fork): a 50 kg cart on a ±4 m rail and a 2.5 kg, 1 m pole, pushed
+    with 1000·a N.
+
+    SHAC's (facts from PWM's dflex fork, `CartPoleSwingUpEnv` and its `cartpole.urdf`): the geometry and the masses
+    (boxes at density 1000), armature 0.1 on both joints, joint stiffness and damping 0, joint limit ke 1e2 and kd
+    1.0 (dflex's limit damping acts always), the ±4 m rail, 4 substeps, 1000·a on the cart, the observation, the
+    reward, and the stochastic init: π·U(−0.5, 0.5) added to both joint coordinates (the cart's too) and
+    0.5·U(−0.5, 0.5) to both velocities. Our choice, where the sources disagree: the base angle θ = −π (hanging;
+    reference/dflex.md; SHAC's original env sets q_pole = −π), whereas PWM's fork defaults to start_state = 0 with
+    θ = 0 the pole up (its docstring), i.e. it starts within ±90° of upright — `start_theta` names the choice. (The
+    fidelity audit quotes limit kd 1e1; PWM's fork and SHAC's original env both pass 1.0.)"""
 
     name = "cartpole"
     obs_dim, act_dim = 5, 1
     episode_length = 240
     substeps = mm_caching_frequency = 4
     num_envs = 1024
-    limit_ke, limit_kd = 1.0e4, 0.0  # our choice: a stiff rail end, no always-on damping on a swinging pole
-    description = "dflex CartPole swing-up (1 kg cart, 1 kg 1 m pole: our model), 1000·a N on the cart"
+    limit_ke, limit_kd = 1.0e2, 1.0
+    start_theta = -math.pi
+    description = "dflex CartPole swing-up (SHAC's cartpole: 50 kg cart, ±4 m rail, 2.5 kg 1 m pole), 1000·a N on the cart"
 
     def model(self):
-        art = parse_mjcf(CARTPOLE_XML, density=1000.0, stiffness=0.0, damping=0.0, armature=0.1)
-        return Model.from_articulation(art, root_frame=(np.zeros(3), Z_UP_TO_Y_UP))
+        return Model.from_articulation(cartpole_articulation(), root_frame=CARTPOLE_ROOT)
 
     def initial_state(self, model, n, gen):
-        """θ = −π + π·U(−0.5, 0.5) (the pole's angle; the cart starts at x = 0), velocities U(−0.25, 0.25)."""
-        q = torch.zeros(n, 2)
-        q[:, 1] = -math.pi + _uniform(gen, (n,), 0.5 * math.pi)
+        """(x, θ) = (0, −π) + π·U(−0.5, 0.5) each, (ẋ, θ̇) = 0.5·U(−0.5, 0.5) each (SHAC's stochastic init)."""
+        q = torch.tensor([0.0, self.start_theta]) + _uniform(gen, (n, 2), 0.5 * math.pi)
         qd = _uniform(gen, (n, 2), 0.25)
         return q, qd
 
     def joint_forces(self, actions, dof_count):
         return torch.cat((1000.0 * actions, torch.zeros_like(actions)), dim=-1)
 
-    def observe(self, q, qd, prev_actions):
-        x, theta = q[:, 0], q[:, 1]
+    def observe(self, q, qd, prev_actions, origin=None):
+        x, theta = q[:, 0], q[:, 1]  # the cart is on a fixed rail: no root following, x is absolute
         return torch.stack((x, qd[:, 0], torch.sin(theta), torch.cos(theta), qd[:, 1]), dim=-1)
 
     def reward(self, obs_before, actions):
