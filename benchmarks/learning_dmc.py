@@ -9,6 +9,12 @@ Re-running resumes: finished cells are skipped.
 
     python benchmarks/learning_dmc.py                      # the recorded run (see summary.md for its settings)
     python benchmarks/learning_dmc.py --epochs 60 --seeds 42 --out /tmp/smoke  # a smoke test
+
+PWM's protocol pretrains the world model on data before any policy learning (`general.pretrain`):
+`--pretrain-episodes N [--pretrain-iterations K]` collects N episodes of each task with a uniform-random policy
+(`pwmbench data collect --task`, once, into OUT/pretrain_data/<task>) and pretrains every cell's world model on
+them for K steps with the same data order for every variant. The model-quality diagnostics (`model_error_*`,
+measured on the held-out evaluation episodes) are summarised and plotted next to the returns.
 """
 
 from __future__ import annotations
@@ -36,6 +42,19 @@ BUDGET = {
 }
 VARIANTS = {"mlp": {"dynamics": "mlp"}, "flow-heun2": {"dynamics": "flow", "dynamics_options": {"integrator": "heun", "substeps": 2}}}
 TIME_KEYS = ("time_epoch", "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm")
+MODEL_KEYS = ("model_error_1", "model_error_copy", "model_error_H", "model_reward_error_H")
+
+
+def collect_pretrain_data(task: str, episodes: int, out: Path, seed: int = 0) -> Path:
+    """N random-policy episodes of `task` in TD-MPC2's chunk format (once; reused when present)."""
+    import subprocess
+
+    target = out / "pretrain_data" / task.replace("/", "_")
+    if not (target / "metadata.json").exists():
+        cmd = [sys.executable, "-m", "pwmbench", "data", "collect", "--task", task, "--episodes", str(episodes),
+               "--policy", "random", "--seed", str(seed), "--out", str(target)]  # fmt: skip
+        subprocess.run(cmd, check=True)
+    return target
 
 
 def run_cell(task: str, variant: str, seed: int, epochs: int, out: str, budget: dict) -> dict:
@@ -76,13 +95,23 @@ def summarise(tasks: list[str], seeds: list[int], out: Path, budget: dict) -> di
         entry: dict = {"random_return": random_policy_return(task), "variants": {}}
         for variant in VARIANTS:
             finals, curves, times = [], [], {k: [] for k in TIME_KEYS}
+            model_curves: dict[str, list] = {k: [] for k in MODEL_KEYS}
+            model_final: dict[str, list] = {k: [] for k in MODEL_KEYS}
+            pretrain_s = []
             for seed in seeds:
                 cell = out / "cells" / task.replace("/", "_") / variant / str(seed)
                 run = ipc.open_file(cell / "run.arrow").read_all().to_pylist()[0]
                 rows = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
                 finals.append(run["final_return"])
                 curves.append([(r["env_steps"], r["eval_return"]) for r in rows if r["eval_return"] is not None])
-                trained = [r for r in rows if r["wm_updates"] is not None and r["wm_updates"] == budget.get("wm_iterations", 8)]
+                train_rows = [r for r in rows if r.get("phase") in (None, "train")]
+                pretrain_s.append(max((r["wall_s"] for r in rows if r.get("phase") == "pretrain"), default=0.0))
+                for k in MODEL_KEYS:
+                    points = [(r["env_steps"], r[k]) for r in train_rows if r.get(k) is not None]
+                    model_curves[k].append(points)
+                    model_final[k].append(points[-1][1] if points else None)
+                curves[-1] = [(r["env_steps"], r["eval_return"]) for r in train_rows if r["eval_return"] is not None]
+                trained = [r for r in train_rows if r["wm_updates"] is not None and r["wm_updates"] == budget.get("wm_iterations", 8)]
                 for k in TIME_KEYS:
                     times[k].append(statistics.median(r[k] for r in trained))
             entry["variants"][variant] = {
@@ -91,6 +120,9 @@ def summarise(tasks: list[str], seeds: list[int], out: Path, budget: dict) -> di
                 "final_returns": finals,
                 "curves": curves,
                 "time_per_epoch": {k: statistics.mean(v) for k, v in times.items()},
+                "pretrain_wall_s": statistics.mean(pretrain_s),
+                "model_final": {k: [x for x in v if x is not None] for k, v in model_final.items()},
+                "model_curves": model_curves,
             }
         summary["tasks"][task] = entry
     return summary
@@ -104,7 +136,7 @@ def write_report(summary: dict, out: Path) -> None:
     import numpy as np
 
     tasks = list(summary["tasks"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
     lines = [f"# PWM learns on {', '.join(tasks)}: baseline vs flow", "", f"Settings (everything else PWM's defaults): `{json.dumps(summary['settings'])}`", ""]
     lines += ["| task | random policy | variant | final eval return (mean ± std, 3 seeds) | per-seed |", "|---|---|---|---|---|"]
     for ax, task in zip(axes[0], tasks):
@@ -121,6 +153,25 @@ def write_report(summary: dict, out: Path) -> None:
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval_return (10 episodes, deterministic actor)")
         ax.legend()
+    for ax, task in zip(axes[1], tasks):
+        for variant, v in summary["tasks"][task]["variants"].items():
+            for key, style in (("model_error_H", "-"), ("model_error_1", ":")):
+                runs = [c for c in v["model_curves"][key] if c]
+                if not runs:
+                    continue
+                n = min(len(c) for c in runs)
+                steps = np.array([s for s, _ in runs[0][:n]])
+                values = np.array([[x for _, x in c[:n]] for c in runs])
+                ax.plot(steps, values.mean(0), style, label=f"{variant} {key}")
+            copies = [c for c in v["model_curves"]["model_error_copy"] if c]
+            if copies and variant == next(iter(summary["tasks"][task]["variants"])):
+                n = min(len(c) for c in copies)
+                ax.plot([s for s, _ in copies[0][:n]], np.array([[x for _, x in c[:n]] for c in copies]).mean(0), "k--", label="no change (copy), one step")
+        ax.set_yscale("log")
+        ax.set_title(f"{task}: held-out model error (mean over seeds)")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("latent MSE")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=120)
     lines += ["", "## Time per training epoch (s, median over epochs, mean over seeds)", "", "| task | variant | " + " | ".join(TIME_KEYS) + " |", "|---|---|" + "---|" * len(TIME_KEYS)]
@@ -129,6 +180,18 @@ def write_report(summary: dict, out: Path) -> None:
             lines.append(f"| {task} | {variant} | " + " | ".join(f"{v['time_per_epoch'][k]:.3f}" for k in TIME_KEYS) + " |")
         flow, mlp = entry["variants"]["flow-heun2"]["time_per_epoch"], entry["variants"]["mlp"]["time_per_epoch"]
         lines.append(f"| {task} | **ratio flow/mlp** | " + " | ".join(f"{flow[k] / mlp[k]:.2f}" if mlp[k] else "-" for k in TIME_KEYS) + " |")
+    lines += ["", "## Model quality at the last evaluation (held-out evaluation episodes; mean ± std over seeds)", "",
+              "`ratio_1` = model_error_1 / model_error_copy: above 1, the model's one-step prediction is worse than predicting no change.", "",
+              "| task | variant | pretrain wall (s) | " + " | ".join(MODEL_KEYS) + " | ratio_1 |", "|---|---|---|" + "---|" * (len(MODEL_KEYS) + 1)]  # fmt: skip
+    for task, entry in summary["tasks"].items():
+        for variant, v in entry["variants"].items():
+            finals = v["model_final"]
+
+            def fmt(xs: list) -> str:
+                return f"{statistics.mean(xs):.3g} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.2g}" if xs else "-"
+
+            ratios = [a / b for a, b in zip(finals["model_error_1"], finals["model_error_copy"]) if b]
+            lines.append(f"| {task} | {variant} | {v['pretrain_wall_s']:.0f} | " + " | ".join(fmt(finals[k]) for k in MODEL_KEYS) + f" | {fmt(ratios)} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n".join(lines))
@@ -141,16 +204,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "learning_dmc")
+    parser.add_argument("--pretrain-episodes", type=int, default=0, help="collect N random-policy episodes per task and pretrain on them (0: no pretraining)")
+    parser.add_argument("--pretrain-iterations", type=int, default=None, help="world-model pretraining steps (default: the task's PWM number, else 50,000)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="change the budget (same for both variants)")
     args = parser.parse_args()
     from pwmbench.pwm.config import parse_set
 
     budget = {**BUDGET, **parse_set(args.sets)}
     args.out.mkdir(parents=True, exist_ok=True)
+    per_task = {t: dict(budget) for t in args.tasks}
+    if args.pretrain_episodes:
+        for t in args.tasks:
+            per_task[t]["pretrain_data"] = str(collect_pretrain_data(t, args.pretrain_episodes, args.out))
+            if args.pretrain_iterations is not None:
+                per_task[t]["pretrain_wm_iterations"] = args.pretrain_iterations
+        budget = {**budget, "pretrain_episodes": args.pretrain_episodes, "pretrain_wm_iterations": args.pretrain_iterations, "pretrain_policy": "random"}
     jobs = [(t, v, s) for t in args.tasks for v in VARIANTS for s in args.seeds]
     start = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_cell, t, v, s, args.epochs, str(args.out / "cells" / t.replace("/", "_") / v / str(s)), budget): (t, v, s) for t, v, s in jobs}
+        futures = {pool.submit(run_cell, t, v, s, args.epochs, str(args.out / "cells" / t.replace("/", "_") / v / str(s)), per_task[t]): (t, v, s) for t, v, s in jobs}
         for future in as_completed(futures):
             print(f"[{time.time() - start:7.0f} s] {future.result()}", file=sys.stderr, flush=True)
     write_report(summarise(args.tasks, args.seeds, args.out, budget), args.out)

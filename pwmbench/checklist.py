@@ -39,6 +39,8 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
     if prepared is None:
         return checks
     record("identical settings across variants (fairness audit)", lambda: "only dynamics blocks differ" + (f"; declared: {suite.audit['declared_differences']}" if suite.audit["declared_differences"] else ""))
+    for task, recipes in suite.audit.get("wm_recipes", {}).items():  # identical across variants (the audit refuses otherwise)
+        record(f"task set {task}: world-model recipe, every variant", lambda r=recipes: _recipe_text(r))
     for task in suite.tasks:
         if _is_task_set(task):
             record(f"task set {task}: offline dataset", lambda t=task: _data_check(t, suite))
@@ -121,3 +123,9 @@ def _writable(out: Path) -> str:
     probe.unlink()
     free = shutil.disk_usage(out).free / 2**30
     return f"{out} ({free:.1f} GiB free)"
+
+
+def _recipe_text(recipes: dict) -> str:
+    from pwmbench.pwm.recipes import recipe_summary
+
+    return f"{', '.join(recipes)}: " + recipe_summary(next(iter(recipes.values())))

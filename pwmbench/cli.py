@@ -243,8 +243,10 @@ def data_group() -> None:
 
 
 @data_group.command("collect")
-@click.option("--taskset", required=True, help="Task set (mt30, mt80) or a single task (e.g. dmc/walker-walk).")
-@click.option("--episodes-per-task", type=int, required=True, help="Full episodes to collect for every task.")
+@click.option("--taskset", default=None, help="Task set (mt30, mt80) or a single task (e.g. dmc/walker-walk): full-length episodes only.")
+@click.option("--task", "single_task", default=None, help="One task (e.g. dflex/hopper) for single-task pretraining data: episodes that end early are kept, NaN-padded.")
+@click.option("--episodes-per-task", type=int, default=None, help="Full episodes to collect for every task (--taskset).")
+@click.option("--episodes", type=int, default=None, help="Episodes to collect (--task).")
 @click.option("--policy", default="random", show_default=True, help="Behaviour policy: random, or a policy.pt written by `pwmbench train`.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-envs", type=int, default=8, show_default=True, help="Copies of each task stepped together.")
@@ -252,10 +254,27 @@ def data_group() -> None:
 @click.option("--episodes-per-chunk", type=int, default=10_000, show_default=True, help="Episodes per chunk file.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for chunk_<i>.pt and metadata.json.")
-def data_collect_cmd(taskset, episodes_per_task, policy, seed, num_envs, task_ids, episodes_per_chunk, overwrite, out_dir) -> None:
+def data_collect_cmd(taskset, single_task, episodes_per_task, episodes, policy, seed, num_envs, task_ids, episodes_per_chunk, overwrite, out_dir) -> None:
     """Run a behaviour policy in the real environments and write TD-MPC2-format chunk files."""
-    from pwmbench.data.collect import collect
+    from pwmbench.data.collect import collect, collect_task
     from pwmbench.errors import PwmbenchError
+
+    if (taskset is None) == (single_task is None):
+        _fail("give exactly one of --taskset SET (task-set data) or --task TASK (single-task pretraining data)")
+    if single_task is not None:
+        count = episodes if episodes is not None else episodes_per_task
+        if count is None or task_ids:
+            _fail("--task needs --episodes N (and takes no --tasks)")
+        try:
+            meta = collect_task(single_task, count, out_dir, policy=policy, seed=seed, num_envs=num_envs,
+                                episodes_per_chunk=episodes_per_chunk, overwrite=overwrite, progress=click.echo)  # fmt: skip
+        except PwmbenchError as exc:
+            _fail(str(exc))
+        click.echo(f"wrote {len(meta['chunks'])} chunk file(s) to {out_dir} in {meta['seconds']:.1f} s ({meta['ended_early']} episode(s) ended early)")
+        return
+    episodes_per_task = episodes_per_task if episodes_per_task is not None else episodes
+    if episodes_per_task is None:
+        _fail("--taskset needs --episodes-per-task N")
 
     ids = None
     if task_ids:

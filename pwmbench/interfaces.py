@@ -156,12 +156,16 @@ class TaskSpec:
     score: str = "return"  # "return", "reward/1000" or "success"
     description: str = ""
     num_envs: int | None = None  # the task's customary number of parallel envs (PWM's), if it has one
+    pretrain_wm_iterations: int | None = None  # world-model pretraining steps PWM used for the task (its README), if any
 
     def __post_init__(self) -> None:
         for key in ("obs_dim", "act_dim", "episode_length", "n_tasks"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"TaskSpec({self.name!r}).{key} must be a positive int, got {value!r}")
+        steps = self.pretrain_wm_iterations
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            raise ConfigError(f"TaskSpec({self.name!r}).pretrain_wm_iterations must be an int ≥ 0 or None, got {steps!r}")
         if self.action_dims is not None and len(self.action_dims) != self.n_tasks:
             raise ConfigError(f"TaskSpec({self.name!r}): {len(self.action_dims)} action_dims for {self.n_tasks} tasks")
 

@@ -94,6 +94,7 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], v: Verdict, plo
             lines.append(f"\n`{name}`: {b} with `wm_iterations` = {next(iter(json.loads(r['config'])['wm_iterations'] for r in runs if r['variant'] == name), '?')} (declared {declared}; FLOP ratio {suite.get('compute_matched', {}).get('flop_ratio', '-')}).")
         lines.append("")
     lines += _data_use(runs)
+    lines += _model_quality(runs)
     lines += ["## Settings that matter", ""]
     configs = {r["variant"]: json.loads(r["config"]) for r in runs}
     if b in configs:
@@ -136,6 +137,54 @@ def _data_use(runs: list[dict[str, Any]]) -> list[str]:
         sampled = sum(g["data_transitions_sampled"] for g in group) / len(group)
         passes = sampled / first["data_transitions"] if first["data_transitions"] else float("nan")
         lines.append(f"| {task} | {first['data_episodes']:,} | {first['data_transitions']:,} | {used:,.0f} | {sampled:,.0f} | {passes:.3g}× |")
+    return lines + [""]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for one seed)."""
+    m = sum(values) / len(values)
+    sd = (sum((x - m) ** 2 for x in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return m, sd
+
+
+def _model_quality(runs: list[dict[str, Any]]) -> list[str]:
+    """World-model quality next to the returns, per task × variant: the held-out errors of pwm/diagnostics.py at the
+    last evaluation, mean ± std over the ok seeds, and whether the model is worse than predicting "no change"."""
+    columns = (("model_error_1_final", "one-step error"), ("model_error_copy_final", '"no change" error'),
+               ("model_error_ratio_copy_final", "ratio"), ("model_error_H_final", "H-step error"),
+               ("model_error_copy_H_final", '"no change" at H'), ("model_error_ratio_copy_H_final", "ratio at H"),
+               ("model_reward_error_H_final", "reward MSE on the rollout"))  # fmt: skip
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        if r["status"] == "ok" and any(r.get(c) is not None for c, _ in columns):
+            by[(r["task"], r["variant"])].append(r)
+    if not by:
+        return []
+    lines = ["## Model quality", "",
+             "The world model on held-out real episodes (the evaluation's own, never trained on) at the last evaluation, "
+             "mean ± std over seeds. Errors are latent MSEs on each model's own latent scale; a ratio is the model's error "
+             'over that of predicting "no change" (z_{t+1} = z_t, or z_H = z_0 at H steps), so a ratio above 1 means the '
+             'model predicts worse than no change at all. Reward MSE is on normalised rewards along the open-loop rollout.', "",
+             "| task | variant | seeds | " + " | ".join(name for _, name in columns) + " | verdict |",
+             "|---|---|---|" + "---|" * len(columns) + "---|"]  # fmt: skip
+    for (task, variant), group in sorted(by.items()):
+        cells, means = [], {}
+        for column, _ in columns:
+            values = [float(r[column]) for r in group if r.get(column) is not None and math.isfinite(r[column])]
+            if values:
+                means[column], sd = _mean_std(values)
+                cells.append(f"{means[column]:.3g} ± {sd:.2g}")
+            else:
+                cells.append("-")
+        worse = [what for column, what in (("model_error_ratio_copy_final", "one step"), ("model_error_ratio_copy_H_final", "H steps"))
+                 if means.get(column, 0.0) > 1.0]  # fmt: skip
+        if worse:
+            verdict = "**worse than no change** (" + ", ".join(worse) + ")"
+        elif "model_error_ratio_copy_final" in means or "model_error_ratio_copy_H_final" in means:
+            verdict = "better than no change"
+        else:
+            verdict = "-"
+        lines.append(f"| {task} | {variant} | {len(group)} | " + " | ".join(cells) + f" | {verdict} |")
     return lines + [""]
 
 

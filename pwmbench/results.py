@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
-SCHEMA_VERSION = 2  # 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
+SCHEMA_VERSION = 3  # 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 
 # Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
 CURVE_KEYS = ("epoch", "env_steps", "wall_s")
@@ -30,6 +30,11 @@ CURVE_METRICS = (
     "esnr_global", "esnr_pwm",
     "time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr", "time_epoch",
     "wm_updates", "nfe",
+    # TD-MPC2's world-model recipe for task sets (pwm/recipes.py): its policy prior, world-model phase only
+    "pi_loss", "pi_grad_norm", "pi_entropy", "pi_scale",
+    # model quality on the held-out evaluation episodes (pwm/diagnostics.py), on evaluation epochs
+    "model_error_1", "model_error_copy", "model_error_ratio_copy", "model_error_H", "model_error_copy_H",
+    "model_error_ratio_copy_H", "model_reward_error_H", "model_windows",
 )
 CURVES_SCHEMA = pa.schema(
     [pa.field("epoch", pa.int64()), pa.field("env_steps", pa.int64()), pa.field("wall_s", pa.float64())]
@@ -58,6 +63,10 @@ RUN_FIELDS = [
     ("taskset", _S), ("task_id", _I), ("final_score", _F), ("best_score", _F), ("data_dir", _S),
     ("wm_iterations", _I), ("data_episodes", _I), ("data_transitions", _I), ("data_episodes_used", _I),
     ("data_transitions_sampled", _I),
+    # model quality at the last evaluation (pwm/diagnostics.py)
+    ("model_error_1_final", _F), ("model_error_copy_final", _F), ("model_error_ratio_copy_final", _F),
+    ("model_error_H_final", _F), ("model_error_copy_H_final", _F), ("model_error_ratio_copy_H_final", _F),
+    ("model_reward_error_H_final", _F),
 ]
 RUNS_SCHEMA = pa.schema([pa.field(n, t) for n, t in RUN_FIELDS], metadata={"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
 STATUSES = ("ok", "failed", "diverged")

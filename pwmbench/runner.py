@@ -199,6 +199,41 @@ def prepare_datasets(suite: Suite, stream: Any = None) -> None:
         )
 
 
+def prepare_pretraining(suite: Suite, stream: Any = None) -> None:
+    """[pretrain]: collect every task's pretraining dataset that is not there yet (the collector spec), then check
+    each against its task (pwm/pretrain.py's checks) — before any cell runs, so bad data stops the suite at once."""
+    from pwmbench.api import task as get_task
+    from pwmbench.data.chunks import chunk_paths
+    from pwmbench.pwm.pretrain import open_pretrain_data
+    from pwmbench.suite import SuiteError, pretrain_dir
+
+    spec = suite.pretrain
+    if not spec:
+        return
+    horizon = _suite_horizon(suite)
+    for task_name in suite.tasks:
+        directory = Path(pretrain_dir(suite, task_name) or "").expanduser()
+        present = directory.is_dir() and bool(chunk_paths(directory))
+        if not present and "episodes" in spec:
+            from pwmbench.data.collect import collect_task
+
+            if stream is not None:
+                stream.write(f"collecting {spec['episodes']} {task_name} episodes for pretraining into {directory} ...\n")
+            collect_task(task_name, spec["episodes"], directory, policy=spec.get("policy", "random"), seed=spec.get("seed", 0),
+                         num_envs=spec.get("num_envs", 8), progress=(lambda line: stream.write(f"  {line}\n")) if stream is not None else None)  # fmt: skip
+        try:
+            open_pretrain_data(directory, get_task(task_name).spec, horizon)
+        except ConfigError as exc:
+            raise SuiteError(f"{suite.where()} [pretrain]: {exc}") from None
+
+
+def _suite_horizon(suite: Suite) -> int:
+    """The suite's horizon (shared by every variant; the fairness audit makes sure)."""
+    from pwmbench.pwm.config import resolve_config
+
+    return next(iter(suite.configs.values())).horizon if suite.configs else resolve_config(suite.base).horizon
+
+
 def run_suite(
     suite: Suite,
     out: Path,
@@ -216,6 +251,7 @@ def run_suite(
     cells, todo = plan(suite, out, filters, restart)
     if todo:
         prepare_datasets(suite, stream if progress else None)
+        prepare_pretraining(suite, stream if progress else None)
     write_suite_record(suite, out)
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
     threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo) or 1)))

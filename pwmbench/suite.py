@@ -20,6 +20,12 @@
     parity = "check"                       # "check" (fail over tolerance) or "match" (solve the width)
     sweep = [{ integrator = "heun", substeps = 4 }, { integrator = "euler", substeps = 2 }]
 
+    [pretrain]                             # PWM's single-task world-model pretraining, the same for every variant
+    episodes = 1000                        # collect this many episodes per task where `dir` holds no data yet,
+    dir = "data/pretrain/{task}"           #   with `policy` ("random" or a policy.pt), `seed`, `num_envs`;
+    iterations = 50000                     # optional: pretrain_wm_iterations (default: the task's, PWM's numbers)
+    # or: data = "DIR" (an existing dataset; "{task}" is replaced by the task name)
+
     [compute_matched]                      # seed §9: the baseline with more world-model iterations
     variant = "mlp"
     match = "flow"
@@ -47,8 +53,9 @@ from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import PWMConfig, resolve_config
 
 DEFAULT_SEEDS = (42, 123, 456)
-TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data")
+TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain")
 DATA_KEYS = ("taskset", "episodes_per_task", "task_ids", "seed", "num_envs", "policy")
+PRETRAIN_KEYS = ("data", "iterations", "episodes", "dir", "policy", "seed", "num_envs")
 VARIANT_KEYS = ("dynamics", "parity", "sweep")
 COMPUTE_KEYS = ("variant", "match", "wm_iterations", "name")
 PARITY_POLICIES = ("check", "match")
@@ -105,6 +112,7 @@ class Suite:
     description: str = ""
     compute_matched: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # [data]: collect base.data_dir's dataset first, if it has none
+    pretrain: dict[str, Any] = field(default_factory=dict)  # [pretrain]: single-task world-model pretraining
     # filled by prepare(): per (task, variant) resolved config, and the audits
     configs: dict[tuple[str, str], PWMConfig] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -138,6 +146,7 @@ class Suite:
             "variants": [dataclasses.asdict(v) for v in self.variants],
             "compute_matched": self.compute_matched,
             "data": self.data,
+            "pretrain": self.pretrain,
             "parity": self.parity,
             "audit": self.audit,
             "configs": {f"{t}|{v}": c.to_dict() for (t, v), c in self.configs.items()},
@@ -212,7 +221,58 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     if compute:
         variants.append(_parse_compute_matched(where, compute, variants, base))
     collect = _parse_data(where, data.get("data", {}), base)
-    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute, collect)
+    pretrain = _parse_pretrain(where, data.get("pretrain", {}), base)
+    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute, collect, pretrain)
+
+
+def _parse_pretrain(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, Any]:
+    """[pretrain]: `data` (a dataset directory) or a collector spec (`episodes`, `dir`, optional `policy`, `seed`,
+    `num_envs`), plus optional `iterations`. "{task}" in a directory is replaced by each task's name."""
+    here = f"{where} [pretrain]"
+    block = dict(_expect(where, "pretrain", block, dict, "a table"))
+    if not block:
+        return {}
+    try:
+        check_keys(block, PRETRAIN_KEYS, kind="pretrain key", where=here)
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from None
+    clash = [k for k in ("pretrain_data", "pretrain_wm_iterations", "pretrain_checkpoint") if k in base]
+    if clash:
+        raise SuiteError(f"{here}: base also sets {clash}; set pretraining in one place (the [pretrain] table)")
+    collector = [k for k in ("episodes", "dir", "policy", "seed", "num_envs") if k in block]
+    if ("data" in block) == bool(collector):
+        raise SuiteError(f"{here}: give either data = \"DIR\" (an existing dataset) or a collector spec "
+                         f"(episodes = N, dir = \"data/pretrain/{{task}}\"), not {'both' if collector else 'neither'}")  # fmt: skip
+    if collector:
+        for key in ("episodes", "dir"):
+            if key not in block:
+                raise SuiteError(f"{here}: a collector spec needs {key!r} (e.g. episodes = 1000, dir = \"data/pretrain/{{task}}\")")
+    for key in ("data", "dir", "policy"):
+        if key in block and (not isinstance(block[key], str) or not block[key]):
+            raise SuiteError(f"{here}: {key!r} must be a non-empty string, got {block[key]!r}")
+    for key, low in (("episodes", 1), ("num_envs", 1), ("seed", 0), ("iterations", 0)):
+        value = block.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise SuiteError(f"{here}: {key!r} must be an integer ≥ {low}, got {value!r}")
+    return block
+
+
+def pretrain_dir(suite: Suite, task: str) -> str | None:
+    """The pretraining dataset directory of `task` under the suite's [pretrain] table (None without one)."""
+    spec = suite.pretrain
+    if not spec:
+        return None
+    return str(spec.get("data", spec.get("dir"))).replace("{task}", task)
+
+
+def pretrain_overrides(suite: Suite, task: str) -> dict[str, Any]:
+    """The config keys [pretrain] sets for every variant of `task` (identical across variants)."""
+    if not suite.pretrain:
+        return {}
+    out: dict[str, Any] = {"pretrain_data": pretrain_dir(suite, task)}
+    if "iterations" in suite.pretrain:
+        out["pretrain_wm_iterations"] = suite.pretrain["iterations"]
+    return out
 
 
 def _parse_data(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,6 +377,8 @@ def prepare(suite: Suite) -> Suite:
             spec = get_task(task_name).spec
         except PwmbenchError as exc:
             raise SuiteError(f"{suite.where()}: {exc}") from None
+        if suite.pretrain and spec.n_tasks > 1:
+            raise SuiteError(f"{suite.where()} [pretrain]: {task_name} is a task set; [pretrain] is single-task pretraining (task sets train offline on [data])")
         dims = Dims(spec.obs_dim, spec.act_dim, spec.n_tasks, spec.task_dim)
         ordered = [baseline, *[v for v in suite.variants if v.name != baseline.name]]
         report = parity_report(wm_preset, dims, [v.spec for v in ordered], suite.parity_tolerance)
@@ -338,7 +400,7 @@ def prepare(suite: Suite) -> Suite:
         gaps = {v.name: e.gap_pct for v, e in zip(ordered, final.entries)}
         suite.parity[task_name] = {"dims": vars(dims), "report": final.to_dict(), "solved": solved, "gap_pct": gaps}
         for variant in suite.variants:
-            overrides = {**suite.base, **variant.overrides, "dynamics": variant.dynamics, "dynamics_options": options[variant.name]}
+            overrides = {**suite.base, **pretrain_overrides(suite, task_name), **variant.overrides, "dynamics": variant.dynamics, "dynamics_options": options[variant.name]}
             if "wm_iterations" in variant.declared:
                 overrides["wm_iterations"] = _matched_iterations(suite, variant, base_cfg, wm_preset, dims, options)
             try:
@@ -397,4 +459,24 @@ def fairness_audit(suite: Suite) -> dict[str, Any]:
         "shared_keys": sorted(set(CONFIG_KEYS) - allowed),
         "dynamics_blocks": {v.name: {"dynamics": v.dynamics, **v.options} for v in suite.variants},
         "declared_differences": {v.name: dict(v.declared) for v in suite.variants if v.declared},
+        "wm_recipes": _wm_recipes(suite),
     }
+
+
+def _wm_recipes(suite: Suite) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per task set and variant, the offline world-model recipe with its coefficients (pwm/recipes.py): every
+    variant's world model must be trained by the same one, so a difference is refused like any other."""
+    from pwmbench.api import task as get_task
+    from pwmbench.pwm.recipes import resolve_recipe
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for task_name in suite.tasks:
+        if get_task(task_name).spec.n_tasks < 2:
+            continue  # single tasks train online with PWM's loss (pwm/trainer.py)
+        recipes = {v.name: resolve_recipe(suite.configs[(task_name, v.name)]).to_dict() for v in suite.variants}
+        if len({json.dumps(r, sort_keys=True) for r in recipes.values()}) > 1:
+            lines = "\n".join(f"  {name}: {r}" for name, r in recipes.items())
+            raise SuiteError(f"{suite.where()}: fairness audit: {task_name}'s variants train their world models by different recipes:\n{lines}")
+        out[task_name] = recipes
+    return out
+

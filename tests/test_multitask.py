@@ -82,7 +82,7 @@ def test_both_variants_train_a_world_model_and_a_policy(variant, mt30_data):
     rows = owm.train(6, log_every=3)
     assert [r["epoch"] for r in rows] == [3, 6] and all(torch.isfinite(torch.tensor(r["wm_loss"])) for r in rows)
     usage = owm.usage()
-    assert set(usage) == {8, 29} and sum(u["transitions_sampled"] for u in usage.values()) - before == 6 * 8 * 4
+    assert set(usage) == {8, 29} and sum(u["transitions_sampled"] for u in usage.values()) - before == 6 * 8 * owm.recipe.horizon
     frozen = {k: v.clone() for k, v in owm.wm.state_dict().items()}
     policy = TaskPolicy(mt30, 29, owm.wm, mt30_data, cfg, 42)
     for _ in range(4):

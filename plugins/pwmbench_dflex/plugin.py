@@ -29,6 +29,7 @@ class DflexTaskHandle(Task):
             score="return",
             description=f"{d.description}; {d.substeps} substeps per 1/60 s, mass matrix every {d.mm_caching_frequency}",
             num_envs=d.num_envs,
+            pretrain_wm_iterations=d.pretrain_wm_iterations,
         )
 
     def make_env(self, num_envs: int, seed: int, device: str = "cpu", differentiable: bool = False) -> Any:

@@ -2,8 +2,11 @@
 
 Format (reference/multitask.md): `chunk_<i>.pt` is a `tensordict.TensorDict` saved with `torch.save`, batch shape
 `[episodes, L]`, keys `obs` float32 `[N, L, obs_pad]`, `action` float32 `[N, L, act_pad]`, `reward` float32
-`[N, L]`, `task` int32 `[N, L]` (optionally `terminated`). Entry 0 of an episode is the reset observation, with NaN
-action and reward; entry t ≥ 1 holds obs_t, the action that led to it and that transition's reward.
+`[N, L]`, `task` int32 `[N, L]` (optionally `terminated` float `[N, L]`, 1 at a true terminal entry). Entry 0 of an
+episode is the reset observation, with NaN action and reward; entry t ≥ 1 holds obs_t, the action that led to it and
+that transition's reward. An episode that ended early (single tasks with termination, e.g. dflex/hopper) is padded:
+its entries after the last one are NaN in obs, action and reward. An episode's length is its count of leading
+finite-obs entries (`episode_lengths`).
 
 Why a reader of our own:
 - **Safety.** A `.pt` file is a pickle. `read_chunk` unpickles with `torch.load(weights_only=True)` and an
@@ -27,7 +30,7 @@ import torch
 
 from pwmbench.errors import PwmbenchError
 
-__all__ = ["REQUIRED_KEYS", "Chunk", "ChunkError", "chunk_paths", "read_chunk", "write_chunk"]
+__all__ = ["REQUIRED_KEYS", "Chunk", "ChunkError", "chunk_paths", "episode_lengths", "read_chunk", "write_chunk"]
 
 REQUIRED_KEYS = ("obs", "action", "reward", "task")
 _CHUNK_NAME = re.compile(r"^chunk_(\d+)\.pt$")
@@ -53,6 +56,23 @@ class Chunk:
     @property
     def length(self) -> int:
         return int(self.tensors["obs"].shape[1])
+
+
+def episode_lengths(obs: torch.Tensor, block: int = 4096) -> torch.Tensor:
+    """Valid entries per episode (int64 [N]): the leading entries whose obs is finite (padding is NaN).
+
+    Cheap for full-length data: only the last entry of every episode is read, and only episodes whose last entry is
+    padding are read in full (block by block), so opening a memory-mapped 20 GB dataset stays fast."""
+    n, length = obs.shape[:2]
+    lengths = torch.full((n,), length, dtype=torch.int64)
+    if not n:
+        return lengths
+    short = torch.nonzero(~torch.isfinite(obs[:, -1, 0])).squeeze(-1)
+    for start in range(0, short.numel(), block):
+        rows = short[start : start + block]
+        finite = torch.isfinite(obs[rows, :, 0].float())
+        lengths[rows] = finite.to(torch.int64).cumprod(-1).sum(-1)
+    return lengths
 
 
 # ------------------------------------------------------------------------------------------ safe unpickling
@@ -147,9 +167,10 @@ def check_chunk(chunk: Chunk, *, scan_values: bool = False) -> list[str]:
     """Everything malformed about a chunk, as sentences naming the key (empty list: well-formed).
 
     Always: keys, shapes and lengths, dtypes, one task id per episode, NaN action and reward at entry 0 (reads
-    only the entry-0 columns). `scan_values`: also that every later action and reward is finite — this reads the
-    whole action and reward columns, block by block of `SCAN_BLOCK` episodes (the inspector does it; opening a
-    dataset for training does not)."""
+    only the entry-0 columns). `scan_values`: also that every later action and reward of an episode's valid
+    entries is finite and its padding (entries after an early end) is NaN in obs, action and reward — this reads the
+    whole columns, block by block of `SCAN_BLOCK` episodes (the inspector does it; opening a dataset for training
+    does not)."""
     t, problems = chunk.tensors, []
     missing = [k for k in REQUIRED_KEYS if k not in t]
     if missing:
@@ -176,7 +197,10 @@ def check_chunk(chunk: Chunk, *, scan_values: bool = False) -> list[str]:
     bad_entry0 = int((~torch.isnan(reward[:, 0]) | ~torch.isnan(action[:, 0]).all(-1)).sum())
     if bad_entry0:
         problems.append(f"entry 0 must hold NaN action and reward (the reset observation); {bad_entry0} episode(s) do not")
-    changing = negative = bad_reward = bad_action = 0
+    changing = negative = bad_reward = bad_action = bad_padding = 0
+    lengths = episode_lengths(obs) if scan_values else None
+    if lengths is not None and int((lengths < 2).sum()):
+        problems.append(f"{int((lengths < 2).sum())} episode(s) hold no transition (fewer than 2 finite-obs entries)")
     blocks = range(0, n, SCAN_BLOCK) if (scan_values or not task.is_floating_point()) else ()
     for start in blocks:
         rows = slice(start, start + SCAN_BLOCK)
@@ -185,8 +209,13 @@ def check_chunk(chunk: Chunk, *, scan_values: bool = False) -> list[str]:
             changing += int((block != block[:, :1]).any(-1).sum())
             negative += int((block[:, 0] < 0).sum())
         if scan_values:
-            bad_reward += int((~torch.isfinite(reward[rows, 1:])).any(-1).sum())
-            bad_action += int((~torch.isfinite(action[rows, 1:])).any(-1).any(-1).sum())
+            entry = torch.arange(length)
+            valid = (entry >= 1) & (entry < lengths[rows, None])  # [n, L]: transitions of each episode
+            pad = entry >= lengths[rows, None]
+            r, a, o = reward[rows].float(), action[rows].float(), obs[rows].float()
+            bad_reward += int((valid & ~torch.isfinite(r)).any(-1).sum())
+            bad_action += int((valid[..., None] & ~torch.isfinite(a)).any(-1).any(-1).sum())
+            bad_padding += int((pad & ~(torch.isnan(r) & torch.isnan(a).all(-1) & torch.isnan(o).all(-1))).any(-1).sum())
     if changing:
         problems.append(f"task id changes within an episode ({changing} episode(s))")
     if negative:
@@ -195,6 +224,10 @@ def check_chunk(chunk: Chunk, *, scan_values: bool = False) -> list[str]:
         problems.append(f"non-finite rewards after entry 0 ({bad_reward} episode(s))")
     if bad_action:
         problems.append(f"non-finite actions after entry 0 ({bad_action} episode(s))")
+    if bad_padding:
+        problems.append(f"padding after an episode's end must be NaN in obs, action and reward ({bad_padding} episode(s))")
+    if "terminated" in t and not t["terminated"].is_floating_point() and t["terminated"].dtype != torch.bool:
+        problems.append(f"terminated must be float (1 at a true terminal entry), got {t['terminated'].dtype}")
     return problems
 
 
@@ -205,19 +238,19 @@ def chunk_paths(directory: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def write_chunk(path: str | os.PathLike, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, task: torch.Tensor) -> Path:
-    """Write one chunk exactly as TD-MPC2 does (a TensorDict via `torch.save`), atomically (temp file + rename).
-    Needs `tensordict` (the `mt` extra)."""
+def write_chunk(path: str | os.PathLike, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, task: torch.Tensor, terminated: torch.Tensor | None = None) -> Path:
+    """Write one chunk exactly as TD-MPC2 does (a TensorDict via `torch.save`), atomically (temp file + rename);
+    `terminated` (float [N, L]) is TD-MPC2's optional key. Needs `tensordict` (the `mt` extra)."""
     try:
         from tensordict import TensorDict
     except ImportError as exc:
         raise PwmbenchError("writing TD-MPC2 chunk files needs tensordict: pip install 'pwmbench[mt]'") from exc
     path = Path(path)
     n, length = obs.shape[:2]
-    td = TensorDict(
-        {"obs": obs.float(), "action": action.float(), "reward": reward.float(), "task": task.to(torch.int32)},
-        batch_size=[n, length],
-    )
+    tensors = {"obs": obs.float(), "action": action.float(), "reward": reward.float(), "task": task.to(torch.int32)}
+    if terminated is not None:
+        tensors["terminated"] = terminated.float()
+    td = TensorDict(tensors, batch_size=[n, length])
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(td, tmp)
     os.replace(tmp, path)

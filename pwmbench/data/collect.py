@@ -8,8 +8,12 @@ Layout of what is written (same as TD-MPC2's files): episodes of L = episode_len
 reset observation with NaN action and reward; entry t holds obs_t, the action a_{t−1} that led to it (zero-padded
 to the set's action width) and the reward of that transition; observations zero-padded to the set's obs width;
 `task` = the task's id in the set. The behaviour policy is uniform-random actions or a trained single-task
-policy (`policy.pt` from a finished `pwmbench train` cell, sampling its stochastic actor). Episodes must run to their full length (TD-MPC2's data has no early
-termination); a task that terminates early is refused. Tasks with longer episodes than the set's shortest are cut
+policy (`policy.pt` from a finished `pwmbench train` cell, sampling its stochastic actor). Task-set episodes must run
+to their full length (TD-MPC2's data has no early termination); a task that terminates early is refused there.
+A single task (`collect_task`, `pwmbench data collect --task`; PWM's single-task pretraining data) may terminate
+early: such an episode keeps its entries up to the terminal one and is NaN-padded after it (obs, action, reward),
+and TD-MPC2's optional key `terminated` (float [N, L], 1 at the terminal entry) is written. Single-task data uses
+task id 0 and `metadata.json` names the task. Tasks with longer episodes than the set's shortest are cut
 into pieces of that length (MT80 stores DMC's 500-step episodes as five 100-step pieces, L = 101). `metadata.json` records the task set, the task names, the
 policy, the seed and the versions of the simulators (physics differs between mujoco versions).
 
@@ -33,7 +37,7 @@ from pwmbench.errors import PwmbenchError
 
 from .chunks import chunk_paths, write_chunk
 
-__all__ = ["collect", "members"]
+__all__ = ["collect", "collect_task", "members"]
 
 
 
@@ -44,9 +48,10 @@ def members(name: str) -> tuple[list[str], int, int]:
     return names, task.spec.obs_dim, task.spec.act_dim
 
 
-def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_pad: int, act_pad: int, behaviour: Any = None) -> dict[str, torch.Tensor]:
+def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_pad: int, act_pad: int, behaviour: Any = None, allow_termination: bool = False) -> dict[str, torch.Tensor]:
     """`count` full episodes of `name`: obs [count, L, obs_pad], action, reward. `behaviour`: a loaded policy
-    (its stochastic actor), or None for uniform-random actions."""
+    (its stochastic actor), or None for uniform-random actions. `allow_termination`: an episode that terminates
+    early ends there, NaN-padded after its terminal entry, and a `terminated` tensor [count, L] is returned too."""
     task = api.task(name)
     spec = task.spec
     n = max(1, min(num_envs, count))
@@ -56,6 +61,7 @@ def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_p
     obs = torch.zeros(count, length, obs_pad)
     action = torch.zeros(count, length, act_pad)
     reward = torch.zeros(count, length)
+    terminal = torch.zeros(count, length)
     action[:, 0] = float("nan")
     reward[:, 0] = float("nan")
     current = env.reset(seed=seed)
@@ -80,9 +86,14 @@ def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_p
                 action[s, t[i], : spec.act_dim] = a[i]
                 reward[s, t[i]] = float(r[i])
             if bool(terminated[i]):
-                raise PwmbenchError(f"{name} ended an episode early (step {int(t[i])} of {spec.episode_length}); "
-                                    "TD-MPC2-format data needs full-length episodes")  # fmt: skip
-            if bool(truncated[i]):
+                if not allow_termination:
+                    raise PwmbenchError(f"{name} ended an episode early (step {int(t[i])} of {spec.episode_length}); "
+                                        "TD-MPC2-format task-set data needs full-length episodes")  # fmt: skip
+                if s < count:
+                    terminal[s, t[i]] = 1.0
+                    for tensor in (obs, action, reward):
+                        tensor[s, int(t[i]) + 1 :] = float("nan")
+            if bool(truncated[i]) or (allow_termination and bool(terminated[i])):
                 if s < count:
                     done_count += 1
                 slot[i], next_slot, t[i] = next_slot, next_slot + 1, 0
@@ -90,7 +101,10 @@ def _episodes_of_one_task(name: str, count: int, num_envs: int, seed: int, obs_p
                     obs[slot[i], 0, : spec.obs_dim] = nxt[i].float().cpu()
     if hasattr(env, "close"):
         env.close()
-    return {"obs": obs, "action": action, "reward": reward}
+    out = {"obs": obs, "action": action, "reward": reward}
+    if allow_termination:
+        out["terminated"] = terminal
+    return out
 
 
 def _segments(episodes: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
@@ -128,12 +142,17 @@ def collect(
     episodes_per_chunk: int = 10_000,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    allow_termination: bool = False,
 ) -> dict[str, Any]:
     """Collect `episodes_per_task` episodes of every task of `taskset` (or of `task_ids` only) into `out`.
+    `allow_termination` (one task only; `collect_task`): keep episodes that end early, NaN-padded.
     Returns the metadata written to `out/metadata.json`."""
     if episodes_per_task < 1 or episodes_per_chunk < 1:
         raise PwmbenchError("episodes_per_task and episodes_per_chunk must be at least 1")
     names, obs_pad, act_pad = members(taskset)
+    single = names == [taskset]
+    if allow_termination and not single:
+        raise PwmbenchError(f"{taskset} is a task set: early-terminating episodes are for single-task data (collect_task)")
     ids = list(range(len(names))) if task_ids is None else list(task_ids)
     bad = [i for i in ids if not 0 <= i < len(names)]
     if bad:
@@ -161,31 +180,34 @@ def collect(
         for p in chunk_paths(out) + [out / "metadata.json"]:
             p.unlink(missing_ok=True)
     started = time.time()
-    pending: dict[str, list[torch.Tensor]] = {"obs": [], "action": [], "reward": [], "task": []}
+    keys = ("obs", "action", "reward", "task") + (("terminated",) if allow_termination else ())
+    pending: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     written: list[str] = []
+    ended_early = 0
 
     def flush(limit: int) -> None:
         """Write full chunks of `episodes_per_chunk` episodes while at least `limit` episodes are pending."""
         while pending["obs"] and sum(x.shape[0] for x in pending["obs"]) >= limit:
             parts = {k: torch.cat(v) for k, v in pending.items()}
             take = min(episodes_per_chunk, parts["obs"].shape[0])
-            path = write_chunk(out / f"chunk_{len(written)}.pt", *(parts[k][:take] for k in ("obs", "action", "reward", "task")))
+            path = write_chunk(out / f"chunk_{len(written)}.pt", *(parts[k][:take] for k in keys))
             written.append(path.name)
             for k, v in pending.items():
                 v[:] = [parts[k][take:]] if parts[k].shape[0] > take else []
 
     for i in ids:
-        episodes = _segments(_episodes_of_one_task(names[i], episodes_per_task, num_envs, seed + 1009 * i, obs_pad, act_pad, behaviour), segment)
-        pending["obs"].append(episodes["obs"])
-        pending["action"].append(episodes["action"])
-        pending["reward"].append(episodes["reward"])
-        pending["task"].append(torch.full(episodes["reward"].shape, i, dtype=torch.int32))
+        episodes = _segments(_episodes_of_one_task(names[i], episodes_per_task, num_envs, seed + 1009 * i, obs_pad, act_pad, behaviour, allow_termination), segment)
+        episodes["task"] = torch.full(episodes["reward"].shape, i, dtype=torch.int32)
+        ended_early += int(episodes["terminated"].sum()) if allow_termination else 0
+        for key in keys:
+            pending[key].append(episodes[key])
         flush(episodes_per_chunk)
         if progress:
-            progress(f"{names[i]} (id {i}): {episodes_per_task} episodes, mean return {float(episodes['reward'][:, 1:].sum(1).mean()):.1f}")
+            progress(f"{names[i]} (id {i}): {episodes_per_task} episodes, mean return {float(episodes['reward'][:, 1:].nansum(1).mean()):.1f}")
     flush(1)
     meta = {
         "format": "tdmpc2",
+        **({"task": taskset} if single else {}),
         "taskset": taskset,
         "tasks": names,
         "task_ids": ids,
@@ -196,6 +218,7 @@ def collect(
         "act_dim": act_pad,
         "policy": policy if behaviour is None else str(Path(policy).resolve()),
         "seed": seed,
+        **({"ended_early": ended_early} if allow_termination else {}),
         "chunks": written,
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -205,3 +228,23 @@ def collect(
     tmp.write_text(json.dumps(meta, indent=1) + "\n")
     os.replace(tmp, out / "metadata.json")
     return meta
+
+
+def collect_task(
+    task: str,
+    episodes: int,
+    out: str | os.PathLike,
+    *,
+    policy: str = "random",
+    seed: int = 0,
+    num_envs: int = 8,
+    episodes_per_chunk: int = 10_000,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`episodes` episodes of one task (task id 0) into `out`, episodes that end early kept and NaN-padded: the
+    data of PWM's single-task pretraining (`pretrain_data`). Returns the metadata written."""
+    if isinstance(api.task(task), api.TaskSet):
+        raise PwmbenchError(f"{task} is a task set; collect it with --taskset (collect), not --task")
+    return collect(task, episodes, out, policy=policy, seed=seed, num_envs=num_envs, episodes_per_chunk=episodes_per_chunk,
+                   overwrite=overwrite, progress=progress, allow_termination=True)  # fmt: skip

@@ -7,7 +7,9 @@ batch, not the dataset.
 
 A window starting at entry k of an episode is (TD-MPC2's slicing, reference/multitask.md):
     obs[k : k+H+1], action[k+1 : k+H+1], reward[k+1 : k+H+1], task id
-with k uniform in [0, L−H−1], so every transition of a sampled episode can appear. Sampling is driven by the
+with k uniform in [0, len−H−1], so every transition of a sampled episode can appear (len = the episode's valid
+entries: L, or fewer for an episode that ended early and is NaN-padded; a window never reaches past an episode's
+end, and episodes shorter than H+1 entries are never drawn). Sampling is driven by the
 caller's `torch.Generator`: the same seed gives the same batches, which is how two dynamics variants see the same
 data in the same order. `usage()` reports, per task, how many episodes and transitions sampling actually touched —
 the figure the seed project never looked at (it used ≈ 3.5% of MT30).
@@ -16,12 +18,13 @@ the figure the seed project never looked at (it used ≈ 3.5% of MT30).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .chunks import Chunk, ChunkError, chunk_paths, read_chunk
+from .chunks import Chunk, ChunkError, chunk_paths, episode_lengths, read_chunk
 
 __all__ = ["OfflineDataset", "Window"]
 
@@ -69,15 +72,17 @@ class OfflineDataset:
                     f"{(self.length, self.obs_dim, self.act_dim)}"
                 )
         # per task id: (chunk index, episode index) of every episode, as two int64 tensors
-        chunk_ids, episode_ids, task_ids = [], [], []
+        chunk_ids, episode_ids, task_ids, lengths = [], [], [], []
         for c, chunk in enumerate(self.chunks):
             task = chunk.tensors["task"][:, 0].to(torch.int64)
             chunk_ids.append(torch.full_like(task, c))
             episode_ids.append(torch.arange(task.numel()))
             task_ids.append(task)
+            lengths.append(episode_lengths(chunk.tensors["obs"]))
         self._chunk = torch.cat(chunk_ids)
         self._episode = torch.cat(episode_ids)
         self._task = torch.cat(task_ids)
+        self._length = torch.cat(lengths)  # valid entries per episode (L unless it ended early)
         self._by_task = {int(t): torch.nonzero(self._task == t).squeeze(-1) for t in torch.unique(self._task).tolist()}
         self._used = torch.zeros(self._task.numel(), dtype=torch.bool)
         self._sampled = {t: 0 for t in self._by_task}
@@ -95,8 +100,27 @@ class OfflineDataset:
         return self.num_episodes if task is None else int(self._by_task.get(task, torch.empty(0)).numel())
 
     def transitions(self, task: int | None = None) -> int:
-        """Entry 0 of an episode is its reset observation, not a transition: L − 1 per episode."""
-        return self.episodes(task) * (self.length - 1)
+        """Entry 0 of an episode is its reset observation, not a transition: (valid entries − 1) per episode."""
+        idx = slice(None) if task is None else self._by_task.get(task, torch.empty(0, dtype=torch.int64))
+        return int((self._length[idx] - 1).clamp(min=0).sum())
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Valid entries of every episode (int64 [num_episodes], in chunk order)."""
+        return self._length.clone()
+
+    def episode_blocks(self, task: int | None = None, block: int = 4096) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Whole episodes (of `task`, or all), in chunk order, `block` at a time: (obs [n, L, O], action [n, L, A],
+        reward [n, L], lengths [n]) with lengths = valid entries; memory stays bounded by the block. This is how a
+        dataset is loaded into a replay buffer (single-task pretraining)."""
+        pool = torch.arange(self.num_episodes) if task is None else self._by_task.get(task, torch.empty(0, dtype=torch.int64))
+        for start in range(0, pool.numel(), block):
+            rows = pool[start : start + block]
+            for c in torch.unique(self._chunk[rows]).tolist():
+                sel = rows[self._chunk[rows] == c]
+                ep = self._episode[sel]
+                t = self.chunks[c].tensors
+                yield t["obs"][ep].float(), t["action"][ep].float(), t["reward"][ep].float(), self._length[sel].clone()
 
     # ------------------------------------------------------------------------------------------- sampling
     def sample(self, batch: int, horizon: int, generator: torch.Generator, task: int | None = None, track: bool = True) -> Window:
@@ -107,8 +131,16 @@ class OfflineDataset:
         pool = torch.arange(self.num_episodes) if task is None else self._by_task.get(task)
         if pool is None or pool.numel() == 0:
             raise ValueError(f"no episodes of task {task} in {self.directory} (task ids present: {self.task_ids})")
+        padded = bool((self._length[pool] < self.length).any())
+        if padded:
+            pool = pool[self._length[pool] > horizon]
+            if pool.numel() == 0:
+                raise ValueError(f"no episode{'' if task is None else f' of task {task}'} in {self.directory} has {horizon + 1} valid entries (they all ended earlier)")
         rows = pool[torch.randint(pool.numel(), (batch,), generator=generator)]
-        starts = torch.randint(self.length - horizon, (batch,), generator=generator)
+        if padded:  # k uniform in [0, len − H − 1] per episode: the window ends at or before the episode's last entry
+            starts = (torch.rand(batch, generator=generator) * (self._length[rows] - horizon)).long()
+        else:  # full-length data: TD-MPC2's draw, unchanged
+            starts = torch.randint(self.length - horizon, (batch,), generator=generator)
         if track:
             self._used[rows] = True
             for t, count in zip(*torch.unique(self._task[rows], return_counts=True)):
@@ -150,7 +182,7 @@ class OfflineDataset:
         return {
             t: {
                 "episodes": int(idx.numel()),
-                "transitions": int(idx.numel()) * (self.length - 1),
+                "transitions": int((self._length[idx] - 1).clamp(min=0).sum()),
                 "episodes_used": int(self._used[idx].sum()),
                 "transitions_sampled": self._sampled[t],
             }

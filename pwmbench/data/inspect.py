@@ -12,17 +12,18 @@ from typing import Any
 
 import torch
 
-from .chunks import ChunkError, chunk_paths, read_chunk
+from .chunks import ChunkError, chunk_paths, episode_lengths, read_chunk
 
 __all__ = ["format_report", "inspect_dataset"]
 
 
 def inspect_dataset(directory: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, Any]:
     """{"directory", "chunks": [{file, episodes, length, obs_dim, act_dim, problems}], "tasks": {id: {episodes,
-    transitions}}, "episodes", "transitions", "malformed": [sentences], "metadata": the collector's record or None}.
-    Transitions = episodes × (L − 1): entry 0 of an episode carries no transition."""
+    transitions}}, "episodes", "transitions", "ended_early", "malformed": [sentences], "metadata": the collector's
+    record or None}. Transitions = Σ (valid entries − 1) over episodes: entry 0 of an episode carries no transition,
+    and an episode that ended early (NaN padding after its last entry) counts only its valid entries."""
     directory = Path(directory)
-    report: dict[str, Any] = {"directory": str(directory), "chunks": [], "tasks": {}, "episodes": 0, "transitions": 0, "malformed": []}
+    report: dict[str, Any] = {"directory": str(directory), "chunks": [], "tasks": {}, "episodes": 0, "transitions": 0, "ended_early": 0, "malformed": []}
     if not directory.is_dir():
         report["malformed"].append(f"{directory}: no such directory")
         return report
@@ -50,11 +51,13 @@ def inspect_dataset(directory: str | os.PathLike, *, allow_pickle: bool = False)
         if chunk.problems:
             continue
         shapes.add((entry["length"], entry["obs_dim"], entry["act_dim"]))
-        ids, counts = torch.unique(t["task"][:, 0].to(torch.int64), return_counts=True)
-        for task_id, count in zip(ids.tolist(), counts.tolist()):
+        task_ids, lengths = t["task"][:, 0].to(torch.int64), episode_lengths(t["obs"])
+        report["ended_early"] += int((lengths < entry["length"]).sum())
+        for task_id in torch.unique(task_ids).tolist():
+            mine = task_ids == task_id
             row = report["tasks"].setdefault(int(task_id), {"episodes": 0, "transitions": 0})
-            row["episodes"] += count
-            row["transitions"] += count * (entry["length"] - 1)
+            row["episodes"] += int(mine.sum())
+            row["transitions"] += int((lengths[mine] - 1).clamp(min=0).sum())
     if len(shapes) > 1:
         report["malformed"].append(f"chunks disagree on (episode length, obs width, action width): {sorted(shapes)}")
     report["tasks"] = dict(sorted(report["tasks"].items()))
@@ -80,9 +83,11 @@ def format_report(report: dict[str, Any], task_names: list[str] | None = None) -
     if "length" in report:
         lines.append(f"episode length {report['length']} (entry 0 = reset observation), obs width {report['obs_dim']}, "
                      f"action width {report['act_dim']}")  # fmt: skip
+    if report.get("ended_early"):
+        lines.append(f"{report['ended_early']:,} episode(s) ended early (NaN padding after their last entry)")
     meta = report.get("metadata")
     if meta:
-        lines.append("collected: " + ", ".join(f"{k}={meta[k]}" for k in ("taskset", "policy", "seed") if k in meta)
+        lines.append("collected: " + ", ".join(f"{k}={meta[k]}" for k in ("task", "taskset", "policy", "seed") if k in meta)
                      + ("; versions " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()) if meta.get("versions") else ""))  # fmt: skip
     lines.append(f"{'task id':>7}  {'name':<28} {'episodes':>10} {'transitions':>13}")
     for task_id, row in report["tasks"].items():

@@ -21,13 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from pwmbench.errors import PwmbenchError
 from pwmbench.interfaces import RunEvent, TaskSet
 from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.policy_file import POLICY_FILE, save_policy
+from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE, save_pretrained_wm
 from pwmbench.pwm.trainer import Diverged, PWMTrainer
 from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 from pwmbench.stats import steps_to_threshold
@@ -129,15 +133,20 @@ def train_cell(
     identity: dict[str, str] | None = None,
     on_epoch: Callable[[PWMTrainer, dict[str, Any]], None] | None = None,
     threshold: float | None = None,
+    on_pretrain_step: Callable[[PWMTrainer, int], None] | None = None,
 ) -> CellResult:
-    """Train one cell to `out_dir`; returns its status and run row. Never leaves half-written results."""
+    """Train one cell to `out_dir`; returns its status and run row. Never leaves half-written results.
+
+    With `pretrain_data` the world model is pretrained first (pwm/pretrain.py): the cell checkpoints every
+    `PRETRAIN_CHECKPOINT_EVERY` steps and at the phase's end, and writes `pretrained_wm.pt` (reusable as another
+    cell's `pretrain_checkpoint`). `on_pretrain_step(trainer, step)` runs after every pretraining step."""
     from pwmbench.api import task as get_task
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_path, curves_path, ckpt_path = out / RUN_FILE, out / CURVES_FILE, out / CHECKPOINT_FILE
     if restart:
-        for path in (run_path, curves_path, ckpt_path, out / POLICY_FILE):
+        for path in (run_path, curves_path, ckpt_path, out / POLICY_FILE, out / PRETRAINED_WM_FILE):
             path.unlink(missing_ok=True)
     elif run_path.exists():
         status = read_table(run_path).column("status")[0].as_py()
@@ -157,7 +166,20 @@ def train_cell(
     reporter = ProgressFile(out / PROGRESS_FILE, cfg.max_epochs)
 
     status, reason, failure = "ok", None, {}
+
+    def checkpoint() -> None:
+        save_checkpoint(trainer.state_dict(), ckpt_path)
+        write_table_atomic(_curves(trainer, ident), curves_path)
+
+    def pretrain_save() -> None:
+        """Every few thousand pretraining steps and at the phase's end (then with pretrained_wm.pt first)."""
+        if trainer.pretraining is not None and trainer.pretraining.done and cfg.pretrain_data:
+            save_pretrained_wm(trainer, out / PRETRAINED_WM_FILE)
+        if cfg.checkpoint_every:
+            checkpoint()
+
     try:
+        trainer.pretrain(save=pretrain_save, on_step=(lambda step: on_pretrain_step(trainer, step)) if on_pretrain_step else None)
         while trainer.epoch < cfg.max_epochs:
             row = trainer.train_epoch()
             plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
@@ -167,8 +189,7 @@ def train_cell(
             if on_epoch is not None:
                 on_epoch(trainer, row)
             if cfg.checkpoint_every and trainer.epoch % cfg.checkpoint_every == 0 and trainer.epoch < cfg.max_epochs:
-                save_checkpoint(trainer.state_dict(), ckpt_path)
-                write_table_atomic(curves_table(trainer.curves, ident), curves_path)
+                checkpoint()
         if not trainer.curves or trainer.curves[-1].get("eval_return") is None:
             final_eval = trainer.evaluate()
             if trainer.curves:
@@ -177,8 +198,7 @@ def train_cell(
         status, reason = "diverged", str(exc)
         failure = {"diverged_epoch": exc.epoch, "diverged_quantity": exc.quantity}
     except KeyboardInterrupt:
-        save_checkpoint(trainer.state_dict(), ckpt_path)
-        write_table_atomic(curves_table(trainer.curves, ident), curves_path)
+        checkpoint()
         raise
     except Exception as exc:  # noqa: BLE001 - a crashed cell is a result too
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
@@ -189,7 +209,7 @@ def train_cell(
     if threshold is not None:
         evals = [(r["env_steps"], r.get("eval_return")) for r in trainer.curves]
         row["steps_to_threshold"] = steps_to_threshold([s for s, _ in evals], [v for _, v in evals], threshold)
-    write_table_atomic(curves_table(trainer.curves, ident), curves_path)
+    write_table_atomic(_curves(trainer, ident), curves_path)
     if status == "ok":
         save_policy(trainer, task_name, out / POLICY_FILE)  # before run.arrow: a finished cell always has it
     write_table_atomic(run_table(row), run_path)
@@ -198,6 +218,16 @@ def train_cell(
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     plugins.emit(RunEvent("finished", ident, step=trainer.epoch, status=status, reason=reason))
     return CellResult(status, out, row)
+
+
+def _curves(trainer: PWMTrainer, ident: dict[str, str]) -> pa.Table:
+    """The cell's curves: pretraining rows (phase "pretrain", `epoch` = world-model steps on the dataset, every
+    PRETRAIN_LOG_EVERY steps) then the epoch rows (phase "train")."""
+    tables = []
+    if trainer.pretraining is not None and trainer.pretraining.curves:
+        tables.append(curves_table(trainer.pretraining.curves, {**ident, "phase": "pretrain"}))
+    tables.append(curves_table(trainer.curves, {**ident, "phase": "train"}))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def total_steps(task_name: str, cfg: PWMConfig) -> int:
@@ -267,6 +297,7 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         "config": cfg.to_json(),
         "config_hash": config_hash(cfg),
         "schema_version": SCHEMA_VERSION,
+        **final_model_quality(curves),
     }
     row.update(provenance(cfg.device, plugins_versions))
     return row

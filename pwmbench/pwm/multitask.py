@@ -1,15 +1,17 @@
 """PWM on a task set, offline (reference/pwm.md, "Policy learning (multitask, offline)").
 
 1. World model, once per (dynamics variant, seed), `OfflineWorldModel.train`: `offline_wm_iterations` steps of
-   the shell's rollout loss on windows of H+1 dataset entries, every task mixed, the task ids feeding the
-   embedding and the action masks. The windows come from a generator seeded by the cell's seed alone, so every
-   dynamics variant is trained on the same data in the same order.
+   the recipe `wm_recipe` (pwm/recipes.py: TD-MPC2's, whose world model PWM starts from, by default; or PWM's
+   single-task loss) on windows of the recipe's horizon, every task mixed, the task ids feeding the embedding
+   and the action masks. The windows come from a generator seeded by the cell's seed alone, so every dynamics
+   variant is trained on the same data in the same order.
 2. Per task id τ, `TaskPolicy`: a fresh actor and critics; the world model frozen. One iteration:
        o ~ the dataset's states of τ (policy_batch_size of them), z_0 = E(o, τ)
        a_i = tanh(π(sg z_i)) (padded width; the world model masks it),  (z_{i+1}, r̂_i) = W(z_i, a_i, τ)
        L = −(Σ_i γ^i r̂_i + γ·γ^H·min_k V_k(z_H)),  divided by the running std of L (ret_rms), mean over states
-   then an actor step (clip actor_grad_norm) and the critic's TD(λ) update (pwm/critic.py); learning rates decay
-   linearly to min_lr over `max_epochs` iterations.
+   then an actor step (clip actor_grad_norm) and the critic's update (pwm/critic.py) towards `critic_targets`:
+   PWM's code offline, one-step r_i + γ·V(z_{i+1}) ("pwm-code", the default), or the paper's TD(λ)
+   ("td-lambda"); learning rates decay linearly to min_lr over `max_epochs` iterations.
 3. Evaluation every `eval_every` iterations: `eval_episodes` real episodes of τ, deterministic actor, observations
    zero-padded and actions sliced by the set's `task_env`; the score is the member's success rate (Meta-World)
    or its return / 1000 (DMC).
@@ -33,8 +35,10 @@ from pwmbench.interfaces import TaskSet
 from pwmbench.nn.world_model import WorldModel, build_world_model
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.critic import update_critic
+from pwmbench.pwm.diagnostics import EpisodeRecorder, diagnose, window_generator
 from pwmbench.pwm.networks import Actor, CriticEnsemble
 from pwmbench.pwm.normalizers import RunningMeanStd
+from pwmbench.pwm.recipes import Recipe, RecipeTrainer, resolve_recipe, task_discounts
 from pwmbench.pwm.trainer import Diverged, _grad_norm, seed_everything
 
 __all__ = ["OfflineWorldModel", "TaskPolicy", "check_dataset", "member_score"]
@@ -73,80 +77,110 @@ class _Checks:
 
 
 class OfflineWorldModel:
-    """The world model of one (variant, seed) trained on a task set's dataset."""
+    """The world model of one (variant, seed) trained on a task set's dataset under `cfg.wm_recipe`
+    (pwm/recipes.py: TD-MPC2's recipe by default, PWM's single-task loss on request)."""
 
     def __init__(self, taskset: TaskSet, dataset: OfflineDataset, cfg: PWMConfig, seed: int) -> None:
         check_dataset(taskset, dataset)
         spec = taskset.spec
         self.taskset, self.dataset, self.cfg, self.seed = taskset, dataset, cfg, seed
         self.device = torch.device(cfg.device)
+        self.recipe: Recipe = resolve_recipe(cfg)
         seed_everything(seed)
         self.wm: WorldModel = build_world_model(
             cfg.preset, obs_dim=spec.obs_dim, act_dim=spec.act_dim, dynamics=cfg.dynamics,
             dynamics_options=cfg.dynamics_options, n_tasks=spec.n_tasks, task_dim=spec.task_dim,
             action_dims=spec.action_dims, device=self.device, **cfg.world_model,
         )  # fmt: skip
-        self.opt = torch.optim.Adam(self.wm.parameters(), lr=cfg.model_lr)
-        self.rew_rms = RunningMeanStd(device=self.device) if cfg.rew_rms else None
+        discounts = task_discounts(member_episode_lengths(taskset), self.recipe) if self.recipe.auxiliary else None
+        self.trainer = RecipeTrainer(self.wm, self.recipe, discounts=discounts, aux_seed=seed)
+        self.rew_rms = RunningMeanStd(device=self.device) if self.recipe.rew_rms else None
         self.generator = torch.Generator().manual_seed(seed)  # the data order: the same for every variant
         self.iteration = 0
         self.wall_s = 0.0
         self.check = _Checks()
 
     def train(self, iterations: int, log_every: int = 100) -> list[dict[str, float]]:
-        """`iterations` gradient steps; returns one row of mean losses per `log_every` steps."""
-        cfg, rows = self.cfg, []
-        sums, count, start = {"wm_loss": 0.0, "dynamics_loss": 0.0, "reward_loss": 0.0}, 0, time.perf_counter()
+        """`iterations` gradient steps; returns one row of mean metrics per `log_every` steps (wm_loss,
+        dynamics_loss, reward_loss, and for TD-MPC2's recipe value_loss and the policy prior's pi_* too;
+        wm_loss is the optimised total, the sum of the weighted terms)."""
+        cfg, recipe, rows = self.cfg, self.recipe, []
+        sums: dict[str, float] = {}
+        count, start, last = 0, time.perf_counter(), {}
         for _ in range(iterations):
-            w = self.dataset.sample(cfg.wm_batch_size, cfg.horizon, self.generator).to(self.device)
+            w = self.dataset.sample(cfg.wm_batch_size, recipe.horizon, self.generator).to(self.device)
             obs, act, rew = w.obs.transpose(0, 1), w.action.transpose(0, 1), w.reward.transpose(0, 1)
             if self.rew_rms is not None:
                 self.rew_rms.update(rew)
                 rew = self.rew_rms.normalize(rew, clip=cfg.rew_clip)
-            losses = self.wm.loss(obs, act, rew, task=w.task, rho=cfg.rho)
             self.check.step = self.iteration
-            self.check("wm_loss", losses.wm_loss)
-            self.opt.zero_grad(set_to_none=True)
-            losses.wm_loss.backward()
-            norm = float(nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.wm_grad_norm))
-            self.check("wm_grad_norm", norm)
-            self.opt.step()
+            last = self.trainer.step(obs, act, rew, w.task, self.check)
             self.iteration += 1
-            for key, value in losses.detached().items():
-                sums[key] += value
+            for key, value in last.items():
+                sums[key] = sums.get(key, 0.0) + value
             count += 1
             if count == log_every or self.iteration % log_every == 0:
-                elapsed = time.perf_counter() - start
-                self.wall_s += elapsed
-                rows.append({"epoch": self.iteration, "wall_s": self.wall_s, **{k: v / count for k, v in sums.items()},
-                             "wm_grad_norm": norm, "wm_updates": float(count)})  # fmt: skip
-                sums, count, start = dict.fromkeys(sums, 0.0), 0, time.perf_counter()
+                rows.append(self._row(sums, count, last, start))
+                sums, count, start = {}, 0, time.perf_counter()
         if count:
-            self.wall_s += time.perf_counter() - start
-            rows.append({"epoch": self.iteration, "wall_s": self.wall_s, **{k: v / count for k, v in sums.items()},
-                         "wm_grad_norm": norm, "wm_updates": float(count)})  # fmt: skip
+            rows.append(self._row(sums, count, last, start))
         return rows
+
+    def _row(self, sums: dict[str, float], count: int, last: dict[str, float], start: float) -> dict[str, float]:
+        """Means over the logging window; grad norms are the last step's (as before)."""
+        self.wall_s += time.perf_counter() - start
+        means = {k: v / count for k, v in sums.items() if not k.endswith("grad_norm")}
+        norms = {k: v for k, v in last.items() if k.endswith("grad_norm")}
+        return {"epoch": self.iteration, "wall_s": self.wall_s, **means, **norms, "wm_updates": float(count)}
 
     def usage(self) -> dict[int, dict[str, int]]:
         return self.dataset.usage()
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything later steps depend on: world model, recipe state (optimisers, Q heads, target Qs, policy
+        prior, Q scale), reward normaliser, data generator and torch's global RNG (dropout, flow noise, π noise)."""
         return {
             "wm": self.wm.state_dict(),
-            "opt": self.opt.state_dict(),
+            "trainer": self.trainer.state_dict(),
             "rew_rms": self.rew_rms.state_dict() if self.rew_rms is not None else None,
             "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
             "iteration": self.iteration,
             "wall_s": self.wall_s,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "trainer" not in state:
+            raise ConfigError("this checkpoint's world model predates world-model recipes (wm_recipe): start the cell afresh (--restart)")
         self.wm.load_state_dict(state["wm"])
-        self.opt.load_state_dict(state["opt"])
+        self.trainer.load_state_dict(state["trainer"])
         if self.rew_rms is not None and state["rew_rms"] is not None:
             self.rew_rms.load_state_dict(state["rew_rms"])
         self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
         self.iteration, self.wall_s = state["iteration"], state["wall_s"]
+
+
+def member_episode_lengths(taskset: TaskSet) -> list[int]:
+    """Every member's episode length in agent steps (DMC 500, Meta-World 100), for TD-MPC2's per-task discount."""
+    from pwmbench.api import task as get_task
+
+    return [get_task(name).spec.episode_length for name in taskset.tasks]
+
+
+def critic_dones(critic_targets: str, horizon: int, batch: int, device: torch.device) -> Tensor:
+    """The done mask the critic's targets are computed with (pwm/returns.py), [H, B].
+
+    "pwm-code": PWM's code has no env offline and sets done_mask = 1 at every step, so each target is the
+    one-step r_t + γ·V(z_{t+1}) (reference/fidelity-audit.md A3). "td-lambda": the paper's TD(λ) over the
+    window, done only at its end (bootstrapped there)."""
+    if critic_targets == "pwm-code":
+        return torch.ones(horizon, batch, device=device)
+    if critic_targets == "td-lambda":
+        dones = torch.zeros(horizon, batch, device=device)
+        dones[-1] = 1.0
+        return dones
+    raise ConfigError(f"critic_targets must be 'pwm-code' or 'td-lambda', got {critic_targets!r}")
 
 
 class TaskPolicy:
@@ -218,8 +252,7 @@ class TaskPolicy:
         with torch.no_grad():
             later = self.critic.min(latents_t[1:].flatten(0, 1)).view(H - 1, -1)  # one batched call, not H
             next_values = torch.cat((later, value_end.detach().unsqueeze(0)))
-        dones = torch.zeros(H, len(obs), device=self.device)
-        dones[-1] = 1.0
+        dones = critic_dones(cfg.critic_targets, H, len(obs), self.device)
         critic_metrics = update_critic(
             self.critic, self.critic_opt, latents_t, torch.stack(rewards), next_values, dones,
             gamma=gamma, lam=cfg.lam, iterations=cfg.critic_iterations, batches=cfg.critic_batches,
@@ -245,12 +278,16 @@ class TaskPolicy:
     @torch.no_grad()
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         """`episodes` real episodes (one per env copy) of this task, deterministic actor, through the set's
-        padded env; eval_return, eval_success (when reported), eval_score and eval_episode_length."""
-        n = episodes or self.cfg.eval_episodes
+        padded env; eval_return, eval_success (when reported), eval_score and eval_episode_length, and the frozen
+        world model's quality on these held-out episodes with this task id (pwm/diagnostics.py). Rewards are
+        normalised by `self.rew_rms` when the cell hands over the world model's (multitask_cell.py)."""
+        cfg = self.cfg
+        n = episodes or cfg.eval_episodes
         if self._eval_env is None or self._eval_env.num_envs != n:
-            self._eval_env = self.taskset.task_env(self.task_id, n, self.seed + 7919, device=self.cfg.device)
+            self._eval_env = self.taskset.task_env(self.task_id, n, self.seed + 7919, device=cfg.device)
         env = self._eval_env
         obs = env.reset(seed=self.seed * 1_000_003 + self.iteration)
+        recorder = EpisodeRecorder(obs) if cfg.diagnostics_windows else None
         task = torch.full((n,), self.task_id, dtype=torch.long, device=self.device)
         returns = torch.zeros(n, dtype=torch.float64)
         lengths = torch.zeros(n)
@@ -259,6 +296,8 @@ class TaskPolicy:
         for _ in range(env.episode_length):
             action = self.actor.act(self.wm.encode(obs.to(self.device), task), deterministic=True)
             obs, reward, terminated, truncated, info = env.step(action)
+            if recorder is not None:
+                recorder.add(action, reward, info.get("obs_before_reset", obs), running)
             returns += torch.where(running, reward.cpu().double(), torch.zeros(n, dtype=torch.float64))
             lengths += running.float()
             if "success" in info:
@@ -272,6 +311,14 @@ class TaskPolicy:
         if has_success:
             out["eval_success"] = float(success.mean())
         out["eval_score"] = member_score(self.taskset, self.task_id, mean_return, out.get("eval_success"))
+        if recorder is not None:
+            rew_rms = getattr(self, "rew_rms", None)  # the world model's reward normaliser, set by the cell
+            out.update(diagnose(
+                self.wm, recorder.finish(), horizon=cfg.horizon, windows=cfg.diagnostics_windows,
+                generator=window_generator(self.seed, self.iteration, self.task_id), norm_obs=lambda o: o,
+                norm_rew=(lambda r: rew_rms.normalize(r, clip=cfg.rew_clip)) if rew_rms is not None else None,
+                task_id=self.task_id,
+            ))  # fmt: skip
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy
 from pwmbench.pwm.trainer import Diverged
 from pwmbench.results import SCHEMA_VERSION, curves_table, run_table, write_table_atomic
@@ -127,6 +128,7 @@ def train_multitask_cell(
         started = time.perf_counter()
         try:
             policy = TaskPolicy(taskset, task_id, owm.wm, dataset, cfg, seed)
+            policy.rew_rms = owm.rew_rms  # model-quality diagnostics normalise rewards as the world model trained
             while policy.iteration < cfg.max_epochs:
                 row = policy.train_iteration()
                 if policy.iteration % cfg.log_every == 0 or policy.iteration == cfg.max_epochs or "eval_return" in row:
@@ -197,6 +199,7 @@ def train_multitask_cell(
             "params_actor": m.get("params", {}).get("actor"), "params_critic": m.get("params", {}).get("critic"),
             "data_episodes": use.get("episodes"), "data_transitions": use.get("transitions"),
             "data_episodes_used": use.get("episodes_used"), "data_transitions_sampled": use.get("transitions_sampled"),
+            **final_model_quality(m["curves"]),
         })  # fmt: skip
         tables.append(curves_table(m["curves"], {**ident, "task": f"{taskset.spec.name}/{member}", "member": member, "phase": "policy"}))
     statuses = {r["status"] for r in rows}

@@ -30,6 +30,7 @@ def save_policy(trainer: Any, task_name: str, path: str | os.PathLike) -> Path:
         "wm": trainer.wm.state_dict(),
         "actor": trainer.actor.state_dict(),
         "obs_rms": trainer.obs_rms.state_dict() if trainer.obs_rms is not None else None,
+        "rew_rms": trainer.rew_rms.state_dict() if trainer.rew_rms is not None else None,  # the reward head's scale (pretrain_checkpoint)
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)

@@ -38,10 +38,12 @@ from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.pwm.buffer import SequenceBuffer
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.critic import update_critic
+from pwmbench.pwm.diagnostics import EpisodeRecorder, diagnose, window_generator
 from pwmbench.pwm.episodes import EpisodeStats
 from pwmbench.pwm.esnr import gradient_snr
 from pwmbench.pwm.networks import Actor, CriticEnsemble
 from pwmbench.pwm.normalizers import RunningMeanStd
+from pwmbench.pwm.pretrain import Pretraining
 
 DEFAULT_NUM_ENVS = 64
 
@@ -113,6 +115,8 @@ class PWMTrainer:
         self.wm_bootstrapped = False
         self.curves: list[dict[str, Any]] = []
         self._eval_env: Any = None
+        # PWM's single-task pretraining (pwm/pretrain.py): data checked and a checkpoint loaded here, before training
+        self.pretraining = Pretraining(self) if (cfg.pretrain_data or cfg.pretrain_checkpoint) else None
 
     # ------------------------------------------------------------------ pieces
     def _norm_obs(self, obs: Tensor) -> Tensor:
@@ -251,14 +255,26 @@ class PWMTrainer:
         n = max(iterations, 1)
         return {**{k: v / n for k, v in sums.items()}, "wm_grad_norm": grad_norm, "wm_updates": float(iterations)}
 
+    # ------------------------------------------------------------------ 0. pretraining (PWM's general.pretrain)
+    def pretrain(self, save: Any = None, every: int | None = None, on_step: Any = None) -> bool:
+        """Run what is left of the pretraining phase (a no-op without `pretrain_data` / `pretrain_checkpoint`, or
+        once done): data into the buffer and rms, then the world-model steps. `save()` is called every `every`
+        steps (default PRETRAIN_CHECKPOINT_EVERY) and at the end (the cell checkpoints there). True when this call
+        finished the phase."""
+        if self.pretraining is None:
+            return False
+        return self.pretraining.run(self, save=save, every=every, on_step=on_step)
+
     # ------------------------------------------------------------------ epoch
     def train_epoch(self) -> dict[str, Any]:
         cfg = self.cfg
         start = time.perf_counter()
         timers = dict.fromkeys(("time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr"), 0.0)
         metrics: dict[str, Any] = {}
-        if self.buffer.finished_episodes == 0:
-            # PWM collects until one episode has finished before it learns anything.
+        if self.pretraining is not None and not self.pretraining.done:
+            self.pretrain()
+        if not self.buffer.can_sample(cfg.horizon):
+            # PWM collects until one episode has finished (here: one long enough for an (H+1)-window) before it learns.
             with torch.no_grad():
                 self.imagine(timers)
         else:
@@ -304,12 +320,15 @@ class PWMTrainer:
     # ------------------------------------------------------------------ evaluation (real env, deterministic actor)
     @torch.no_grad()
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """Mean real return of `episodes` episodes (one per env copy) with the deterministic actor."""
-        n = episodes or self.cfg.eval_episodes
+        """Mean real return of `episodes` episodes (one per env copy) with the deterministic actor, and the world
+        model's quality on those held-out episodes (pwm/diagnostics.py) unless `diagnostics_windows` is 0."""
+        cfg = self.cfg
+        n = episodes or cfg.eval_episodes
         if self._eval_env is None or self._eval_env.num_envs != n:
-            self._eval_env = self.task.make_env(n, self.seed + 7919, device=self.cfg.device)
+            self._eval_env = self.task.make_env(n, self.seed + 7919, device=cfg.device)
         env = self._eval_env
         obs = env.reset(seed=self.seed * 1_000_003 + self.epoch)
+        recorder = EpisodeRecorder(obs) if cfg.diagnostics_windows else None
         returns = torch.zeros(n, dtype=torch.float64)
         lengths = torch.zeros(n)
         success = torch.zeros(n)
@@ -317,6 +336,8 @@ class PWMTrainer:
         for _ in range(self.task.spec.episode_length):
             action = self.actor.act(self.wm.encode(self._norm_obs(obs)), deterministic=True)
             obs, reward, terminated, truncated, info = env.step(action)
+            if recorder is not None:
+                recorder.add(action, reward, info.get("obs_before_reset", obs), running)
             returns += torch.where(running, reward.cpu().double(), torch.zeros(n, dtype=torch.float64))
             lengths += running.float()
             if "success" in info:
@@ -327,6 +348,13 @@ class PWMTrainer:
         out = {"eval_return": float(returns.mean()), "eval_episode_length": float(lengths.mean())}
         if self.task.spec.score == "success":
             out["eval_success"] = float(success.mean())
+        if recorder is not None:
+            rew_rms = self.rew_rms
+            out.update(diagnose(
+                self.wm, recorder.finish(), horizon=cfg.horizon, windows=cfg.diagnostics_windows,
+                generator=window_generator(self.seed, self.epoch), norm_obs=self._norm_obs,
+                norm_rew=(lambda r: rew_rms.normalize(r, clip=cfg.rew_clip)) if rew_rms is not None else None,
+            ))  # fmt: skip
         return out
 
     # ------------------------------------------------------------------ checkpoints
@@ -336,6 +364,7 @@ class PWMTrainer:
             "env_steps": self.env_steps,
             "wall_s": self.wall_s,
             "wm_bootstrapped": self.wm_bootstrapped,
+            "pretrain": self.pretraining.state_dict() if self.pretraining is not None else None,
             "curves": list(self.curves),
             "obs": self.obs.clone(),
             "models": {k: m.state_dict() for k, m in (("wm", self.wm), ("actor", self.actor), ("critic", self.critic))},
@@ -371,4 +400,6 @@ class PWMTrainer:
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
+        if self.pretraining is not None and state.get("pretrain") is not None:
+            self.pretraining.load_state_dict(state["pretrain"])
 
