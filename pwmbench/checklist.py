@@ -47,6 +47,8 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
             record(f"task set {task}: member environments build", lambda t=task: _members_check(t, suite))
         else:
             record(f"task {task} builds an environment", lambda t=task: _env_check(t))
+            if suite.pretrain:
+                record(f"task {task}: world-model pretraining data", lambda t=task: _pretrain_check(t, suite))
     out = Path(out_dir) if out_dir else Path("results") / suite.name
     record("results directory writable", lambda: _writable(out))
     record("logging: run events reach loggers", lambda: f"{len(get_plugins().pm.hook.pwmbench_run_event.get_hookimpls())} logger plugin(s); Arrow curves are always written")
@@ -99,6 +101,25 @@ def _data_check(task: str, suite) -> str:
         return f"{data_dir} is empty: `pwmbench run` will collect {suite.data['episodes_per_task']} episodes per task first"
     prepare_datasets(suite)  # raises with the fix
     return "ok"
+
+
+def _pretrain_check(task: str, suite) -> str:
+    """[pretrain]: the task's dataset is there and fits the task (or the collector spec will make it)."""
+    from pwmbench.api import task as get_task
+    from pwmbench.data.chunks import chunk_paths
+    from pwmbench.pwm.pretrain import open_pretrain_data, pretrain_iterations
+    from pwmbench.runner import _suite_horizon
+    from pwmbench.suite import pretrain_dir
+
+    directory = Path(pretrain_dir(suite, task) or "").expanduser()
+    spec = get_task(task).spec
+    steps = pretrain_iterations(suite.configs[(task, suite.variants[0].name)], spec)
+    if directory.is_dir() and chunk_paths(directory):
+        data = open_pretrain_data(directory, spec, _suite_horizon(suite))
+        return f"{directory}: {data.num_episodes:,} episodes, {data.transitions():,} transitions; {steps:,} pretraining steps"
+    if "episodes" in suite.pretrain:
+        return f"{directory} is empty: `pwmbench run` will collect {suite.pretrain['episodes']} episodes first; {steps:,} pretraining steps"
+    raise ValueError(f"[pretrain] data {str(directory)!r} holds no chunk_<i>.pt files: collect it with `pwmbench data collect --task {task} --episodes N --out {directory}`")
 
 
 def _members_check(task: str, suite) -> str:

@@ -204,6 +204,8 @@ def _series(curves: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], 
     out: dict[tuple[str, str], dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in curves:
         value = r.get(metric)
+        if r.get("phase") == "pretrain":  # world-model steps on a dataset, before env step 0: not on this axis
+            continue
         if value is not None and value == value:
             x = r["env_steps"] if r.get("env_steps") is not None else r["epoch"]  # task-set members: iterations
             out[(r["task"], r["variant"])][int(r["seed"])].append((x, value))

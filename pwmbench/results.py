@@ -67,6 +67,8 @@ RUN_FIELDS = [
     ("model_error_1_final", _F), ("model_error_copy_final", _F), ("model_error_ratio_copy_final", _F),
     ("model_error_H_final", _F), ("model_error_copy_H_final", _F), ("model_error_ratio_copy_H_final", _F),
     ("model_reward_error_H_final", _F),
+    # world-model recipe and single-task pretraining (pwm/recipes.py, pwm/pretrain.py)
+    ("wm_recipe", _S), ("pretrain_iterations", _I), ("pretrain_wall_s", _F),
 ]
 RUNS_SCHEMA = pa.schema([pa.field(n, t) for n, t in RUN_FIELDS], metadata={"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
 STATUSES = ("ok", "failed", "diverged")

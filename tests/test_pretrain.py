@@ -1,6 +1,7 @@
 """Single-task world-model pretraining (PWM's `general.pretrain`): data with early ends, the phase, resume, suites."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -278,3 +279,28 @@ def test_suite_collects_pretraining_data_and_sets_every_variant(tmp_path, toy_pl
     missing = prepare(_suite({"data": str(tmp_path / "absent")}))
     with pytest.raises(SuiteError, match=r"\[pretrain\].*no such data directory"):
         prepare_pretraining(missing)
+
+
+def test_check_reports_the_pretraining_data_or_the_fix(tmp_path, toy_plugins):
+    from pwmbench.checklist import preflight
+    from pwmbench.runner import prepare_pretraining
+    from pwmbench.suite import load_suite, prepare
+
+    def suite_file(pretrain: str) -> Path:
+        path = tmp_path / "s.toml"
+        path.write_text(
+            'tasks = ["toy/point"]\nseeds = [1]\n[base]\nmax_epochs = 2\nhorizon = 4\n'
+            f"[pretrain]\n{pretrain}\n"
+            '[variants.mlp]\ndynamics = "mlp"\n[variants.flow]\ndynamics = "flow"\nparity = "match"\n'
+        )
+        return path
+
+    absent = {name: (ok, detail) for name, ok, detail in preflight(suite_file(f'data = "{tmp_path / "absent"}"'), tmp_path / "out")}
+    ok, detail = absent["task toy/point: world-model pretraining data"]
+    assert not ok and "pwmbench data collect --task toy/point" in detail
+    spec = f'episodes = 3\ndir = "{tmp_path / "pre" / "{task}"}"\nnum_envs = 2\niterations = 5'
+    planned = {name: (ok, detail) for name, ok, detail in preflight(suite_file(spec), tmp_path / "out")}
+    assert planned["task toy/point: world-model pretraining data"] == (True, f"{tmp_path / 'pre' / 'toy/point'} is empty: `pwmbench run` will collect 3 episodes first; 5 pretraining steps")
+    prepare_pretraining(prepare(load_suite(suite_file(spec))))
+    ok, detail = {name: (ok, detail) for name, ok, detail in preflight(suite_file(spec), tmp_path / "out")}["task toy/point: world-model pretraining data"]
+    assert ok and "3 episodes" in detail and "5 pretraining steps" in detail

@@ -186,7 +186,11 @@ def critic_dones(critic_targets: str, horizon: int, batch: int, device: torch.de
 class TaskPolicy:
     """Actor and critics for one task id of the set, trained in a frozen world model from dataset states."""
 
-    def __init__(self, taskset: TaskSet, task_id: int, wm: WorldModel, dataset: OfflineDataset, cfg: PWMConfig, seed: int) -> None:
+    def __init__(self, taskset: TaskSet, task_id: int, wm: WorldModel, dataset: OfflineDataset, cfg: PWMConfig, seed: int,
+                 rew_rms: RunningMeanStd | None = None) -> None:
+        """`rew_rms`: the world model's reward normaliser (None when it trained on raw rewards), so model-quality
+        diagnostics compare rewards on the scale the model learned."""
+        self.rew_rms = rew_rms
         if task_id not in dataset.task_ids:
             raise ConfigError(f"task id {task_id} ({taskset.tasks[task_id]}) has no episodes in {dataset.directory}")
         self.taskset, self.task_id, self.wm, self.dataset, self.cfg, self.seed = taskset, task_id, wm, dataset, cfg, seed
@@ -312,7 +316,7 @@ class TaskPolicy:
             out["eval_success"] = float(success.mean())
         out["eval_score"] = member_score(self.taskset, self.task_id, mean_return, out.get("eval_success"))
         if recorder is not None:
-            rew_rms = getattr(self, "rew_rms", None)  # the world model's reward normaliser, set by the cell
+            rew_rms = self.rew_rms
             out.update(diagnose(
                 self.wm, recorder.finish(), horizon=cfg.horizon, windows=cfg.diagnostics_windows,
                 generator=window_generator(self.seed, self.iteration, self.task_id), norm_obs=lambda o: o,

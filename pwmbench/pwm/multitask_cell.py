@@ -127,8 +127,7 @@ def train_multitask_cell(
         status, reason, failure = "ok", None, {}
         started = time.perf_counter()
         try:
-            policy = TaskPolicy(taskset, task_id, owm.wm, dataset, cfg, seed)
-            policy.rew_rms = owm.rew_rms  # model-quality diagnostics normalise rewards as the world model trained
+            policy = TaskPolicy(taskset, task_id, owm.wm, dataset, cfg, seed, rew_rms=owm.rew_rms)
             while policy.iteration < cfg.max_epochs:
                 row = policy.train_iteration()
                 if policy.iteration % cfg.log_every == 0 or policy.iteration == cfg.max_epochs or "eval_return" in row:
@@ -176,6 +175,7 @@ def train_multitask_cell(
         "schema_version": SCHEMA_VERSION,
         "data_dir": str(dataset.directory),
         "wm_iterations": owm.iteration,
+        "wm_recipe": owm.recipe.name,
         **provenance(cfg.device, _plugin_versions()),
     }
     rows, tables = [], [curves_table(state["wm_rows"], {**ident, "member": "", "phase": "world_model"})]
