@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from pwmbench.errors import ConfigError, PwmbenchError
 
@@ -228,20 +227,8 @@ class Pretraining:
         return True
 
     def _one_step(self, trainer: PWMTrainer) -> None:
-        cfg = trainer.cfg
-        obs, act, rew = trainer.buffer.sample(cfg.wm_batch_size, cfg.horizon, generator=self.generator)
-        if trainer.obs_rms is not None:
-            obs = trainer.obs_rms.normalize(obs)
-        if trainer.rew_rms is not None:
-            rew = trainer.rew_rms.normalize(rew, clip=cfg.rew_clip)
-        losses = trainer.wm.loss(obs, act, rew, rho=cfg.rho)
-        trainer._check("pretrain wm_loss", losses.wm_loss)
-        trainer.wm_opt.zero_grad(set_to_none=True)
-        losses.wm_loss.backward()
-        grad_norm = float(nn.utils.clip_grad_norm_(trainer.wm.parameters(), cfg.wm_grad_norm))
-        trainer._check("pretrain wm_grad_norm", grad_norm)
-        trainer.wm_opt.step()
-        for key, value in losses.detached().items():
+        losses, grad_norm = trainer.world_model_step(generator=self.generator, update_rms=False, label="pretrain ")
+        for key, value in losses.items():
             if key in self._sums:
                 self._sums[key] += value
         self._sums["count"] += 1

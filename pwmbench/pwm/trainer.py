@@ -232,28 +232,37 @@ class PWMTrainer:
 
     # ------------------------------------------------------------------ 3. world model
     def update_world_model(self, iterations: int) -> dict[str, float]:
-        cfg = self.cfg
         sums = {"wm_loss": 0.0, "dynamics_loss": 0.0, "reward_loss": 0.0}
         grad_norm = 0.0
         for _ in range(iterations):
-            obs, act, rew = self.buffer.sample(cfg.wm_batch_size, cfg.horizon)
-            if self.obs_rms is not None:
-                self.obs_rms.update(obs.reshape(-1, obs.shape[-1]))
-                obs = self.obs_rms.normalize(obs)
-            if self.rew_rms is not None:
-                self.rew_rms.update(rew)
-                rew = self.rew_rms.normalize(rew, clip=cfg.rew_clip)
-            losses = self.wm.loss(obs, act, rew, rho=cfg.rho)
-            self._check("wm_loss", losses.wm_loss)
-            self.wm_opt.zero_grad(set_to_none=True)
-            losses.wm_loss.backward()
-            grad_norm = float(nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.wm_grad_norm))
-            self._check("wm_grad_norm", grad_norm)
-            self.wm_opt.step()
-            for key, value in losses.detached().items():
+            losses, grad_norm = self.world_model_step()
+            for key, value in losses.items():
                 sums[key] += value
         n = max(iterations, 1)
         return {**{k: v / n for k, v in sums.items()}, "wm_grad_norm": grad_norm, "wm_updates": float(iterations)}
+
+    def world_model_step(self, generator: torch.Generator | None = None, update_rms: bool = True, label: str = "") -> tuple[dict[str, float], float]:
+        """One gradient step of the shell's loss on replayed windows: (detached losses, grad norm before clipping).
+        Online steps update obs/rew rms from the batch; pretraining steps (PWM's pretrain_wm) use rms fixed by the
+        data and their own `generator`. `label` prefixes the quantity named when a value goes non-finite."""
+        cfg = self.cfg
+        obs, act, rew = self.buffer.sample(cfg.wm_batch_size, cfg.horizon, generator=generator)
+        if self.obs_rms is not None:
+            if update_rms:
+                self.obs_rms.update(obs.reshape(-1, obs.shape[-1]))
+            obs = self.obs_rms.normalize(obs)
+        if self.rew_rms is not None:
+            if update_rms:
+                self.rew_rms.update(rew)
+            rew = self.rew_rms.normalize(rew, clip=cfg.rew_clip)
+        losses = self.wm.loss(obs, act, rew, rho=cfg.rho)
+        self._check(f"{label}wm_loss", losses.wm_loss)
+        self.wm_opt.zero_grad(set_to_none=True)
+        losses.wm_loss.backward()
+        grad_norm = float(nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.wm_grad_norm))
+        self._check(f"{label}wm_grad_norm", grad_norm)
+        self.wm_opt.step()
+        return losses.detached(), grad_norm
 
     # ------------------------------------------------------------------ 0. pretraining (PWM's general.pretrain)
     def pretrain(self, save: Any = None, every: int | None = None, on_step: Any = None) -> bool:
