@@ -61,12 +61,12 @@ def run_cell(task: str, variant: str, seed: int, epochs: int, out: str, budget: 
     import torch
 
     torch.set_num_threads(1)
-    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.cell import RUN_FILE, run_status, train_cell
     from pwmbench.pwm.config import resolve_config
 
     cfg = resolve_config({**budget, **VARIANTS[variant], "max_epochs": epochs})
     path = Path(out)
-    if (path / "run.arrow").exists():
+    if run_status(path / RUN_FILE) in ("ok", "diverged"):  # a failed cell is retried (train_cell resumes it)
         return {"task": task, "variant": variant, "seed": seed, "status": "cached"}
     result = train_cell(task, cfg, seed, path, identity={"variant": variant})
     return {"task": task, "variant": variant, "seed": seed, "status": result.status, "wall_s": result.row["wall_s"]}

@@ -12,11 +12,15 @@ from typing import Any
 from pwmbench.errors import ConfigError, PluginError, PwmbenchError, check_keys, suggest
 from pwmbench.hookspecs import hookimpl
 from pwmbench.interfaces import (
+    JOB_STATES,
+    DependencyFailed,
     DynamicsContext,
     DynamicsModel,
     Executor,
     Integrator,
     Job,
+    JobStatus,
+    Resources,
     RunEvent,
     Task,
     TaskSet,
@@ -42,6 +46,7 @@ from pwmbench.nn import (
     symlog,
     two_hot,
 )
+from pwmbench.jobs import JobGraph, order_jobs
 from pwmbench.plugins import Plugins, get_plugins, set_plugins
 from pwmbench.registry import (
     DynamicsRegistry,
@@ -77,7 +82,8 @@ __all__ = [
     # errors
     "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest",
     # plugin contract
-    "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "RunEvent", "Task", "TaskSet", "TaskSpec", "VecEnv",
+    "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "JobStatus", "JOB_STATES", "Resources",
+    "DependencyFailed", "JobGraph", "order_jobs", "RunEvent", "Task", "TaskSet", "TaskSpec", "VecEnv",
     "VelocityFn", "check_substeps", "join_inputs",
     "DynamicsRegistry", "ExecutorRegistry", "IntegratorRegistry", "TaskRegistry", "PluginSource", "RegistryEntry",
     "Plugins", "get_plugins", "set_plugins",

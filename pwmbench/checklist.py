@@ -1,4 +1,4 @@
-"""The seed's §10 pre-flight checklist for a suite: what must hold before anything trains."""
+"""The pre-flight checklist for a suite: what must hold before anything trains (docs/protocol.md#the-pre-flight-checklist)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
     if suite is None or plugins is None:
         return checks
     checks[-1] = (checks[-1][0], True, f"{suite.name}: {len(suite.tasks)} tasks × {len(suite.variants)} variants × {len(suite.seeds)} seeds")
-    record("seeds", lambda: f"{list(suite.seeds)}" + ("" if tuple(suite.seeds) == (42, 123, 456) else " (not the seed guide's 42, 123, 456)"))
+    record("seeds", lambda: f"{list(suite.seeds)}" + ("" if tuple(suite.seeds) == (42, 123, 456) else " (not the protocol's default 42, 123, 456: docs/protocol.md#seeds-and-determinism)"))
     for variant in suite.variants:
         if variant.dynamics == "flow":
             record(f"flow model and integrator of {variant.name} import", lambda v=variant: _flow_check(v))

@@ -60,7 +60,8 @@ def plugins_cmd(as_json: bool) -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 when a variant is over the tolerance.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_specs, tolerance, solve, strict, as_json) -> None:
-    """Compare parameter counts of world-model variants on real task dimensions (seed §1–§2)."""
+    """Compare parameter counts of world-model variants on real task dimensions: every variant's total must be
+    within ±tolerance % of the first's (the baseline's); see docs/protocol.md#parameter-parity."""
     from pwmbench.errors import PwmbenchError
     from pwmbench.parity import VariantSpec, format_report, parity_report, solve_width
 
@@ -138,15 +139,20 @@ def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, dev
 @click.option("--workers", type=int, default=1, show_default=True, help="Cells trained at once (one process each).")
 @click.option("--only", default=None, help="Filter cells: task=…,variant=…,seed=… (keys may repeat).")
 @click.option("--dry-run", is_flag=True, help="Validate, audit and print the plan; train nothing.")
-@click.option("--restart", is_flag=True, help="Train the selected cells again even if they finished.")
+@click.option("--restart", is_flag=True, help="Train the selected cells again even if they finished (ok or diverged).")
 @click.option("--executor", default="local", show_default=True, help="Executor plugin that runs the cells.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, progress) -> None:
-    """Run every cell of a suite (task × variant × seed): parity gate, fairness audit, training, results."""
+    """Run every cell of a suite (task × variant × seed): parity gate, fairness audit, training, results.
+
+    Cells that finished (ok, or diverged: a NaN/Inf is a result) are skipped; failed cells (an exception) are
+    trained again from their last checkpoint. Ends with one line per cell that is not ok (its reason and the
+    file that explains it); exit status 0 only when every selected cell is ok, 1 otherwise."""
+    from collections import Counter
     from pathlib import Path
 
     from pwmbench.errors import PwmbenchError
-    from pwmbench.runner import parse_only, plan, run_suite
+    from pwmbench.runner import cell_status, parse_only, plan, run_suite
     from pwmbench.suite import load_suite, prepare
 
     try:
@@ -167,7 +173,9 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, prog
         click.echo(f"  {name}: wm_iterations = {cfg.wm_iterations}" + (f" (update FLOP ratio {ratio:.2f} × base)" if ratio else " (given)"))
     if dry_run:
         for cell in todo:
-            click.echo(f"  would train {cell.task} {cell.variant} seed {cell.seed} ({cell.config.max_epochs} epochs) → {cell.directory(out)}")
+            retry = not restart and cell_status(cell, out) == "failed"
+            click.echo(f"  would {'retry' if retry else 'train'} {cell.task} {cell.variant} seed {cell.seed} ({cell.config.max_epochs} epochs)"
+                       f"{' — it failed in an earlier run' if retry else ''} → {cell.directory(out)}")  # fmt: skip
         return
     try:
         summary = run_suite(suite, out, workers=workers, filters=filters, restart=restart, executor=executor, progress=progress)
@@ -176,49 +184,51 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, prog
         sys.exit(130)
     except PwmbenchError as exc:
         _fail(str(exc))
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none trained"
-    click.echo(f"done in {summary.wall_s / 60:.1f} min: {counts}; {summary.skipped} already finished; results in {out}")
-    for key, error in summary.errors.items():
-        # bad input (a changed config against a checkpoint, missing data, ...) needs a fix, not a re-run
-        bad_input = error.split(":", 1)[0] in ("ConfigError", "SuiteError", "ChunkError", "CellAlreadyDone", "PluginError")
-        hint = "fix the input; `--restart` discards a cell's old checkpoint" if bad_input else "re-run to resume it"
-        click.echo(f"  error in {key}: {error} ({hint})", err=True)
-    if summary.errors:
-        sys.exit(1)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted((summary.statuses + Counter({"error": len(summary.errors)})).items())) or "none trained"
+    earlier = ", ".join(f"{n} {s}" for s, n in sorted(summary.skipped_statuses.items()) if s != "ok")
+    click.echo(f"done in {summary.wall_s / 60:.1f} min: {counts}; {summary.skipped} already finished" + (f" ({earlier})" if earlier else "") + f"; results in {out}")
+    if summary.problems:
+        n = len(summary.problems)
+        click.echo(f"{n} run{'s' if n != 1 else ''} did not finish ok:", err=True)
+        for problem in summary.problems:
+            click.echo(f"  {problem.line()}", err=True)
+    sys.exit(0 if summary.ok else 1)
 
 
 @main.command("score")
 @click.argument("results", type=click.Path(file_okay=False))
-@click.option("--candidate", default=None, help="Variant compared with the baseline (default: the first other one).")
+@click.option("--candidate", "candidates", multiple=True, help="Variant compared with the baseline (repeatable; default: every other variant).")
 @click.option("--baseline", default=None, help="Baseline variant (default: the suite's).")
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
-@click.option("--bootstrap", "reps", type=int, default=2000, show_default=True, help="Bootstrap resamples for the CIs.")
-def score_cmd(results, candidate, baseline, as_json, reps) -> None:
-    """Score results against the seed's acceptance criteria: exit 0 accepted, 1 a required criterion fails, 2 unusable."""
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
+def score_cmd(results, candidates, baseline, as_json, reps) -> None:
+    """Score every candidate against the baseline (docs/protocol.md): exit 0 when every candidate passes every
+    required criterion, 1 when one fails (named in the last line), 2 when the results cannot be scored."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.scoring import compare, format_verdict, load_results
+    from pwmbench.scoring import format_scoring, load_results, score_all
 
     try:
-        runs, suite = load_results(results)
-        verdict = compare(runs, suite, candidate=candidate, baseline=baseline, reps=reps)
+        runs, suite, curves = load_results(results, curves=True)
+        scoring = score_all(runs, suite, curves, candidates=list(candidates) or None, baseline=baseline, reps=reps)
     except (PwmbenchError, ValueError) as exc:
         _fail(str(exc))
-    click.echo(json.dumps(verdict.to_dict(), indent=2, default=str) if as_json else format_verdict(verdict))
-    sys.exit(0 if verdict.passed else 1)
+    click.echo(json.dumps(scoring.to_dict(), indent=2, default=str) if as_json else format_scoring(scoring))
+    sys.exit(0 if scoring.passed else 1)
 
 
 @main.command("report")
 @click.argument("results", type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for report.md, PNG plots and CSV.")
-@click.option("--candidate", default=None, help="Variant compared with the baseline (default: the first other one).")
-@click.option("--bootstrap", "reps", type=int, default=2000, show_default=True)
-def report_cmd(results, out_dir, candidate, reps) -> None:
-    """Write the Markdown report (seed §8), plots and CSV exports of a results directory."""
+@click.option("--candidate", "candidates", multiple=True, help="Variant compared with the baseline (repeatable; default: every other variant).")
+@click.option("--baseline", default=None, help="Baseline variant (default: the suite's).")
+@click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
+def report_cmd(results, out_dir, candidates, baseline, reps) -> None:
+    """Write the Markdown report (every candidate's verdict, summary, plots) and CSV exports of a results directory."""
     from pwmbench.errors import PwmbenchError
     from pwmbench.report import build_report
 
     try:
-        path = build_report(results, out_dir, candidate=candidate, reps=reps)
+        path = build_report(results, out_dir, candidates=list(candidates) or None, baseline=baseline, reps=reps)
     except (PwmbenchError, ValueError) as exc:
         _fail(str(exc))
     click.echo(f"report: {path}")
@@ -228,7 +238,9 @@ def report_cmd(results, out_dir, candidate, reps) -> None:
 @click.argument("suite_file", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Results directory to check (default: results/<suite name>).")
 def check_cmd(suite_file, out_dir) -> None:
-    """The seed §10 pre-flight checklist for a suite, one line each; exit 1 if any check fails."""
+    """The pre-flight checklist for a suite (plugins, suite file, seeds, parity gate, fairness audit, data,
+    environments, results directory), one line each; exit 1 if any check fails.
+    See docs/protocol.md#the-pre-flight-checklist."""
     from pwmbench.checklist import preflight
 
     results = preflight(suite_file, out_dir)

@@ -6,6 +6,7 @@ accessor functions in `api` stay short.
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -153,10 +154,20 @@ class TaskSpec:
     n_tasks: int = 1
     task_dim: int = 0
     action_dims: tuple[int, ...] | None = None
-    score: str = "return"  # "return", "reward/1000" or "success"
+    score: str = "return"  # see SCORES
     description: str = ""
     num_envs: int | None = None  # the task's customary number of parallel envs (PWM's), if it has one
     pretrain_wm_iterations: int | None = None  # world-model pretraining steps PWM used for the task (its README), if any
+    random_score: float | None = None  # "return" tasks: the raw return that normalises to 0 ...
+    reference_score: float | None = None  # ... and the one that normalises to 1 (both or neither)
+    score_source: str = ""  # where the references come from (a paper, a table, a definition)
+
+    SCORES: ClassVar[dict[str, str]] = {
+        "return": "(final return − random_score) / (reference_score − random_score); without references the scorer "
+        "falls back to a baseline-anchored scale, flagged in the verdict",
+        "success": "success rate at the episode's end, already in [0, 1]",
+        "members": "a task set: each member task is scored by its own spec",
+    }
 
     def __post_init__(self) -> None:
         for key in ("obs_dim", "act_dim", "episode_length", "n_tasks"):
@@ -168,6 +179,35 @@ class TaskSpec:
             raise ConfigError(f"TaskSpec({self.name!r}).pretrain_wm_iterations must be an int ≥ 0 or None, got {steps!r}")
         if self.action_dims is not None and len(self.action_dims) != self.n_tasks:
             raise ConfigError(f"TaskSpec({self.name!r}): {len(self.action_dims)} action_dims for {self.n_tasks} tasks")
+        if self.score not in self.SCORES:
+            raise ConfigError(f"TaskSpec({self.name!r}).score must be one of {sorted(self.SCORES)}, got {self.score!r}")
+        refs = (self.random_score, self.reference_score)
+        if (refs[0] is None) != (refs[1] is None):
+            raise ConfigError(f"TaskSpec({self.name!r}): give both random_score and reference_score, or neither")
+        if refs[0] is not None:
+            if self.score != "return":
+                raise ConfigError(f"TaskSpec({self.name!r}): score references only apply to score='return' tasks")
+            if not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) for r in refs) or refs[1] == refs[0]:
+                raise ConfigError(f"TaskSpec({self.name!r}): random_score and reference_score must be finite and differ, got {refs}")
+
+    @property
+    def has_references(self) -> bool:
+        """Whether the task fixes its own normalisation (success tasks do by definition)."""
+        return self.score == "success" or self.reference_score is not None
+
+    def score_record(self) -> dict[str, Any]:
+        """The score definition as run rows record it, so that results are scored without the plugin installed."""
+        return {"score_kind": self.score, "score_random": self.random_score, "score_reference": self.reference_score,
+                "score_source": self.score_source or None}  # fmt: skip
+
+    def normalised_score(self, value: float) -> float | None:
+        """`value` (the final return; the success rate for "success" tasks) on the task's fixed scale, or None when
+        the task declares no references (the scorer then uses its flagged fallback)."""
+        if self.score == "success":
+            return float(value)
+        if self.reference_score is None or self.random_score is None:
+            return None
+        return (float(value) - self.random_score) / (self.reference_score - self.random_score)
 
 
 class VecEnv:
@@ -224,19 +264,104 @@ class TaskSet(Task):
 
 # --------------------------------------------------------------------------------------------- executors
 @dataclass(frozen=True)
+class Resources:
+    """What one job needs from the machine that runs it (a suite's `[executor.resources.<kind>]`).
+
+    `memory_gb` and `time_min` are None when the suite does not say (the scheduler's defaults apply)."""
+
+    cpus: int = 1
+    gpus: int = 0
+    memory_gb: float | None = None
+    time_min: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("cpus", "gpus"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "cpus" else 0):
+                raise ConfigError(f"resources.{key} must be an int ≥ {1 if key == 'cpus' else 0}, got {value!r}")
+        for key in ("memory_gb", "time_min"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0):
+                raise ConfigError(f"resources.{key} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
 class Job:
-    """One unit of work for an executor: a picklable function of picklable keyword arguments."""
+    """One unit of work for an executor: a picklable function of picklable keyword arguments.
+
+    - `kind`: what the job is ("cell" a single-task cell, "world_model" a task set's world model, "member" one
+      member task's policy); suites give resources per kind.
+    - `depends_on`: keys of jobs that must have finished (returned, whatever status they recorded) before this one
+      starts; a job whose dependency raised is not run (its outcome is a `DependencyFailed`).
+    - `log`: the file an executor that captures output writes the job's stdout/stderr to (None: not captured).
+    - `group`: jobs with the same group, kind and dependencies may be submitted together (a Slurm job array).
+
+    Job functions are idempotent: run again after a crash, preemption or retry, they resume from their own
+    checkpoint and write their result files once (atomic renames), so an executor may rerun any job.
+    """
 
     key: str
     fn: Callable[..., Any]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "cell"
+    depends_on: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    log: str | None = None
+    group: str | None = None
+
+
+class DependencyFailed(RuntimeError):
+    """The outcome of a job that was not run because a job it depends on raised."""
+
+    def __init__(self, key: str, dependency: str, error: str) -> None:
+        super().__init__(f"{key} not run: its dependency {dependency} failed ({error})")
+        self.key, self.dependency, self.error = key, dependency, error
+
+
+JOB_STATES = ("queued", "running", "done", "failed", "preempted", "cancelled", "unknown")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One job as an executor or scheduler sees it: `state` is one of JOB_STATES; `log` where its output is."""
+
+    key: str
+    state: str
+    log: str | None = None
+    detail: str | None = None
+    scheduler_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in JOB_STATES:
+            raise ValueError(f"JobStatus.state must be one of {JOB_STATES}, got {self.state!r}")
 
 
 class Executor:
-    """Runs independent jobs and yields `(job, outcome_or_exception)` as each finishes."""
+    """Runs a graph of jobs (`Job.depends_on`) and yields `(job, outcome)` as each finishes.
+
+    - `run(jobs)`: start every job once its dependencies have finished, at most the executor's capacity at a time,
+      and yield `(job, return value)` or `(job, exception)` as each ends (a job whose dependency raised yields a
+      `DependencyFailed` without running). Jobs come in dependency order (`pwmbench.api.order_jobs` checks a graph).
+      Closing the iterator early (Ctrl-C in the caller) must stop what the executor started: `cancel()`.
+    - `cancel()`: stop every job this executor started and is still running.
+    - `detachable` / `submit(jobs, record_dir)`: executors whose jobs outlive the caller (a cluster scheduler) submit
+      the whole graph, write what they need to find it again under `record_dir`, and return at once.
+    - `status(record_dir)`: the scheduler's view of what `submit` sent (JobStatus per job), when it is reachable.
+    """
+
+    detachable: ClassVar[bool] = False
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Any]]:
         raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop what is running (default: nothing to stop)."""
+
+    def submit(self, jobs: Iterable[Job], record_dir: str) -> list[JobStatus]:
+        raise NotImplementedError(f"{type(self).__name__} cannot detach: its jobs live in this process")
+
+    def status(self, record_dir: str) -> list[JobStatus]:
+        return []
 
 
 # --------------------------------------------------------------------------------------------- events

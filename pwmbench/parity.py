@@ -1,9 +1,10 @@
 """Parameter parity between world-model variants, on the real task dimensions.
 
-Seed §1/§2: the variants' total parameter counts must be within ±2%. Only the dynamics model may differ
+The variants' total parameter counts must be within ±2% (docs/protocol.md#parameter-parity). Only the dynamics model may differ
 (encoder, reward head and task embedding are shared by construction), so the gap is the dynamics
 difference over the baseline total. The width solver changes only the variant's own dynamics widths
-(`units` dynamics option) — never a shared component (pitfall 2 of reference/flow-dynamics.md). Models are
+(`units` dynamics option) — never a shared component (resizing the encoder or reward head to reach parity
+would change what is compared). Models are
 built on the meta device: counting the 317M preset costs no memory.
 """
 
@@ -162,7 +163,7 @@ class WidthSolution:
     total: int
     baseline_total: int
     gap_pct: float
-    rule_of_thumb_width: int  # seed §7.1: w − Δ / (2 · layers · latent_dim), for comparison
+    rule_of_thumb_width: int  # first-order estimate w − Δ / (2 · layers · latent_dim), for comparison
     shared_unchanged: bool
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,6 +249,6 @@ def format_report(report: ParityReport, solutions: Sequence[WidthSolution] = ())
     for s in solutions:
         lines.append(
             f"solve: {s.variant.label} → total {s.total:,} (gap {s.gap_pct:+.4f}%); "
-            f"seed §7.1 rule of thumb gives width {s.rule_of_thumb_width}; shared components unchanged: {s.shared_unchanged}"
+            f"the first-order estimate w − Δ/(2·layers·latent_dim) gives width {s.rule_of_thumb_width}; shared components unchanged: {s.shared_unchanged}"
         )
     return "\n".join(lines)

@@ -1,7 +1,7 @@
-"""The publishable report of a results directory: Markdown tables (seed §8.1, §9.3), the §8.2 paragraph
-filled with measured numbers, the settings that matter next to them, PNG plots and CSV exports.
+"""The publishable report of a results directory: every candidate's verdict against the baseline and a summary,
+per-task tables on fixed score scales, the settings that matter next to them, rliable-style plots and CSV exports.
 
-Reads only the Arrow tables and suite.json, like `score`.
+Reads only the Arrow tables and suite.json, like `score`. The protocol behind the numbers: docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -13,96 +13,70 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pwmbench.results import read_dir
-from pwmbench.scoring import Verdict, compare, format_verdict, load_results
+from pwmbench.scoring import (
+    PROTOCOL,
+    Scoring,
+    TaskScale,
+    Verdict,
+    format_summary,
+    format_verdict,
+    load_results,
+    raw_score,
+    run_failure,
+    score_all,
+)
+from pwmbench.stats import BOOTSTRAP_REPS, aggregate
 
-SETTINGS = ("preset", "horizon", "max_epochs", "num_envs", "wm_iterations", "initial_wm_iterations", "wm_batch_size", "model_lr", "actor_lr", "critic_lr", "gamma", "lam", "rew_rms", "ret_rms", "world_model", "eval_every", "eval_episodes")
+SETTINGS = ("preset", "horizon", "max_epochs", "num_envs", "wm_iterations", "initial_wm_iterations", "wm_batch_size", "model_lr", "actor_lr", "critic_lr", "gamma", "lam", "rew_rms", "ret_rms", "world_model", "wm_recipe", "critic_targets", "pretrain_wm_iterations", "eval_every", "eval_episodes")
 
 
-def _fmt(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+def _fmt(x: float | None, digits: int = 1, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:+,.{digits}f}" if sign else f"{x:,.{digits}f}"
 
 
-def build_report(results: str | Path, out: str | Path, candidate: str | None = None, reps: int = 2000) -> Path:
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def build_report(results: str | Path, out: str | Path, candidates: list[str] | None = None, baseline: str | None = None,
+                 reps: int = BOOTSTRAP_REPS) -> Path:  # fmt: skip
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs, suite = load_results(results)
-    verdict = compare(runs, suite, candidate=candidate, reps=reps)
-    curves = read_dir(results, "curves.arrow").to_pylist()
-    plots = _plots(curves, verdict, out)
+    runs, suite, curves = load_results(results, curves=True)
+    scoring = score_all(runs, suite, curves, candidates=candidates, baseline=baseline, reps=reps)
+    plots = _plots(curves, scoring, out) + _score_plots(runs, curves, scoring, out)
     _csv(runs, out / "runs.csv")
     _csv(curves, out / "curves.csv")
-    _csv([t.to_dict() for t in verdict.tasks], out / "summary.csv")
-    (out / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=1, default=str))
-    text = _markdown(runs, suite, verdict, plots)
+    _csv([{"candidate": v.candidate, **t.to_dict()} for v in scoring.verdicts for t in v.tasks], out / "summary.csv")
+    (out / "verdict.json").write_text(json.dumps(scoring.to_dict(), indent=1, default=str))
     path = out / "report.md"
-    path.write_text(text)
+    path.write_text(_markdown(runs, suite, scoring, plots))
     return path
 
 
-def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], v: Verdict, plots: list[str]) -> str:
-    b, c = v.baseline, v.candidate
-    lines = [f"# pwmbench report — {suite.get('name', 'results')}: {c} vs {b}", ""]
-    lines += ["## Results (seed §8.1)", "", f"| task | {b} reward (mean ± std) | {c} reward (mean ± std) | Δ% | {b} time (s) | {c} time (s) | speed ratio | Welch p |", "|---|---|---|---|---|---|---|---|"]
-    for t in v.tasks:
-        lines.append(
-            f"| {t.task} | {_fmt(t.baseline_mean)} ± {_fmt(t.baseline_std)} | {_fmt(t.candidate_mean)} ± {_fmt(t.candidate_std)} | "
-            f"{_fmt(t.delta_pct)} | {_fmt(t.baseline_time)} | {_fmt(t.candidate_time)} | {_fmt(t.speed_ratio, 2)} | {_fmt(t.p_value, 3)} |"
-        )
-    both = [t for t in v.tasks if t.baseline and t.candidate]
-    mean = lambda xs: sum(xs) / len(xs) if xs else math.nan
-    avg_delta = mean([t.delta_pct for t in both if t.delta_pct == t.delta_pct])
-    avg_ratio = mean([t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio])
-    lines.append(f"| **average** | {_fmt(mean([t.baseline_mean for t in both]))} | {_fmt(mean([t.candidate_mean for t in both]))} | {_fmt(avg_delta)} | {_fmt(mean([t.baseline_time for t in both]))} | {_fmt(mean([t.candidate_time for t in both]))} | {_fmt(avg_ratio, 2)} | |")
-    lines.append("")
-    gap = next((cr.value for cr in v.criteria if cr.name == "parameter parity gap"), "-")
-    ps = ", ".join(f"{t.task} p = {_fmt(t.p_value, 3)}" for t in both)
-    agg = v.aggregates
-    poi = agg.get("probability_of_improvement", {})
-    iqm_c, iqm_b = agg.get("candidate", {}).get("iqm", {}), agg.get("baseline", {}).get("iqm", {})
-    lines += [
-        "## Summary (seed §8.2)",
-        "",
-        f"Across {len(both)} task(s), {c} changes the final evaluation return by {_fmt(avg_delta)}% on average relative to {b} "
-        f"(per-task Welch's t-tests: {ps or 'none'}). Normalised per task by the best |return| of any run, the interquartile mean is "
-        f"{_fmt(iqm_c.get('value'), 3)} [95% CI {_fmt(iqm_c.get('ci_low'), 3)}, {_fmt(iqm_c.get('ci_high'), 3)}] for {c} against "
-        f"{_fmt(iqm_b.get('value'), 3)} for {b}, and the probability that {c} beats {b} on a task is {_fmt(poi.get('value'), 2)} "
-        f"[{_fmt(poi.get('ci_low'), 2)}, {_fmt(poi.get('ci_high'), 2)}] (stratified bootstrap). The parameter-parity gap is {gap}, "
-        f"and {c} takes {_fmt(avg_ratio, 2)}× the wall-clock time of {b}.",
-        "",
-        *[f"> {n}" for n in v.notes],
-        "",
-        "## Acceptance (seed §6.3)",
-        "",
-        "```",
-        format_verdict(v),
-        "```",
-        "",
-    ]
-    matched = [x["name"] for x in suite.get("variants", []) if x.get("declared")]
-    if matched:
-        by = defaultdict(list)
-        for r in runs:
-            if r["status"] == "ok" and r["final_return"] is not None:
-                by[(r["task"], r["variant"])].append(r["final_return"])
-        lines += ["## Parameter-matched and compute-matched (seed §9.3)", "", f"| task | {b} | " + " | ".join(matched) + f" | {c} |", "|---|---|" + "---|" * len(matched) + "---|"]
-        for t in v.tasks:
-            cells = [mean(by[(t.task, m)]) for m in matched]
-            lines.append(f"| {t.task} | {_fmt(t.baseline_mean)} | " + " | ".join(_fmt(x) for x in cells) + f" | {_fmt(t.candidate_mean)} |")
-        for name in matched:
-            declared = next(x["declared"] for x in suite["variants"] if x["name"] == name)
-            lines.append(f"\n`{name}`: {b} with `wm_iterations` = {next(iter(json.loads(r['config'])['wm_iterations'] for r in runs if r['variant'] == name), '?')} (declared {declared}; FLOP ratio {suite.get('compute_matched', {}).get('flop_ratio', '-')}).")
-        lines.append("")
+def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scoring, plots: list[str]) -> str:
+    b = scoring.baseline
+    names = ", ".join(v.candidate for v in scoring.verdicts)
+    lines = [f"# pwmbench report — {suite.get('name', 'results')}: {names} vs {b}", "",
+             f"How to read it: [{PROTOCOL}]({PROTOCOL}) (parity, fairness audit, seeds, score references, statistics).", "",
+             "## Verdicts", "", "```", format_summary(scoring), "```", ""]  # fmt: skip
+    lines += _scales(scoring.scales)
+    for v in scoring.verdicts:
+        lines += _candidate_section(v, suite)
+    lines += _matched(runs, suite, scoring)
     lines += _data_use(runs)
     lines += _model_quality(runs)
     lines += ["## Settings that matter", ""]
-    configs = {r["variant"]: json.loads(r["config"]) for r in runs}
+    configs = {r["variant"]: json.loads(r["config"]) for r in runs if r.get("config")}
     if b in configs:
         cfg = configs[b]
         lines.append("| setting | value |")
         lines.append("|---|---|")
         for key in SETTINGS:
-            lines.append(f"| {key} | `{json.dumps(cfg.get(key))}` |")
+            if key in cfg:
+                lines.append(f"| {key} | `{json.dumps(cfg.get(key))}` |")
         lines.append(f"| seeds | {sorted({r['seed'] for r in runs})} |")
         for name, c_cfg in sorted(configs.items()):
             lines.append(f"| dynamics of {name} | `{c_cfg['dynamics']}` {json.dumps(c_cfg['dynamics_options'])} |")
@@ -110,13 +84,92 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], v: Verdict, plo
     lines += ["", f"Environment: pwmbench {first.get('pwmbench_version')}, git {first.get('git_commit')}, torch {first.get('torch_version')}, "
               f"mujoco {first.get('mujoco_version')}, dm_control {first.get('dm_control_version')}, warp {first.get('warp_lang_version')}, "
               f"Python {first.get('python_version')}, {first.get('device')} ({first.get('device_name')}, {first.get('cpu_count')} CPUs).", ""]
-    statuses = defaultdict(int)
+    statuses: dict[str, int] = defaultdict(int)
     for r in runs:
         statuses[r["status"]] += 1
     lines.append("Runs: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ".")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "Data: `runs.csv` (one row per cell), `curves.csv` (one row per cell and epoch), `summary.csv` (per task), `verdict.json`."]
+    lines += ["", "Data: `runs.csv` (one row per cell), `curves.csv` (one row per cell and epoch), `summary.csv` (per candidate and task), "
+              "`verdict.json` (every verdict, the task scales and the bootstrap settings)."]
     return "\n".join(lines) + "\n"
+
+
+def _scales(scales: dict[str, TaskScale]) -> list[str]:
+    lines = ["## Score scale per task", "",
+             "Each task's raw result is normalised to (raw − random) / (reference − random), so 0 is the random reference "
+             "and 1 the task's reference. Fixed references come from the task itself; a fallback scale is anchored on "
+             "the baseline alone and is the same for every candidate, but is not comparable with published numbers.", "",
+             "| task | scored on | 0 = | 1 = | scale | source |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for task, s in sorted(scales.items()):
+        what = "success rate" if s.kind == "success" else "final return"
+        lines.append(f"| {task} | {what} | {s.low:,.4g} | {s.high:,.4g} | {'fixed' if s.fixed else '**fallback**'} | {s.source} |")
+    return lines + [""]
+
+
+def _candidate_section(v: Verdict, suite: dict[str, Any]) -> list[str]:
+    b, c = v.baseline, v.candidate
+    lines = [f"## {c} vs {b}", "",
+             f"Raw results are mean ± std over finished seeds; scores are normalised (see the scale table); Δ is in normalised "
+             f"points (100 × score difference), Δ% only where {b}'s score is at least 0.05 from zero.", "",
+             f"| task | {b} raw | {c} raw | {b} score | {c} score | Δ points | Δ% | {b} time (s) | {c} time (s) | speed ratio | Welch p | failed runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for t in v.tasks:
+        failed = "; ".join([f"{b} {x}" for x in t.baseline_failed] + [f"{c} {x}" for x in t.candidate_failed]) or "0"
+        lines.append(
+            f"| {t.task} | {_fmt(t.baseline_mean)} ± {_fmt(t.baseline_std)} | {_fmt(t.candidate_mean)} ± {_fmt(t.candidate_std)} | "
+            f"{_fmt(t.baseline_score, 3)} | {_fmt(t.candidate_score, 3)} | {_fmt(t.delta_points, 1, sign=True)} | {_fmt(t.delta_pct, 1, sign=True)} | "
+            f"{_fmt(t.baseline_time)} | {_fmt(t.candidate_time)} | {_fmt(t.speed_ratio, 2)} | {_fmt(t.p_value, 3)} | {failed} |"
+        )
+    both = [t for t in v.tasks if t.comparable]
+    avg_points = _mean([t.delta_points for t in both])
+    avg_ratio = _mean([t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio])
+    lines.append(f"| **mean over tasks** | | | {_fmt(_mean([t.baseline_score for t in both]), 3)} | {_fmt(_mean([t.candidate_score for t in both]), 3)} | "
+                 f"{_fmt(avg_points, 1, sign=True)} | | {_fmt(_mean([t.baseline_time for t in both]))} | {_fmt(_mean([t.candidate_time for t in both]))} | {_fmt(avg_ratio, 2)} | | |")  # fmt: skip
+    gap = next((cr.value for cr in v.criteria if cr.name.startswith("parameter parity gap")), "-")
+    ps = ", ".join(f"{t.task} p = {_fmt(t.p_value, 3)}" for t in both)
+    agg = v.aggregates
+    poi = agg.get("probability_of_improvement", {})
+    iqm_c, iqm_b = agg.get("candidate", {}).get("iqm", {}), agg.get("baseline", {}).get("iqm", {})
+    lines += [
+        "",
+        f"Across {len(both)} task(s), {c} changes the normalised score by {_fmt(avg_points, 1, sign=True)} points on average "
+        f"relative to {b} (per-task Welch's t-tests: {ps or 'none'}). The interquartile mean of normalised scores is "
+        f"{_fmt(iqm_c.get('value'), 3)} [95% CI {_fmt(iqm_c.get('ci_low'), 3)}, {_fmt(iqm_c.get('ci_high'), 3)}] for {c} against "
+        f"{_fmt(iqm_b.get('value'), 3)} [{_fmt(iqm_b.get('ci_low'), 3)}, {_fmt(iqm_b.get('ci_high'), 3)}] for {b}, and the "
+        f"probability that {c} beats {b} on a task is {_fmt(poi.get('value'), 2)} [{_fmt(poi.get('ci_low'), 2)}, {_fmt(poi.get('ci_high'), 2)}] "
+        f"(stratified bootstrap, {agg.get('bootstrap_resamples', 0):,} resamples). The parameter-parity gap is {gap}, and {c} takes "
+        f"{_fmt(avg_ratio, 2)}× the wall-clock time of {b}.",
+        "",
+        "```",
+        format_verdict(v),
+        "```",
+        "",
+    ]
+    return lines
+
+
+def _matched(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scoring) -> list[str]:
+    """Compute-matched variants (the baseline with more world-model updates) next to every other candidate."""
+    declared = {x["name"]: x["declared"] for x in suite.get("variants", []) if x.get("declared")}
+    matched = [m for m in declared if any(r["variant"] == m for r in runs)]
+    if not matched:
+        return []
+    b = scoring.baseline
+    others = [v.candidate for v in scoring.verdicts if v.candidate not in matched]
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in runs:
+        scale = scoring.scales.get(r["task"])
+        if scale is not None and run_failure(r) is None:
+            scores[(r["task"], r["variant"])].append(scale.normalise(raw_score(r)))
+    columns = [b, *matched, *others]
+    lines = ["## Parameter-matched and compute-matched", "", "Mean normalised score over finished seeds.", "",
+             "| task | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]  # fmt: skip
+    for task in sorted(scoring.scales):
+        lines.append(f"| {task} | " + " | ".join(_fmt(_mean(scores[(task, v)]), 3) for v in columns) + " |")
+    for name in matched:
+        iterations = next(iter(json.loads(r["config"])["wm_iterations"] for r in runs if r["variant"] == name and r.get("config")), "?")
+        lines.append(f"\n`{name}`: {b} with `wm_iterations` = {iterations} (declared {declared[name]}; FLOP ratio {suite.get('compute_matched', {}).get('flop_ratio', '-')}).")
+    return lines + [""]
 
 
 def _data_use(runs: list[dict[str, Any]]) -> list[str]:
@@ -212,14 +265,14 @@ def _series(curves: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], 
     return out
 
 
-def _plots(curves: list[dict[str, Any]], verdict: Verdict, out: Path) -> list[str]:
+def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    tasks = [t.task for t in verdict.tasks]
+    tasks = sorted({t.task for v in scoring.verdicts for t in v.tasks})
     variants = sorted({r["variant"] for r in curves})
     offline = {r["task"] for r in curves if r.get("phase") == "policy"}  # task-set members: no env steps
     names = []
@@ -260,3 +313,37 @@ def _plots(curves: list[dict[str, Any]], verdict: Verdict, out: Path) -> list[st
     plt.close(fig)
     names.append("grad_norms.png")
     return names
+
+
+def _normalised_scores(runs: list[dict[str, Any]], scoring: Scoring) -> dict[str, dict[str, list[float]]]:
+    """variant → task → normalised scores of its finished runs (tasks with a scale)."""
+    variants = [scoring.baseline, *(v.candidate for v in scoring.verdicts)]
+    out: dict[str, dict[str, list[float]]] = {v: defaultdict(list) for v in variants}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        scale = scoring.scales.get(r["task"])
+        if r["variant"] in out and scale is not None and run_failure(r) is None:
+            out[r["variant"]][r["task"]].append(scale.normalise(raw_score(r)))
+    return {v: dict(s) for v, s in out.items() if s}
+
+
+def _score_plots(runs: list[dict[str, Any]], curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[str]:
+    """rliable's pictures on the normalised scores: interval estimates, performance profiles, per-task bars and the
+    normalised learning curves aggregated across tasks."""
+    from pwmbench import report_plots
+
+    scores = _normalised_scores(runs, scoring)
+    if not scores:
+        return []
+    reps = scoring.reps
+    names = [report_plots.interval_estimates({v: aggregate(s, reps=reps) for v, s in scores.items()}, out),
+             report_plots.performance_profiles(scores, out, reps=reps),
+             report_plots.per_task_bars(scores, out, reps=reps)]  # fmt: skip
+    kinds = {t: s.kind for t, s in scoring.scales.items()}
+    rows = [({**r, "eval_return": r.get("eval_success")} if kinds.get(r["task"]) == "success" else r) for r in curves]  # success tasks: curves of success
+
+    def normalise(task: str, raw: float) -> float | None:
+        scale = scoring.scales.get(task)
+        return scale.normalise(raw) if scale is not None and raw is not None and math.isfinite(raw) else None
+
+    names.append(report_plots.normalised_curves([r for r in rows if r["variant"] in scores], normalise, out, reps=reps))
+    return [n for n in names if n]

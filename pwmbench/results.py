@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
-SCHEMA_VERSION = 3  # 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
+SCHEMA_VERSION = 4  # 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 
 # Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
 CURVE_KEYS = ("epoch", "env_steps", "wall_s")
@@ -69,6 +69,8 @@ RUN_FIELDS = [
     ("model_reward_error_H_final", _F),
     # world-model recipe and single-task pretraining (pwm/recipes.py, pwm/pretrain.py)
     ("wm_recipe", _S), ("pretrain_iterations", _I), ("pretrain_wall_s", _F),
+    # the task's score definition at run time (TaskSpec.score_record) and the success rate it may be scored on
+    ("score_kind", _S), ("score_random", _F), ("score_reference", _F), ("score_source", _S), ("final_success", _F),
 ]
 RUNS_SCHEMA = pa.schema([pa.field(n, t) for n, t in RUN_FIELDS], metadata={"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
 STATUSES = ("ok", "failed", "diverged")

@@ -2,7 +2,10 @@
 
 Every cell trains in its own process (`run_cell_job`) and writes its own atomic files, so a failing or
 diverged cell is recorded with its reason while the others go on, and a re-run after a crash, Ctrl-C or
-kill -9 skips finished cells and resumes the others from their checkpoints.
+kill -9 skips finished cells and resumes the others from their checkpoints. Finished means ok or diverged (a
+NaN/Inf is a result); a failed cell (an exception: a bug, a full disk, a killed worker) is no result and is
+trained again by the next run, from its last checkpoint. The summary lists every selected cell that is not ok,
+with its reason and the file that explains it, skipped diverged cells included.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 
 from pwmbench.errors import ConfigError, PwmbenchError
 from pwmbench.interfaces import Job
-from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE, total_steps
+from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE, TRACEBACK_FILE, run_status, total_steps, write_text_atomic
 from pwmbench.results import read_table
 from pwmbench.suite import Cell, Suite
 
@@ -55,12 +59,16 @@ def select(cells: list[Cell], filters: dict[str, set[str]]) -> list[Cell]:
     return [c for c in cells if all(str(getattr(c, k)) in v for k, v in filters.items())]
 
 
+def cell_status(cell: Cell, out: Path) -> str | None:
+    """The status of a cell's run file ("ok", "diverged" or "failed"; a task set's worst row), or None without one."""
+    return run_status(cell.directory(out) / RUN_FILE)
+
+
 def finished(cell: Cell, out: Path) -> str | None:
-    """The status of a cell's run row, or None when it has not finished."""
-    path = cell.directory(out) / RUN_FILE
-    if not path.exists():
-        return None
-    return read_table(path).column("status")[0].as_py()
+    """The status of a cell's finished result ("ok" or "diverged"), or None when it has not finished or failed:
+    a failed cell (an exception) is trained again, resuming from its checkpoint."""
+    status = cell_status(cell, out)
+    return None if status == "failed" else status
 
 
 def write_suite_record(suite: Suite, out: Path) -> None:
@@ -70,6 +78,45 @@ def write_suite_record(suite: Suite, out: Path) -> None:
     os.replace(tmp, out / SUITE_FILE)
 
 
+# the exception types of bad input (a changed config against a checkpoint, missing data, ...): a fix, not a re-run
+BAD_INPUT_ERRORS = ("ConfigError", "SuiteError", "ChunkError", "CellAlreadyDone", "PluginError")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A selected cell (a task set: one member row) that is not ok, and where to read why."""
+
+    task: str
+    variant: str
+    seed: int
+    status: str  # "failed", "diverged", or "error" (the executor got an exception: the cell wrote no result)
+    reason: str  # one line
+    path: Path  # traceback.txt (failed, error) or run.arrow (diverged)
+    earlier: bool = False  # skipped this time: the result of an earlier run
+
+    def line(self) -> str:
+        where = "traceback" if self.path.name == TRACEBACK_FILE else "details"
+        if self.earlier:
+            hint = "`--restart` trains it again"
+        elif self.status == "diverged":
+            hint = "a result: a re-run keeps it, `--restart` trains it again"
+        elif self.status == "error" and self.reason.split(":", 1)[0] in BAD_INPUT_ERRORS:
+            hint = "fix the input; `--restart` discards a cell's old checkpoint"
+        else:
+            hint = "a re-run retries it from its last checkpoint"
+        when = " (from an earlier run)" if self.earlier else ""
+        return f"{self.task} {self.variant} seed {self.seed}: {self.status}{when} — {self.reason} ({where}: {self.path}; {hint})"
+
+
+def one_line(text: str | None, limit: int = 200) -> str:
+    """A reason shortened to one line of at most `limit` characters."""
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "no reason recorded"
+    if len(lines) > 1:
+        first += " …"
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
 @dataclass
 class RunSummary:
     total: int
@@ -77,10 +124,36 @@ class RunSummary:
     statuses: Counter = field(default_factory=Counter)
     errors: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
+    problems: list[Problem] = field(default_factory=list)  # every selected cell that is not ok, skipped ones included
+    skipped_statuses: Counter = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
-        return not self.errors and set(self.statuses) <= {"ok"}
+        """Every selected cell is ok (trained now or skipped as finished): `pwmbench run`'s exit status 0."""
+        return not self.errors and not self.problems and set(self.statuses) <= {"ok"}
+
+
+def cell_problems(cell: Cell, out: Path, earlier: bool = False) -> list[Problem]:
+    """The not-ok rows of a cell's run file as Problems (none when it has no run file or all rows are ok)."""
+    directory = cell.directory(out)
+    path = directory / RUN_FILE
+    if not path.exists():
+        return []
+    problems = []
+    for row in read_table(path).select(["task", "status", "reason"]).to_pylist():
+        if row["status"] == "ok":
+            continue
+        where = directory / TRACEBACK_FILE if row["status"] == "failed" and (directory / TRACEBACK_FILE).exists() else path
+        problems.append(Problem(row["task"] or cell.task, cell.variant, cell.seed, row["status"], one_line(row["reason"]), where, earlier))
+    return problems
+
+
+def _record_error(cell: Cell, out: Path, exc: BaseException) -> Problem:
+    """An exception the executor got for a cell (it never wrote a result): its traceback goes to traceback.txt."""
+    path = cell.directory(out) / TRACEBACK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), path)
+    return Problem(cell.task, cell.variant, cell.seed, "error", one_line(f"{type(exc).__name__}: {exc}"), path)
 
 
 class ProgressBoard:
@@ -254,6 +327,11 @@ def run_suite(
         prepare_pretraining(suite, stream if progress else None)
     write_suite_record(suite, out)
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
+    running = {c.key for c in todo}
+    for cell in cells:
+        if cell.key not in running:  # finished in an earlier run: ok, or diverged (a result, but not ok)
+            summary.skipped_statuses[cell_status(cell, out) or "?"] += 1
+            summary.problems += cell_problems(cell, out, earlier=True)
     threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo) or 1)))
     jobs = [
         Job(
@@ -283,13 +361,18 @@ def run_suite(
             if isinstance(outcome, BaseException):
                 summary.errors[job.key] = f"{type(outcome).__name__}: {outcome}"
                 status = "error"
+                summary.problems.append(_record_error(cell, out, outcome))
             else:
                 status = str(outcome)
                 summary.statuses[status] += 1
+                if status != "ok":
+                    summary.problems += cell_problems(cell, out) or [
+                        Problem(cell.task, cell.variant, cell.seed, status, "the cell wrote no run.arrow", cell.directory(out))]
             if board is not None:
                 board.finished(cell, status)
     finally:
         if board is not None:
             board.__exit__(None, None, None)
         summary.wall_s = time.time() - start
+    summary.problems.sort(key=lambda p: (p.task, p.variant, p.seed))
     return summary

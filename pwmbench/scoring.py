@@ -1,8 +1,15 @@
-"""Score a results directory against the seed's acceptance criteria (§6.3) and its "ideal" targets.
+"""Score a results directory: every candidate variant against the baseline, on fixed per-task score references.
 
-Reads only the Arrow tables (and suite.json for the baseline and the parity reports): never the models.
-A comparison is one candidate variant against the baseline, task by task on the final evaluation return
-(mean over seeds). Required criteria decide the exit code; ideal ones are reported beside them.
+Reads only the Arrow tables and suite.json, never the models. The protocol it implements is docs/protocol.md:
+
+- Each task is normalised on a scale it declares (`TaskSpec.score`, `random_score`, `reference_score`, recorded in
+  every run row): 0 = random, 1 = the reference. A task that declares none gets a fallback scale that depends on the
+  baseline only (its mean first-evaluation return → 0, its best final score → 1), flagged wherever it is used, so the
+  same baseline has the same scores whichever candidate it meets.
+- A run that failed, diverged or ended without a finite score is a failed run: counted, named and failing the required
+  "no NaN, divergence or crash" criterion — never silently dropped, trimmed or resampled.
+- Required criteria decide the exit code; ideal ones are reported beside them. Every non-baseline variant (sweep points,
+  compute-matched variants) gets its own verdict; `score_all` returns them together with a summary.
 """
 
 from __future__ import annotations
@@ -15,17 +22,123 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pwmbench.errors import PwmbenchError
+from pwmbench.errors import PwmbenchError, suggest
 from pwmbench.results import read_dir
-from pwmbench.stats import Estimate, aggregate, bootstrap_ci, probability_of_improvement, welch, welch_power
+from pwmbench.stats import BOOTSTRAP_REPS, Estimate, aggregate, probability_of_improvement_ci, welch, welch_power
 
 WELCH_ALPHA = 0.05
+PCT_MIN_BASELINE = 0.05  # Δ% is shown only when the baseline's normalised score is at least this far from 0
+PROTOCOL = "docs/protocol.md"
 
 
 class UnusableResults(PwmbenchError):
     """The results directory cannot be scored (no runs, no baseline, ...)."""
 
 
+# --------------------------------------------------------------------------------------------- task scales
+@dataclass(frozen=True)
+class TaskScale:
+    """How one task's raw numbers become normalised scores: (raw − low) / (high − low)."""
+
+    task: str
+    kind: str  # "return" or "success" (what the raw number is)
+    low: float
+    high: float
+    fixed: bool  # declared by the task; False: the baseline-anchored fallback
+    source: str
+
+    def normalise(self, raw: float) -> float:
+        return (raw - self.low) / (self.high - self.low)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "kind": self.kind, "random": self.low, "reference": self.high, "fixed": self.fixed, "source": self.source}
+
+
+def raw_score(row: dict[str, Any]) -> float | None:
+    """What a run is scored on: its success rate for tasks scored by success, else its final evaluation return."""
+    if row.get("score_kind") == "success":
+        value = row.get("final_success")
+        return row.get("final_score") if value is None else value
+    return row.get("final_return")
+
+
+def run_failure(row: dict[str, Any]) -> str | None:
+    """Why a run cannot be scored (None when it can)."""
+    if row["status"] != "ok":
+        reason = (row.get("reason") or "").strip().splitlines()
+        return f"{row['status']}" + (f" ({reason[0][:120]})" if reason else "")
+    value = raw_score(row)
+    if value is None:
+        return "no evaluation recorded"
+    if not math.isfinite(value):
+        return f"non-finite final score {value}"
+    return None
+
+
+def _declared(task: str, rows: list[dict[str, Any]]) -> TaskScale | None:
+    """The task's own references: from the run rows (schema ≥ 4), else from the installed task plugin."""
+    recorded = next((r for r in rows if r.get("score_kind")), None)
+    if recorded is not None:
+        kind, low, high, source = recorded["score_kind"], recorded.get("score_random"), recorded.get("score_reference"), recorded.get("score_source") or ""
+    else:
+        try:
+            from pwmbench.api import task as get_task
+
+            spec = get_task(task).spec
+        except Exception:  # not installed or not a registered name (task-set members): no declaration to use
+            return None
+        kind, low, high, source = spec.score, spec.random_score, spec.reference_score, spec.score_source
+    if kind == "success":
+        return TaskScale(task, "success", 0.0, 1.0, True, source or "success rate")
+    if low is not None and high is not None and high != low:
+        return TaskScale(task, "return", float(low), float(high), True, source)
+    return None
+
+
+def _first_evaluations(curves: list[dict[str, Any]]) -> dict[tuple[str, str, int], float]:
+    """(task, variant, seed) → the run's first evaluation return (policy phase: an untrained actor)."""
+    first: dict[tuple[str, str, int], tuple[int, float]] = {}
+    for r in curves:
+        value = r.get("eval_return")
+        if r.get("phase") == "pretrain" or value is None or not math.isfinite(value):
+            continue
+        key = (r["task"], r["variant"], int(r["seed"]))
+        if key not in first or r["epoch"] < first[key][0]:
+            first[key] = (r["epoch"], value)
+    return {k: v for k, (_, v) in first.items()}
+
+
+def task_scales(runs: list[dict[str, Any]], curves: list[dict[str, Any]] | None, baseline: str) -> dict[str, TaskScale]:
+    """Every task's scale. Fixed where the task declares references; otherwise the flagged fallback, anchored on the
+    baseline alone: low = its mean first-evaluation return, high = its best finished run (low + max(|low|, 1) if the
+    baseline never improved). Tasks where the baseline has no finished run and no references get no scale."""
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        by_task[r["task"]].append(r)
+    firsts = _first_evaluations(curves or [])
+    scales = {}
+    for task, rows in sorted(by_task.items()):
+        declared = _declared(task, rows)
+        if declared is not None:
+            scales[task] = declared
+            continue
+        base = [r for r in rows if r["variant"] == baseline and run_failure(r) is None]
+        if not base:
+            continue
+        starts = [firsts[(task, baseline, int(r["seed"]))] for r in base if (task, baseline, int(r["seed"])) in firsts]
+        low = statistics.mean(starts) if starts else 0.0
+        high = max(raw_score(r) for r in base)
+        detail = f"fallback: {baseline}'s mean first evaluation → 0" if starts else f"fallback: 0 (no evaluation curve of {baseline}) → 0"
+        if high > low:
+            detail += f", {baseline}'s best final return → 1"
+        else:
+            high = low + max(abs(low), 1.0)
+            detail += f"; {baseline} never improved on it, so the unit is max(|that|, 1)"
+        scales[task] = TaskScale(task, "return", low, high, False, detail)
+    return scales
+
+
+# --------------------------------------------------------------------------------------------- comparisons
 @dataclass(frozen=True)
 class Criterion:
     name: str
@@ -38,9 +151,20 @@ class Criterion:
         return {"criterion": self.name, "value": self.value, "threshold": self.threshold, "pass": self.passed, "required": self.required}
 
 
+def _mean(values: list[float]) -> float:
+    return statistics.mean(values) if values else math.nan
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 @dataclass
 class TaskComparison:
+    """One task: the finished runs' raw scores of both arms (by seed), their failures, times and tests."""
+
     task: str
+    scale: TaskScale | None
     baseline: list[float]
     candidate: list[float]
     baseline_time: float
@@ -48,31 +172,49 @@ class TaskComparison:
     p_value: float
     baseline_steps: float | None = None
     candidate_steps: float | None = None
+    baseline_failed: list[str] = field(default_factory=list)
+    candidate_failed: list[str] = field(default_factory=list)
+
+    baseline_mean = property(lambda self: _mean(self.baseline))
+    candidate_mean = property(lambda self: _mean(self.candidate))
+    baseline_std = property(lambda self: _std(self.baseline))
+    candidate_std = property(lambda self: _std(self.candidate))
+
+    def _norm(self, values: list[float]) -> list[float]:
+        return [self.scale.normalise(x) for x in values] if self.scale is not None else []
 
     @property
-    def baseline_mean(self) -> float:
-        return statistics.mean(self.baseline) if self.baseline else math.nan
+    def baseline_scores(self) -> list[float]:
+        return self._norm(self.baseline)
 
     @property
-    def candidate_mean(self) -> float:
-        return statistics.mean(self.candidate) if self.candidate else math.nan
-
-    @staticmethod
-    def _std(x: list[float]) -> float:
-        return statistics.stdev(x) if len(x) > 1 else 0.0
+    def candidate_scores(self) -> list[float]:
+        return self._norm(self.candidate)
 
     @property
-    def baseline_std(self) -> float:
-        return self._std(self.baseline)
+    def baseline_score(self) -> float:
+        return _mean(self.baseline_scores)
 
     @property
-    def candidate_std(self) -> float:
-        return self._std(self.candidate)
+    def candidate_score(self) -> float:
+        return _mean(self.candidate_scores)
+
+    @property
+    def comparable(self) -> bool:
+        return bool(self.scale is not None and self.baseline and self.candidate)
+
+    @property
+    def delta_points(self) -> float:
+        """100 × (candidate − baseline) normalised mean score: a change on the task's own 0–100 scale."""
+        return 100.0 * (self.candidate_score - self.baseline_score) if self.comparable else math.nan
 
     @property
     def delta_pct(self) -> float:
-        b = self.baseline_mean
-        return 100.0 * (self.candidate_mean - b) / abs(b) if b else math.nan
+        """Relative change of the normalised mean, only where the baseline is away from zero (NaN otherwise)."""
+        b = self.baseline_score
+        if not self.comparable or abs(b) < PCT_MIN_BASELINE:
+            return math.nan
+        return 100.0 * (self.candidate_score - b) / abs(b)
 
     @property
     def speed_ratio(self) -> float:
@@ -80,13 +222,16 @@ class TaskComparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "task": self.task,
+            "task": self.task, "scale": self.scale.to_dict() if self.scale else None,
             "baseline_mean": self.baseline_mean, "baseline_std": self.baseline_std, "baseline_returns": self.baseline,
             "candidate_mean": self.candidate_mean, "candidate_std": self.candidate_std, "candidate_returns": self.candidate,
-            "delta_pct": self.delta_pct, "baseline_time_s": self.baseline_time, "candidate_time_s": self.candidate_time,
+            "baseline_score": self.baseline_score, "candidate_score": self.candidate_score,
+            "delta_points": self.delta_points, "delta_pct": self.delta_pct,
+            "baseline_failed": self.baseline_failed, "candidate_failed": self.candidate_failed,
+            "baseline_time_s": self.baseline_time, "candidate_time_s": self.candidate_time,
             "speed_ratio": self.speed_ratio, "welch_p": self.p_value,
             "baseline_steps_to_threshold": self.baseline_steps, "candidate_steps_to_threshold": self.candidate_steps,
-        }
+        }  # fmt: skip
 
 
 @dataclass
@@ -95,18 +240,23 @@ class Verdict:
     candidate: str
     tasks: list[TaskComparison]
     criteria: list[Criterion]
-    aggregates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aggregates: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.criteria if c.required)
 
+    @property
+    def failed_required(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.required and not c.passed]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "baseline": self.baseline,
             "candidate": self.candidate,
             "passed": self.passed,
+            "failed_required": [c.name for c in self.failed_required],
             "criteria": [c.to_dict() for c in self.criteria],
             "tasks": [t.to_dict() for t in self.tasks],
             "aggregates": self.aggregates,
@@ -114,7 +264,36 @@ class Verdict:
         }
 
 
-def load_results(results: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+@dataclass
+class Scoring:
+    """Every candidate's verdict against one baseline, on one set of task scales."""
+
+    baseline: str
+    scales: dict[str, TaskScale]
+    verdicts: list[Verdict]
+    reps: int
+    baseline_failed: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    def verdict(self, candidate: str) -> Verdict:
+        return next(v for v in self.verdicts if v.candidate == candidate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline,
+            "passed": self.passed,
+            "bootstrap_resamples": self.reps,
+            "protocol": PROTOCOL,
+            "scales": {t: s.to_dict() for t, s in self.scales.items()},
+            "verdicts": [v.to_dict() for v in self.verdicts],
+        }
+
+
+def load_results(results: str | Path, curves: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]] | tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """(runs, suite record) — and the curves rows with `curves=True` (the fallback scale reads first evaluations)."""
     results = Path(results)
     try:
         runs = read_dir(results, "run.arrow").to_pylist()
@@ -122,46 +301,76 @@ def load_results(results: str | Path) -> tuple[list[dict[str, Any]], dict[str, A
         raise UnusableResults(str(exc)) from None
     suite_file = results / "suite.json"
     suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
-    return runs, suite
+    if not curves:
+        return runs, suite
+    try:
+        rows = read_dir(results, "curves.arrow").to_pylist()
+    except FileNotFoundError:
+        rows = []
+    return runs, suite, rows
 
 
-def _mean(values: list[float]) -> float:
-    return statistics.mean(values) if values else math.nan
-
-
-def compare(runs: list[dict[str, Any]], suite: dict[str, Any], candidate: str | None = None, baseline: str | None = None, reps: int = 2000) -> Verdict:
+def resolve_variants(runs: list[dict[str, Any]], suite: dict[str, Any], baseline: str | None, candidates: list[str] | None) -> tuple[str, list[str]]:
+    """The baseline (given, else the suite's) and the candidates (given, else every other variant with runs)."""
     variants = sorted({r["variant"] for r in runs})
-    baseline = baseline or suite.get("baseline") or (variants[0] if variants else None)
+    if baseline is None:
+        baseline = suite.get("baseline")
+        if baseline is None:
+            raise UnusableResults(
+                f"no baseline: suite.json is missing or names none, and --baseline was not given (variants: {', '.join(variants)}). "
+                "Pass --baseline NAME; pwmbench never guesses it, since the verdict depends on it."
+            )
     if baseline not in variants:
         raise UnusableResults(f"baseline {baseline!r} has no runs (variants with runs: {', '.join(variants) or 'none'})")
-    matched = {v["name"] for v in suite.get("variants", []) if v.get("declared")}
-    others = [v for v in variants if v != baseline and v not in matched]
-    candidate = candidate or (others[0] if others else None)
-    if candidate not in variants or candidate == baseline:
+    others = [v for v in variants if v != baseline]
+    for c in candidates or []:
+        if c not in others:
+            hint = suggest(c, others)
+            raise UnusableResults(f"candidate {c!r} has no runs to compare with {baseline!r}{f' — did you mean {hint!r}?' if hint else ''} (candidates: {', '.join(others) or 'none'})")
+    chosen = list(candidates) if candidates else others
+    if not chosen:
         raise UnusableResults(f"no candidate variant to compare with {baseline!r} (variants: {', '.join(variants)})")
+    return baseline, chosen
 
-    by = defaultdict(list)
-    for r in runs:
-        by[(r["task"], r["variant"])].append(r)
-    tasks = sorted({r["task"] for r in runs if r["variant"] in (baseline, candidate)})
-    comparisons = []
+
+def score_all(
+    runs: list[dict[str, Any]],
+    suite: dict[str, Any],
+    curves: list[dict[str, Any]] | None = None,
+    *,
+    candidates: list[str] | None = None,
+    baseline: str | None = None,
+    reps: int = BOOTSTRAP_REPS,
+) -> Scoring:
+    """Each candidate against the baseline (one Verdict each), all on the same task scales."""
+    baseline, chosen = resolve_variants(runs, suite, baseline, candidates)
+    scales = task_scales(runs, curves, baseline)
+    cache: dict[tuple[str, tuple[str, ...]], dict[str, Estimate]] = {}
+    verdicts = [_verdict(runs, suite, scales, baseline, c, reps, cache) for c in chosen]
+    failed = [f"{r['task']}/seed {r['seed']}: {why}" for r in runs if r["variant"] == baseline and (why := run_failure(r))]
+    return Scoring(baseline, scales, verdicts, reps, failed)
+
+
+def compare(runs: list[dict[str, Any]], suite: dict[str, Any], candidate: str | None = None, baseline: str | None = None,
+            reps: int = BOOTSTRAP_REPS, curves: list[dict[str, Any]] | None = None) -> Verdict:  # fmt: skip
+    """One candidate's verdict (the first other variant when not named)."""
+    scoring = score_all(runs, suite, curves, candidates=[candidate] if candidate else None, baseline=baseline, reps=reps)
+    return scoring.verdicts[0]
+
+
+def _comparisons(by: dict[tuple[str, str], list[dict[str, Any]]], tasks: list[str], scales: dict[str, TaskScale], baseline: str, candidate: str) -> list[TaskComparison]:
+    out = []
     for task in tasks:
-        base_ok = [r for r in by[(task, baseline)] if r["status"] == "ok" and r["final_return"] is not None]
-        cand_ok = [r for r in by[(task, candidate)] if r["status"] == "ok" and r["final_return"] is not None]
-        b = [r["final_return"] for r in sorted(base_ok, key=lambda r: r["seed"])]
-        c = [r["final_return"] for r in sorted(cand_ok, key=lambda r: r["seed"])]
-        steps_b = [r["steps_to_threshold"] for r in base_ok if r.get("threshold") is not None]
-        steps_c = [r["steps_to_threshold"] for r in cand_ok if r.get("threshold") is not None]
-        comparisons.append(
-            TaskComparison(
-                task, b, c,
-                _mean([r["wall_s"] for r in base_ok]), _mean([r["wall_s"] for r in cand_ok]),
-                welch(c, b)[1],
-                _steps(steps_b), _steps(steps_c),
-            )
-        )
-    criteria, aggregates, notes = _criteria(comparisons, runs, suite, baseline, candidate, matched, by, reps)
-    return Verdict(baseline, candidate, comparisons, criteria, aggregates, notes)
+        arms = {}
+        for variant in (baseline, candidate):
+            rows = sorted(by[(task, variant)], key=lambda r: r["seed"])
+            ok = [r for r in rows if run_failure(r) is None]
+            failed = [f"seed {r['seed']}: {run_failure(r)}" for r in rows if run_failure(r) is not None]
+            steps = [r["steps_to_threshold"] for r in ok if r.get("threshold") is not None]
+            arms[variant] = ([raw_score(r) for r in ok], failed, _mean([r["wall_s"] for r in ok if r.get("wall_s") is not None]), _steps(steps))
+        (b, b_failed, b_time, b_steps), (c, c_failed, c_time, c_steps) = arms[baseline], arms[candidate]
+        out.append(TaskComparison(task, scales.get(task), b, c, b_time, c_time, welch(c, b)[1], b_steps, c_steps, b_failed, c_failed))
+    return out
 
 
 def _steps(values: list[float | None]) -> float | None:
@@ -171,74 +380,109 @@ def _steps(values: list[float | None]) -> float | None:
     return statistics.mean(values)
 
 
-def _criteria(comparisons, runs, suite, baseline, candidate, matched, by, reps):
-    notes: list[str] = []
-    both = [t for t in comparisons if t.baseline and t.candidate]
-    wins = sum(t.candidate_mean >= t.baseline_mean for t in both)
-    crit = [Criterion("flow ≥ baseline final return (mean over seeds) on ≥ 50% of tasks", f"{wins}/{len(both)} tasks", "≥ 50%", bool(both) and wins >= 0.5 * len(both), True)]
+def _verdict(runs, suite, scales, baseline, candidate, reps, cache) -> Verdict:
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        by[(r["task"], r["variant"])].append(r)
+    tasks = sorted({r["task"] for r in runs if r["variant"] in (baseline, candidate)})
+    comparisons = _comparisons(by, tasks, scales, baseline, candidate)
+    criteria, aggregates, notes = _criteria(comparisons, runs, suite, baseline, candidate, by, reps, cache)
+    return Verdict(baseline, candidate, comparisons, criteria, aggregates, notes)
 
-    gaps = [abs(info["gap_pct"][candidate]) for info in suite.get("parity", {}).values() if candidate in info.get("gap_pct", {})]
+
+def _aggregate(cache, variant: str, scores: dict[str, list[float]], reps: int) -> dict[str, Estimate]:
+    key = (variant, tuple(sorted(scores)))
+    if key not in cache:
+        cache[key] = aggregate(scores, reps=reps)
+    return cache[key]
+
+
+def _criteria(comparisons, runs, suite, b, c, by, reps, cache):
+    notes: list[str] = []
+    both = [t for t in comparisons if t.comparable]
+    unscaled = [t.task for t in comparisons if t.scale is None]
+    if unscaled:
+        notes.append(f"not scored (no task references and no finished {b} run to anchor a fallback): {', '.join(unscaled)}")
+    fallback = sorted(t.task for t in both if not t.scale.fixed)
+    if fallback:
+        notes.append(f"fallback normalisation (the task declares no references; anchored on {b} alone, the same for every candidate): {', '.join(fallback)}")
+    wins = sum(t.candidate_score >= t.baseline_score for t in both)
+    crit = [Criterion(f"{c} ≥ {b} normalised score (mean over finished seeds) on ≥ 50% of tasks", f"{wins}/{len(both)} tasks", "≥ 50%", bool(both) and wins >= 0.5 * len(both), True)]
+
+    gaps = [abs(info["gap_pct"][c]) for info in suite.get("parity", {}).values() if c in info.get("gap_pct", {})]
     if not gaps:  # no suite record: use the counts in the run rows
         for task in {t.task for t in comparisons}:
-            pb = [r["params_total"] for r in by[(task, baseline)]]
-            pc = [r["params_total"] for r in by[(task, candidate)]]
+            pb = [r["params_total"] for r in by[(task, b)] if r.get("params_total")]
+            pc = [r["params_total"] for r in by[(task, c)] if r.get("params_total")]
             if pb and pc:
                 gaps.append(abs(100.0 * (pc[0] - pb[0]) / pb[0]))
     tolerance = float(suite.get("parity_tolerance", 2.0))
     max_gap = max(gaps) if gaps else math.nan
-    crit.append(Criterion("parameter parity gap", f"{max_gap:.3f}%", f"≤ {tolerance}%", bool(gaps) and max_gap <= tolerance, True))
+    crit.append(Criterion(f"parameter parity gap of {c}", f"{max_gap:.3f}%", f"≤ {tolerance}%", bool(gaps) and max_gap <= tolerance, True))
 
-    relevant = [r for r in runs if r["variant"] in (baseline, candidate)]
-    bad = [f"{r['task']}/{r['variant']}/{r['seed']}: {r['status']}" for r in relevant if r["status"] != "ok"]
-    crit.append(Criterion("no NaN, divergence or crash", f"{len(bad)} of {len(relevant)} runs" + (f" ({'; '.join(bad[:3])})" if bad else ""), "0", not bad, True))
+    relevant = [r for r in runs if r["variant"] in (b, c)]
+    bad = [f"{r['task']}/{r['variant']}/{r['seed']}: {why}" for r in sorted(relevant, key=lambda r: (r["task"], r["variant"], r["seed"])) if (why := run_failure(r))]
+    crit.append(Criterion("no NaN, divergence or crash", f"{len(bad)} of {len(relevant)} runs" + (f" ({'; '.join(bad[:3])}{'; …' if len(bad) > 3 else ''})" if bad else ""), "0", not bad, True))
+    if bad:
+        notes.append(f"failed runs are left out of every statistic and listed here: {'; '.join(bad)}")
 
     # ---- ideal targets
-    sig = [t for t in both if t.candidate_mean > t.baseline_mean and t.p_value < WELCH_ALPHA]
+    sig = [t for t in both if t.candidate_score > t.baseline_score and t.p_value < WELCH_ALPHA]
     seeds = min((min(len(t.baseline), len(t.candidate)) for t in both), default=0)
-    crit.append(Criterion(f"flow significantly better (Welch p < {WELCH_ALPHA}) on most tasks", f"{len(sig)}/{len(both)} tasks", "> 50%", bool(both) and len(sig) > 0.5 * len(both), False))
+    crit.append(Criterion(f"{c} significantly better (Welch p < {WELCH_ALPHA}) on most tasks", f"{len(sig)}/{len(both)} tasks", "> 50%", bool(both) and len(sig) > 0.5 * len(both), False))
     if seeds:
         notes.append(f"Welch's t-test with {seeds} seeds per arm has power ≈ {welch_power(seeds):.2f} to detect a 1-σ difference at α = {WELCH_ALPHA}: a non-significant p is weak evidence of no difference.")
 
-    norm_b, norm_c = {}, {}
-    for t in both:
-        # Per-task scale shared by both arms: the largest |final return| any run reached on the task. Dividing by the
-        # baseline's mean instead blows up when the baseline sits near zero (an untrained cheetah scores ≈ 1).
-        scale = max(abs(x) for x in (*t.baseline, *t.candidate)) or 1.0
-        norm_b[t.task] = [x / scale for x in t.baseline]
-        norm_c[t.task] = [x / scale for x in t.candidate]
-    aggregates: dict[str, dict[str, Any]] = {}
+    aggregates: dict[str, Any] = {}
     if both:
-        agg_b, agg_c = aggregate(norm_b, reps=reps), aggregate(norm_c, reps=reps)
-        poi: Estimate = bootstrap_ci(probability_of_improvement, norm_c, norm_b, reps=reps)
+        norm_b = {t.task: t.baseline_scores for t in both}
+        norm_c = {t.task: t.candidate_scores for t in both}
+        agg_b, agg_c = _aggregate(cache, b, norm_b, reps), _aggregate(cache, c, norm_c, reps)
+        poi = probability_of_improvement_ci(norm_c, norm_b, reps=reps)
         aggregates = {
-            "normalisation": "final return / max |final return| over both arms' runs, per task",
+            "normalisation": "per task: (raw − random) / (reference − random) on the task's declared references"
+            + (f"; fallback for {', '.join(fallback)}" if fallback else ""),
+            "bootstrap_resamples": reps,
+            "tasks": [t.task for t in both],
             "baseline": {k: v.to_dict() for k, v in agg_b.items()},
             "candidate": {k: v.to_dict() for k, v in agg_c.items()},
             "probability_of_improvement": poi.to_dict(),
         }
-        crit.append(Criterion("aggregate IQM (normalised) higher than the baseline's", f"{agg_c['iqm'].value:.3f} [{agg_c['iqm'].low:.3f}, {agg_c['iqm'].high:.3f}] vs {agg_b['iqm'].value:.3f}", "> baseline", agg_c["iqm"].value > agg_b["iqm"].value, False))
-        crit.append(Criterion("probability of improvement P(flow > baseline)", f"{poi.value:.2f} [{poi.low:.2f}, {poi.high:.2f}]", "> 0.5", poi.value > 0.5, False))
+        iqm_b, iqm_c = agg_b["iqm"], agg_c["iqm"]
+        crit.append(Criterion(f"aggregate IQM (normalised) of {c} higher than {b}'s", f"{iqm_c.value:.3f} [{iqm_c.low:.3f}, {iqm_c.high:.3f}] vs {iqm_b.value:.3f} [{iqm_b.low:.3f}, {iqm_b.high:.3f}]", "> baseline", iqm_c.value > iqm_b.value, False))
+        crit.append(Criterion(f"probability of improvement P({c} > {b})", f"{poi.value:.2f} [{poi.low:.2f}, {poi.high:.2f}]", "> 0.5", poi.value > 0.5, False))
 
     with_steps = [t for t in both if t.baseline_steps is not None or t.candidate_steps is not None]
     if with_steps:
         faster = sum(t.candidate_steps is not None and (t.baseline_steps is None or t.candidate_steps <= t.baseline_steps) for t in with_steps)
-        crit.append(Criterion("sample efficiency: fewer env steps to the return threshold", f"{faster}/{len(with_steps)} tasks", "≥ 50%", faster >= 0.5 * len(with_steps), False))
-    stable = sum(t.candidate_std <= t.baseline_std for t in both)
-    crit.append(Criterion("stability: seed std of flow ≤ baseline's", f"{stable}/{len(both)} tasks", "≥ 50%", bool(both) and stable >= 0.5 * len(both), False))
-    for m in sorted(matched):
-        pairs = [(t.candidate_mean, _mean([r["final_return"] for r in by[(t.task, m)] if r["status"] == "ok" and r["final_return"] is not None])) for t in both]
-        pairs = [(c, b) for c, b in pairs if b == b]
-        if pairs:
-            won = sum(c >= b for c, b in pairs)
-            crit.append(Criterion(f"compute-matched: flow ≥ {m} on ≥ 50% of tasks", f"{won}/{len(pairs)} tasks", "≥ 50%", won >= 0.5 * len(pairs), False))
-    esnr = {v: [r["esnr_global_median"] for r in runs if r["variant"] == v and r["status"] == "ok" and r.get("esnr_global_median") is not None] for v in (baseline, candidate)}
-    if esnr[baseline] and esnr[candidate]:
-        b_esnr, c_esnr = statistics.median(esnr[baseline]), statistics.median(esnr[candidate])
-        crit.append(Criterion("actor-gradient ESNR (global, median over runs) higher than the baseline's", f"{c_esnr:.3g} vs {b_esnr:.3g}", "> baseline", c_esnr > b_esnr, False))
+        crit.append(Criterion(f"sample efficiency: {c} needs fewer env steps to the return threshold", f"{faster}/{len(with_steps)} tasks", "≥ 50%", faster >= 0.5 * len(with_steps), False))
+    stable = sum(_std(t.candidate_scores) <= _std(t.baseline_scores) for t in both)
+    crit.append(Criterion(f"stability: seed std of {c} ≤ {b}'s", f"{stable}/{len(both)} tasks", "≥ 50%", bool(both) and stable >= 0.5 * len(both), False))
+    matched = sorted(v["name"] for v in suite.get("variants", []) if v.get("declared") and v["name"] not in (b, c))
+    if not any(v["name"] == c and v.get("declared") for v in suite.get("variants", [])):
+        for m in matched:
+            pairs = []
+            for t in both:
+                others = [t.scale.normalise(raw_score(r)) for r in by[(t.task, m)] if run_failure(r) is None]
+                if others:
+                    pairs.append((t.candidate_score, _mean(others)))
+            if pairs:
+                won = sum(x >= y for x, y in pairs)
+                crit.append(Criterion(f"compute-matched: {c} ≥ {m} on ≥ 50% of tasks", f"{won}/{len(pairs)} tasks", "≥ 50%", won >= 0.5 * len(pairs), False))
+    esnr = {v: [r["esnr_global_median"] for r in runs if r["variant"] == v and run_failure(r) is None and r.get("esnr_global_median") is not None] for v in (b, c)}
+    if esnr[b] and esnr[c]:
+        b_esnr, c_esnr = statistics.median(esnr[b]), statistics.median(esnr[c])
+        crit.append(Criterion(f"actor-gradient ESNR of {c} (global, median over runs) higher than {b}'s", f"{c_esnr:.3g} vs {b_esnr:.3g}", "> baseline", c_esnr > b_esnr, False))
     ratios = [t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio]
     mean_ratio = statistics.mean(ratios) if ratios else math.nan
-    crit.append(Criterion("wall-clock ratio flow / baseline", f"{mean_ratio:.2f}×", "≤ 2×", bool(ratios) and mean_ratio <= 2.0, False))
+    crit.append(Criterion(f"wall-clock ratio {c} / {b}", f"{mean_ratio:.2f}×", "≤ 2×", bool(ratios) and mean_ratio <= 2.0, False))
     return crit, aggregates, notes
+
+
+# --------------------------------------------------------------------------------------------- text
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def format_verdict(verdict: Verdict) -> str:
@@ -246,9 +490,62 @@ def format_verdict(verdict: Verdict) -> str:
     for c in verdict.criteria:
         result = "n/a" if c.passed is None else ("pass" if c.passed else "FAIL")
         rows.append((c.name, c.value, c.threshold, result, "required" if c.required else "ideal"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = [f"{verdict.candidate} vs {verdict.baseline}"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines = [f"{verdict.candidate} vs {verdict.baseline}", *_table(rows)]
     lines += [f"note: {n}" for n in verdict.notes]
-    lines.append("VERDICT: " + ("accepted — every required criterion passes" if verdict.passed else "not accepted — a required criterion fails"))
+    if verdict.passed:
+        lines.append(f"VERDICT ({verdict.candidate}): accepted — every required criterion passes")
+    else:
+        lines.append(f"VERDICT ({verdict.candidate}): not accepted — failed: " + "; ".join(c.name for c in verdict.failed_required))
     return "\n".join(lines)
+
+
+def summary_rows(scoring: Scoring) -> list[dict[str, Any]]:
+    """One row per candidate: the headline numbers of its verdict."""
+    out = []
+    for v in scoring.verdicts:
+        agg = v.aggregates
+        both = [t for t in v.tasks if t.comparable]
+        wins = sum(t.candidate_score >= t.baseline_score for t in both)
+        ratios = [t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio]
+        gap = next((c.value for c in v.criteria if c.name.startswith("parameter parity gap")), "-")
+        out.append({
+            "candidate": v.candidate, "passed": v.passed, "failed_required": [c.name for c in v.failed_required],
+            "tasks_won": wins, "tasks": len(both),
+            "iqm": agg.get("candidate", {}).get("iqm"), "baseline_iqm": agg.get("baseline", {}).get("iqm"),
+            "mean": agg.get("candidate", {}).get("mean"), "probability_of_improvement": agg.get("probability_of_improvement"),
+            "delta_points": _mean([t.delta_points for t in both]),
+            "speed_ratio": _mean(ratios), "parity_gap": gap,
+            "failed_runs": sum(len(t.candidate_failed) for t in v.tasks),
+        })  # fmt: skip
+    return out
+
+
+def _ci(est: dict[str, float] | None, digits: int = 3) -> str:
+    if not est:
+        return "-"
+    return f"{est['value']:.{digits}f} [{est['ci_low']:.{digits}f}, {est['ci_high']:.{digits}f}]"
+
+
+def format_summary(scoring: Scoring) -> str:
+    rows = [("candidate", "verdict", f"tasks ≥ {scoring.baseline}", "IQM [95% CI]", f"P(> {scoring.baseline})", "Δ points", "time ratio", "failed runs")]
+    for s in summary_rows(scoring):
+        rows.append((s["candidate"], "accepted" if s["passed"] else "NOT accepted", f"{s['tasks_won']}/{s['tasks']}", _ci(s["iqm"]),
+                     _ci(s["probability_of_improvement"], 2), f"{s['delta_points']:+.1f}", f"{s['speed_ratio']:.2f}×", str(s["failed_runs"])))  # fmt: skip
+    base_iqm = next((s["baseline_iqm"] for s in summary_rows(scoring) if s["baseline_iqm"]), None)
+    lines = [f"summary: {len(scoring.verdicts)} candidate(s) vs {scoring.baseline}" + (f" (baseline IQM {_ci(base_iqm)})" if base_iqm else ""), *_table(rows)]
+    fallback = sorted(t for t, s in scoring.scales.items() if not s.fixed)
+    if fallback:
+        lines.append(f"note: fallback normalisation on {', '.join(fallback)} (no task references; anchored on {scoring.baseline})")
+    if scoring.baseline_failed:
+        lines.append(f"note: failed {scoring.baseline} runs: {'; '.join(scoring.baseline_failed)}")
+    rejected = [v for v in scoring.verdicts if not v.passed]
+    lines.append(f"protocol: {PROTOCOL}; {scoring.reps:,} bootstrap resamples")
+    if rejected:
+        lines.append("VERDICT: not accepted — " + "; ".join(f"{v.candidate} fails {', '.join(c.name for c in v.failed_required)}" for v in rejected))
+    else:
+        lines.append("VERDICT: accepted — every candidate passes every required criterion")
+    return "\n".join(lines)
+
+
+def format_scoring(scoring: Scoring) -> str:
+    return "\n\n".join([*(format_verdict(v) for v in scoring.verdicts), format_summary(scoring)])

@@ -26,7 +26,8 @@
     iterations = 50000                     # optional: pretrain_wm_iterations (default: the task's, PWM's numbers)
     # or: data = "DIR" (an existing dataset; "{task}" is replaced by the task name)
 
-    [compute_matched]                      # seed §9: the baseline with more world-model iterations
+    [compute_matched]                      # the baseline with more world-model iterations
+                                           #   (docs/protocol.md#compute-matched-comparison)
     variant = "mlp"
     match = "flow"
     wm_iterations = "auto"                 # or an int; auto = base × (update FLOPs of `match` / of `variant`)

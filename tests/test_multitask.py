@@ -169,6 +169,34 @@ def test_a_task_set_cell_writes_one_row_per_member_and_resumes(mt30_data, tmp_pa
         assert (a["final_return"], a["data_transitions_sampled"], a["wm_iterations"]) == (b["final_return"], b["data_transitions_sampled"], b["wm_iterations"])
 
 
+def test_a_failed_member_fails_the_cell_and_is_retried_when_it_is_started_again(mt30_data, tmp_path):
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.results import read_table
+
+    cfg = resolve_config({**CELL, "data_dir": str(mt30_data.directory)})
+    original = TaskPolicy.train_iteration
+
+    def crash_second_member(self):
+        if self.task_id == 29:
+            raise RuntimeError("member crashed")
+        return original(self)
+
+    TaskPolicy.train_iteration = crash_second_member
+    try:
+        assert train_cell("mt30", cfg, 42, tmp_path / "cell").status == "failed"
+    finally:
+        TaskPolicy.train_iteration = original
+    rows = read_table(tmp_path / "cell" / "run.arrow").to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "failed"] and "member crashed" in rows[1]["reason"]
+    text = (tmp_path / "cell" / "traceback.txt").read_text()
+    assert text.startswith("=== mt30/dmc/pendulum-spin: RuntimeError: member crashed") and "Traceback (most recent call last)" in text
+
+    assert train_cell("mt30", cfg, 42, tmp_path / "cell").status == "ok"  # retried: only the failed member trains again
+    again = read_table(tmp_path / "cell" / "run.arrow").to_pylist()
+    assert [r["status"] for r in again] == ["ok", "ok"] and again[0]["final_return"] == rows[0]["final_return"]
+    assert not (tmp_path / "cell" / "traceback.txt").exists() and not (tmp_path / "cell" / "checkpoint.pt").exists()
+
+
 def test_a_task_set_without_data_is_refused_with_the_fix(tmp_path):
     from pwmbench.pwm.cell import train_cell
 

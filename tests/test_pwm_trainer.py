@@ -181,6 +181,37 @@ def test_a_crash_is_recorded_as_failed(tmp_path, monkeypatch):
     monkeypatch.setattr(PWMTrainer, "update_critic", boom)
     result = run(tmp_path, "crash")
     assert result.status == "failed" and "critic exploded" in result.row["reason"] and result.row["traceback"]
+    text = (tmp_path / "crash" / "traceback.txt").read_text()  # the full traceback, next to run.arrow
+    assert text.startswith("Traceback (most recent call last)") and text.rstrip().endswith("RuntimeError: critic exploded")
+
+
+def test_a_failed_cell_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
+    original = PWMTrainer.update_critic
+
+    def boom(self, window):
+        if self.epoch >= 6:  # in epoch 7, after the epoch-5 checkpoint
+            raise RuntimeError("critic exploded")
+        return original(self, window)
+
+    monkeypatch.setattr(PWMTrainer, "update_critic", boom)
+    assert run(tmp_path, "cell", checkpoint_every=5).status == "failed"
+    failed = ipc.open_file(tmp_path / "cell" / "curves.arrow").read_all().to_pylist()
+    assert len(failed) == 6 and (tmp_path / "cell" / "checkpoint.pt").exists()
+    monkeypatch.setattr(PWMTrainer, "update_critic", original)  # the cause is gone
+
+    retried = run(tmp_path, "cell", checkpoint_every=5)  # no CellAlreadyDone: a failed run is no result
+    assert retried.status == "ok" and retried.row["traceback"] is None and not (tmp_path / "cell" / "traceback.txt").exists()
+    assert ipc.open_file(tmp_path / "cell" / "curves.arrow").read_all().to_pylist()[:5] == failed[:5]  # resumed: timings too
+    assert run(tmp_path, "clean", checkpoint_every=5).status == "ok"
+    assert curves(tmp_path / "cell") == curves(tmp_path / "clean")  # the same result as a run that never failed
+
+
+def test_a_diverged_run_is_a_result_that_only_restart_replaces(tmp_path):
+    from pwmbench.results import run_table, write_table_atomic
+
+    write_table_atomic(run_table({"task": "toy/point", "status": "diverged", "reason": "wm_loss became nan at epoch 3"}), tmp_path / "d" / "run.arrow")
+    with pytest.raises(api.PwmbenchError, match="status diverged.*--restart"):
+        run(tmp_path, "d")
 
 
 def test_finished_runs_are_not_overwritten_silently(tmp_path):

@@ -1,4 +1,5 @@
-"""The suite runner end to end with real worker processes: resume, failure isolation, filters, kill -9."""
+"""The suite runner end to end with real worker processes: resume, failure isolation, retries of failed cells,
+exit status and end-of-run report, filters, kill -9."""
 
 import os
 import signal
@@ -11,8 +12,10 @@ import pytest
 from click.testing import CliRunner
 from pyarrow import ipc
 
+from pwmbench.api import ConfigError, Executor, hookimpl
 from pwmbench.cli import main
-from pwmbench.runner import parse_only, run_suite
+from pwmbench.plugins import Plugins, get_plugins, set_plugins
+from pwmbench.runner import one_line, parse_only, run_suite
 from pwmbench.suite import load_suite, prepare
 
 pytestmark = [pytest.mark.usefixtures("toy_plugins"), pytest.mark.slow]
@@ -22,7 +25,7 @@ TIMING = {"wall_s", "fps", "time_env", "time_imagine", "time_actor_backward", "t
 SUITE = """
 name = "toy"
 tasks = ["toy/point"]
-seeds = [1, 2]
+seeds = {seeds}
 parity_tolerance = {tolerance}
 [base]
 world_model = {{ units = [32, 32], encoder_units = [32], latent_dim = 16 }}
@@ -43,6 +46,7 @@ checkpoint_every = 5
 dynamics = "mlp"
 [variants.{second}]
 dynamics = "{second_dynamics}"
+{options}
 """
 
 
@@ -52,9 +56,9 @@ def workers_see_the_toy_plugin(monkeypatch):
     monkeypatch.setenv("PWMBENCH_PLUGINS", "toy_task")
 
 
-def write_suite(tmp_path, epochs=12, second="flow", second_dynamics="flow", tolerance=2.0):
+def write_suite(tmp_path, epochs=12, second="flow", second_dynamics="flow", tolerance=2.0, seeds=(1, 2), options=""):
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(epochs=epochs, second=second, second_dynamics=second_dynamics, tolerance=tolerance))
+    path.write_text(SUITE.format(epochs=epochs, second=second, second_dynamics=second_dynamics, tolerance=tolerance, seeds=list(seeds), options=options))
     return path
 
 
@@ -152,3 +156,117 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path):
     resumed = subprocess.run(cmd, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert len(list(out.rglob("run.arrow"))) == 4
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["run", *map(str, args), "--no-progress"])
+
+
+def run_row(cell_dir):
+    return ipc.open_file(cell_dir / "run.arrow").read_all().to_pylist()[0]
+
+
+def test_a_failed_cell_exits_1_with_its_reason_and_traceback_and_a_rerun_retries_it_from_its_checkpoint(tmp_path):
+    crash = tmp_path / "crash-while-this-exists"
+    crash.touch()  # the cause: toy_task's `fragile` dynamics raises after 100 predictions (epoch 7) while it exists
+    path = write_suite(tmp_path, epochs=8, second="crash", second_dynamics="fragile", tolerance=1000.0, seeds=[1], options=f'after = 100\ncrash_file = "{crash}"')
+    out = tmp_path / "out"
+    cell = out / "cells" / "toy__point" / "crash" / "1"
+
+    first = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--workers", "2", "--no-progress"])
+    assert first.exit_code == 1, first.output
+    assert "1 failed, 1 ok; 0 already finished" in first.output
+    line = next(x for x in first.output.splitlines() if "toy/point crash seed 1: failed" in x)
+    assert "RuntimeError: toy crash" in line and f"traceback: {cell / 'traceback.txt'}" in line and "re-run retries it" in line
+    assert "mlp seed 1" not in first.output.split("did not finish ok")[1]  # only the cell that is not ok is listed
+    text = (cell / "traceback.txt").read_text()
+    assert text.startswith("Traceback (most recent call last)") and "RuntimeError: toy crash" in text
+    assert run_row(cell)["status"] == "failed" and (cell / "checkpoint.pt").exists()
+    failed_curves = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
+    assert [r["epoch"] for r in failed_curves] == [1, 2, 3, 4, 5, 6]
+
+    dry = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--dry-run"])
+    assert dry.exit_code == 0 and "would retry toy/point crash seed 1" in dry.output and "it failed in an earlier run" in dry.output
+    assert "would train" not in dry.output and "to run 1" in dry.output  # the ok cell is finished
+
+    crash.unlink()  # the cause is gone: the re-run retries the failed cell and it finishes
+    again = run_cli(path, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "1 ok; 1 already finished" in again.output and "did not finish ok" not in again.output
+    row = run_row(cell)
+    assert row["status"] == "ok" and row["reason"] is None and row["traceback"] is None and row["epochs"] == 8
+    assert not (cell / "traceback.txt").exists() and not (cell / "checkpoint.pt").exists()
+    # resumed from the epoch-5 checkpoint: epochs 1–5 are the failed attempt's, timings and all
+    retried = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
+    assert [r["epoch"] for r in retried] == list(range(1, 9))
+    assert retried[:5] == failed_curves[:5]
+
+
+def test_a_diverged_cell_is_kept_and_still_fails_the_run_until_restart(tmp_path):
+    path = write_suite(tmp_path, second="boom", second_dynamics="exploding", tolerance=1000.0, seeds=[1])
+    out = tmp_path / "out"
+    cell = out / "cells" / "toy__point" / "boom" / "1"
+    first = run_cli(path, "--out", out, "--only", "variant=boom")
+    assert first.exit_code == 1, first.output
+    line = next(x for x in first.output.splitlines() if "toy/point boom seed 1: diverged" in x)
+    assert "became nan" in line and f"details: {cell / 'run.arrow'}" in line and "(from an earlier run)" not in line
+    assert not (cell / "traceback.txt").exists()
+    stamp = (cell / "run.arrow").stat().st_mtime_ns
+
+    kept = run_cli(path, "--out", out, "--only", "variant=boom")
+    assert kept.exit_code == 1, kept.output
+    assert "none trained; 1 already finished (1 diverged)" in kept.output
+    assert "toy/point boom seed 1: diverged (from an earlier run) — " in kept.output and "became nan" in kept.output
+    assert (cell / "run.arrow").stat().st_mtime_ns == stamp
+
+    restarted = run_cli(path, "--out", out, "--only", "variant=boom", "--restart")
+    assert restarted.exit_code == 1, restarted.output  # trained again (and it diverges again: it is built to)
+    assert "1 diverged; 0 already finished" in restarted.output and "(from an earlier run)" not in restarted.output
+    assert (cell / "run.arrow").stat().st_mtime_ns != stamp
+
+
+class _RaisingExecutor(Executor):
+    """Yields an exception for every job without running it: what a worker that cannot start a cell gives back."""
+
+    def __init__(self, workers=1):
+        pass
+
+    def run(self, jobs):
+        for job in jobs:
+            if job.kwargs["seed"] == 1:
+                yield job, RuntimeError("the worker process was killed")
+            else:
+                yield job, ConfigError("checkpoint.pt was written with another config")
+
+
+class _RaisingExecutorPlugin:
+    @hookimpl
+    def pwmbench_register_executors(self, registry):
+        registry.add("toy-raise", _RaisingExecutor)
+
+
+def test_exceptions_from_the_executor_are_failures_with_a_traceback_file(tmp_path):
+    import toy_task
+
+    previous = set_plugins(Plugins(extra=[toy_task, _RaisingExecutorPlugin()]))
+    try:
+        out = tmp_path / "out"
+        result = run_cli(write_suite(tmp_path), "--out", out, "--only", "variant=mlp", "--executor", "toy-raise")
+    finally:
+        set_plugins(previous)
+    assert result.exit_code == 1, result.output
+    assert "2 error; 0 already finished" in result.output
+    lines = result.output.split("did not finish ok")[1].splitlines()
+    killed = next(x for x in lines if "toy/point mlp seed 1: error" in x)
+    assert "RuntimeError: the worker process was killed" in killed and "re-run retries it" in killed
+    bad = next(x for x in lines if "toy/point mlp seed 2: error" in x)
+    assert "ConfigError: checkpoint.pt was written with another config" in bad and "fix the input" in bad
+    traceback_file = out / "cells" / "toy__point" / "mlp" / "1" / "traceback.txt"
+    assert f"traceback: {traceback_file}" in killed and "RuntimeError: the worker process was killed" in traceback_file.read_text()
+    assert get_plugins() is previous
+
+
+def test_reasons_are_shortened_to_one_line():
+    assert one_line("ValueError: bad\n  more detail") == "ValueError: bad …"
+    assert one_line(None) == "no reason recorded"
+    assert len(one_line("x" * 500)) == 200

@@ -1,25 +1,35 @@
 """Scoring verdicts and reports on synthetic result tables; the score/report CLI and its exit codes."""
 
 import json
+import math
 
 import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from results_factory import write_results
 
 from pwmbench.cli import main
 from pwmbench.results import read_table, run_table, write_table_atomic
-from pwmbench.scoring import UnusableResults, compare, load_results
+from pwmbench.scoring import UnusableResults, compare, load_results, score_all
 
 GOOD = {
     ("dmc/a", "mlp"): [100, 110, 120], ("dmc/a", "flow"): [150, 160, 170],
     ("dmc/b", "mlp"): [10, 12, 14], ("dmc/b", "flow"): [9, 11, 13],
 }
+REFS = {"dmc/a": (0.0, 1000.0), "dmc/b": (0.0, 1000.0)}
+WIN = "flow ≥ mlp normalised score (mean over finished seeds) on ≥ 50% of tasks"
 
 
 def verdict(root, **kw):
-    runs, suite = load_results(root)
-    return compare(runs, suite, reps=300, **kw)
+    runs, suite, curves = load_results(root, curves=True)
+    return compare(runs, suite, reps=300, curves=curves, **kw)
+
+
+def scoring(root, **kw):
+    runs, suite, curves = load_results(root, curves=True)
+    return score_all(runs, suite, curves, reps=300, **kw)
 
 
 def by_name(v):
@@ -27,41 +37,108 @@ def by_name(v):
 
 
 def test_accepted_when_flow_wins_half_the_tasks(tmp_path):
-    v = verdict(write_results(tmp_path, GOOD, params={"mlp": 1000, "flow": 1005}, wall={"mlp": 10.0, "flow": 15.0}))
+    v = verdict(write_results(tmp_path, GOOD, params={"mlp": 1000, "flow": 1005}, wall={"mlp": 10.0, "flow": 15.0}, scores=REFS))
     assert v.passed and v.candidate == "flow"
     c = by_name(v)
-    assert c["flow ≥ baseline final return (mean over seeds) on ≥ 50% of tasks"].value == "1/2 tasks"
-    assert c["parameter parity gap"].value == "0.500%" and c["parameter parity gap"].passed
-    assert c["wall-clock ratio flow / baseline"].value == "1.50×"
+    assert c[WIN].value == "1/2 tasks"
+    assert c["parameter parity gap of flow"].value == "0.500%" and c["parameter parity gap of flow"].passed
+    assert c["wall-clock ratio flow / mlp"].value == "1.50×"
     task_a = next(t for t in v.tasks if t.task == "dmc/a")
-    assert task_a.delta_pct == pytest.approx(100 * 50 / 110) and task_a.p_value < 0.05
+    assert task_a.p_value < 0.05
     assert any("power" in n for n in v.notes)
 
 
-def test_rejected_when_flow_loses_everywhere(tmp_path):
-    worse = {k: ([x - 60 for x in v] if k[1] == "flow" else v) for k, v in GOOD.items()}
-    v = verdict(write_results(tmp_path, worse))
-    assert not v.passed and by_name(v)["flow ≥ baseline final return (mean over seeds) on ≥ 50% of tasks"].passed is False
+def test_fixed_references_give_hand_computed_scores(tmp_path):
+    refs = {"dmc/a": (0.0, 1000.0), "dmc/b": (-50.0, 150.0)}
+    v = verdict(write_results(tmp_path, GOOD, scores=refs))
+    a, b = (next(t for t in v.tasks if t.task == name) for name in ("dmc/a", "dmc/b"))
+    assert a.scale.fixed and a.baseline_scores == pytest.approx([0.10, 0.11, 0.12]) and a.candidate_score == pytest.approx(0.16)
+    assert b.baseline_scores == pytest.approx([60 / 200, 62 / 200, 64 / 200]) and b.candidate_score == pytest.approx(61 / 200)
+    assert a.delta_points == pytest.approx(5.0) and b.delta_points == pytest.approx(-0.5)
+    # Δ% only away from zero: 0.11 → +45.5%; a baseline at 0.01 gets none
+    assert a.delta_pct == pytest.approx(100 * 0.05 / 0.11)
+    near_zero = verdict(write_results(tmp_path / "z", {("dmc/a", "mlp"): [9, 10, 11], ("dmc/a", "flow"): [40, 45, 50]}, scores=REFS))
+    assert math.isnan(near_zero.tasks[0].delta_pct) and near_zero.tasks[0].delta_points == pytest.approx(3.5)
+    agg = v.aggregates
+    assert agg["baseline"]["mean"]["value"] == pytest.approx((0.11 + 0.31) / 2)
+    assert agg["candidate"]["mean"]["value"] == pytest.approx((0.16 + 0.305) / 2)
+
+
+def test_fallback_scale_is_anchored_on_the_baseline_and_flagged(tmp_path):
+    v = verdict(write_results(tmp_path, GOOD, first_eval=5.0))  # tasks declare no references
+    a = next(t for t in v.tasks if t.task == "dmc/a")
+    assert not a.scale.fixed and (a.scale.low, a.scale.high) == (5.0, 120.0)
+    assert a.baseline_scores == pytest.approx([95 / 115, 105 / 115, 1.0])
+    assert any("fallback normalisation" in n for n in v.notes)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-500, 500), min_size=3, max_size=3), st.lists(st.floats(-500, 500), min_size=3, max_size=3), st.booleans())
+def test_the_baseline_scores_the_same_whatever_the_candidate(tmp_path_factory, first, second, fixed):
+    root = tmp_path_factory.mktemp("r")
+    returns = {**GOOD, ("dmc/a", "flow2"): first, ("dmc/b", "flow2"): second}
+    s = scoring(write_results(root, returns, scores=REFS if fixed else None))
+    flow, flow2 = s.verdict("flow"), s.verdict("flow2")
+    for t1, t2 in zip(flow.tasks, flow2.tasks):
+        assert t1.baseline_scores == t2.baseline_scores
+    assert flow.aggregates["baseline"] == flow2.aggregates["baseline"]
+
+
+def test_three_variants_give_two_verdicts_and_the_exit_code_names_the_failure(tmp_path):
+    returns = {**GOOD, ("dmc/a", "euler"): [50, 60, 70], ("dmc/b", "euler"): [1, 2, 3]}
+    root = write_results(tmp_path, returns, scores=REFS)
+    s = scoring(root)
+    assert [v.candidate for v in s.verdicts] == ["euler", "flow"] and not s.passed
+    assert s.verdict("flow").passed and not s.verdict("euler").passed
+    assert [c.name for c in s.verdict("euler").failed_required] == ["euler ≥ mlp normalised score (mean over finished seeds) on ≥ 50% of tasks"]
+    result = CliRunner().invoke(main, ["score", str(root), "--bootstrap", "200"])
+    assert result.exit_code == 1
+    assert "VERDICT (flow): accepted" in result.output and "VERDICT (euler): not accepted" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("VERDICT: not accepted — euler fails euler ≥ mlp")
+    only = CliRunner().invoke(main, ["score", str(root), "--bootstrap", "200", "--candidate", "flow"])
+    assert only.exit_code == 0 and "euler" not in only.output
+    typo = CliRunner().invoke(main, ["score", str(root), "--candidate", "flwo"])
+    assert typo.exit_code == 2 and "did you mean 'flow'" in typo.output
+
+
+def test_nan_and_failed_runs_are_counted_named_and_left_out(tmp_path):
+    returns = {**GOOD, ("dmc/a", "flow"): [150, math.nan, 170]}
+    v = verdict(write_results(tmp_path, returns, statuses={("dmc/b", "mlp", 456): "diverged"}, scores=REFS))
+    crit = by_name(v)["no NaN, divergence or crash"]
+    assert not crit.passed and crit.value.startswith("2 of 12 runs")
+    assert "dmc/a/flow/123: non-finite final score nan" in crit.value and "dmc/b/mlp/456: diverged" in crit.value
+    a = next(t for t in v.tasks if t.task == "dmc/a")
+    assert a.candidate == [150, 170] and a.candidate_failed == ["seed 123: non-finite final score nan"]
+    # per-task means, then across tasks: the ragged task weighs as much as the full one
+    assert v.aggregates["candidate"]["mean"]["value"] == pytest.approx((0.16 + 0.011) / 2)
+    assert v.aggregates["baseline"]["mean"]["value"] == pytest.approx((0.11 + 0.011) / 2)
+    assert all(math.isfinite(x) for side in ("baseline", "candidate") for e in v.aggregates[side].values() for x in e.values())
+
+
+def test_constant_arms_follow_scipy(tmp_path):
+    v = verdict(write_results(tmp_path, {("dmc/a", "mlp"): [10, 10, 10], ("dmc/a", "flow"): [20, 20, 20]}, scores=REFS))
+    assert v.tasks[0].p_value == 0.0
+    assert by_name(v)["flow significantly better (Welch p < 0.05) on most tasks"].passed
 
 
 def test_divergence_and_parity_fail_the_verdict(tmp_path):
     v = verdict(write_results(tmp_path / "d", GOOD, statuses={("dmc/a", "flow", 123): "diverged"}))
     assert not v.passed and "dmc/a/flow/123: diverged" in by_name(v)["no NaN, divergence or crash"].value
     v = verdict(write_results(tmp_path / "p", GOOD, params={"mlp": 1000, "flow": 1100}))
-    assert not v.passed and by_name(v)["parameter parity gap"].value == "10.000%"
+    assert not v.passed and by_name(v)["parameter parity gap of flow"].value == "10.000%"
 
 
 def test_suite_parity_records_take_precedence(tmp_path):
     extra = {"parity": {"dmc/a": {"gap_pct": {"mlp": 0.0, "flow": 0.035}}, "dmc/b": {"gap_pct": {"mlp": 0.0, "flow": 0.04}}}}
     v = verdict(write_results(tmp_path, GOOD, params={"mlp": 1000, "flow": 1100}, suite_extra=extra))
-    assert by_name(v)["parameter parity gap"].value == "0.040%"
+    assert by_name(v)["parameter parity gap of flow"].value == "0.040%"
 
 
 def test_sample_efficiency_from_thresholds(tmp_path):
     v = verdict(write_results(tmp_path, GOOD, thresholds={"dmc/a": 100.0, "dmc/b": 12.0}))
     a = next(t for t in v.tasks if t.task == "dmc/a")
     assert a.candidate_steps is not None and a.candidate_steps <= a.baseline_steps
-    assert "sample efficiency: fewer env steps to the return threshold" in by_name(v)
+    assert "sample efficiency: flow needs fewer env steps to the return threshold" in by_name(v)
 
 
 def test_unusable_results(tmp_path):
@@ -72,6 +149,13 @@ def test_unusable_results(tmp_path):
         verdict(tmp_path)
 
 
+def test_a_missing_suite_record_never_guesses_the_baseline(tmp_path):
+    root = write_results(tmp_path, GOOD, suite_json=False)
+    result = CliRunner().invoke(main, ["score", str(root)])
+    assert result.exit_code == 2 and "--baseline" in result.output
+    assert CliRunner().invoke(main, ["score", str(root), "--baseline", "mlp", "--bootstrap", "100"]).exit_code == 0
+
+
 def test_score_cli_exit_codes(tmp_path):
     good = write_results(tmp_path / "good", GOOD)
     worse = write_results(tmp_path / "worse", {k: ([x - 60 for x in v] if k[1] == "flow" else v) for k, v in GOOD.items()})
@@ -80,29 +164,39 @@ def test_score_cli_exit_codes(tmp_path):
     assert ok.exit_code == 0 and "VERDICT: accepted" in ok.output
     bad = runner.invoke(main, ["score", str(worse), "--bootstrap", "100", "--json"])
     assert bad.exit_code == 1 and json.loads(bad.output)["passed"] is False
+    assert json.loads(bad.output)["verdicts"][0]["failed_required"] == [WIN]
     assert runner.invoke(main, ["score", str(tmp_path / "nothing")]).exit_code == 2
 
 
 def test_report_has_the_tables_paragraph_plots_and_csv(tmp_path):
-    root = write_results(tmp_path / "r", GOOD, wall={"mlp": 10.0, "flow": 15.0})
-    result = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "out"), "--bootstrap", "100"])
+    root = write_results(tmp_path / "r", GOOD, wall={"mlp": 10.0, "flow": 15.0}, scores=REFS)
+    result = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "out"), "--bootstrap", "200"])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "| dmc/a | 110.0 ± 10.0 | 160.0 ± 10.0 | 45.5 | 10.0 | 15.0 | 1.50 |" in text
-    assert "| **average** |" in text and "## Summary (seed §8.2)" in text and "1.50× the wall-clock" in text
-    assert "VERDICT: accepted" in text and "## Settings that matter" in text
-    for name in ("learning_curves.png", "dynamics_loss.png", "grad_norms.png", "runs.csv", "curves.csv", "summary.csv", "verdict.json"):
-        assert (tmp_path / "out" / name).stat().st_size > 0
+    assert "| dmc/a | 110.0 ± 10.0 | 160.0 ± 10.0 | 0.110 | 0.160 | +5.0 | +45.5 | 10.0 | 15.0 | 1.50 |" in text
+    assert "| **mean over tasks** |" in text and "## flow vs mlp" in text and "1.50× the wall-clock" in text
+    assert "## Score scale per task" in text and "| dmc/a | final return | 0 | 1,000 | fixed | test |" in text
+    assert "VERDICT: accepted" in text and "## Settings that matter" in text and "docs/protocol.md" in text
+    assert "§" not in text
+    for name in ("learning_curves.png", "dynamics_loss.png", "grad_norms.png", "interval_estimates.png", "performance_profiles.png",
+                 "per_task_scores.png", "normalised_curves.png", "runs.csv", "curves.csv", "summary.csv", "verdict.json"):  # fmt: skip
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert f"![{name}]({name})" in text
 
 
 def test_report_adds_the_compute_matched_table(tmp_path):
     returns = {**GOOD, ("dmc/a", "mlp-cm"): [130, 140, 150], ("dmc/b", "mlp-cm"): [12, 13, 14]}
     extra = {"variants": [{"name": "mlp", "declared": {}}, {"name": "flow", "declared": {}}, {"name": "mlp-cm", "declared": {"wm_iterations": 16}}]}
-    root = write_results(tmp_path / "r", returns, suite_extra=extra)
-    v = verdict(root)
-    assert v.candidate == "flow" and "compute-matched: flow ≥ mlp-cm on ≥ 50% of tasks" in by_name(v)
+    root = write_results(tmp_path / "r", returns, suite_extra=extra, scores=REFS)
+    s = scoring(root)
+    assert [v.candidate for v in s.verdicts] == ["flow", "mlp-cm"]  # the compute-matched variant is a candidate too
+    assert "compute-matched: flow ≥ mlp-cm on ≥ 50% of tasks" in by_name(s.verdict("flow"))
+    assert not any(c.name.startswith("compute-matched") for c in s.verdict("mlp-cm").criteria)
     CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "out"), "--bootstrap", "100"])
-    assert "## Parameter-matched and compute-matched (seed §9.3)" in (tmp_path / "out" / "report.md").read_text()
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Parameter-matched and compute-matched" in text and "| dmc/a | 0.110 | 0.140 | 0.160 |" in text
+    assert "## mlp-cm vs mlp" in text
 
 
 def test_runs_read_as_one_dataset_and_newer_schemas_are_refused(tmp_path):

@@ -110,6 +110,35 @@ def _exploding_class():
     return Exploding
 
 
+def _fragile_class():
+    import os
+
+    from pwmbench.api import DynamicsModel, join_inputs, mlp
+
+    class Fragile(DynamicsModel):
+        """Raises after `after` predictions while the file `crash_file` exists (tests of failed cells and their
+        retries: delete the file and the cause is gone). Otherwise an MLP."""
+
+        default_options = {"after": 200, "crash_file": ""}
+
+        def __init__(self, ctx, after, crash_file):
+            super().__init__(ctx)
+            self.after, self.crash_file, self.calls = after, crash_file, 0
+            self.net = mlp(ctx.input_dim, ctx.units, ctx.latent_dim)
+
+        def next(self, z, a, emb=None):
+            self.calls += 1
+            if self.calls > self.after and self.crash_file and os.path.exists(self.crash_file):
+                raise RuntimeError(f"toy crash: {self.crash_file} exists")
+            return self.net(join_inputs(z, a, emb))
+
+        def step_loss(self, z, a, target, emb=None, *, teacher=None):
+            return ((self.next(z, a, emb) - target) ** 2).mean(-1)
+
+    return Fragile
+
+
 @hookimpl
 def pwmbench_register_dynamics(registry):
     registry.add("exploding", _exploding_class())
+    registry.add("fragile", _fragile_class())

@@ -14,6 +14,12 @@ from .tasks import TASKS, DflexTask
 
 __all__ = ["DflexTaskHandle"]
 
+PPO_SOURCE = (
+    "return / PPO's maximum return, PWM's dflex normalisation (Georgiev et al. 2024, single-task results): the maxima "
+    "are PWM's published returns over its published normalised values (Ant 9546 / 1.46, Hopper 5649 / 1.20, "
+    "Humanoid 8773 / 1.19), exact to the ±0.4% the two-decimal ratios allow"
+)
+
 
 class DflexTaskHandle(Task):
     """A dflex task for pwmbench: its spec and batched environments (`env.DflexVecEnv`)."""
@@ -30,6 +36,9 @@ class DflexTaskHandle(Task):
             description=f"{d.description}; {d.substeps} substeps per 1/60 s, mass matrix every {d.mm_caching_frequency}",
             num_envs=d.num_envs,
             pretrain_wm_iterations=d.pretrain_wm_iterations,
+            random_score=0.0 if d.ppo_reference is not None else None,
+            reference_score=d.ppo_reference,
+            score_source=PPO_SOURCE if d.ppo_reference is not None else "",
         )
 
     def make_env(self, num_envs: int, seed: int, device: str = "cpu", differentiable: bool = False) -> Any:

@@ -45,6 +45,7 @@ class DflexTask:
     mm_caching_frequency: ClassVar[int] = 16
     num_envs: ClassVar[int] = 64  # PWM's env count for the task
     pretrain_wm_iterations: ClassVar[int | None] = None  # PWM's world-model pretraining steps (README), where it gives them
+    ppo_reference: ClassVar[float | None] = None  # PPO's best return, PWM's normalisation (plugin.PPO_SOURCE), where known
     contact: ClassVar[tuple[float, float, float, float] | None] = None  # (ke, kd, kf, mu)
     limit_ke: ClassVar[float] = 1.0e3
     limit_kd: ClassVar[float] = 10.0
@@ -161,6 +162,7 @@ class Ant(_Walker):
     obs_dim, act_dim = 37, 8
     num_envs = 128
     pretrain_wm_iterations = 100_000
+    ppo_reference = 6538.0
     contact = (4.0e4, 1.0e4, 3.0e3, 0.75)
     start_height = 0.75
     target_x = 10000.0
@@ -187,6 +189,7 @@ class Humanoid(_Walker):
     name = "humanoid"
     obs_dim, act_dim = 76, 21
     pretrain_wm_iterations = 200_000
+    ppo_reference = 7372.0
     substeps = mm_caching_frequency = 48
     contact = (2.0e4, 2.0e3, 1.0e3, 0.75)  # kd: PWM's fork (SHAC: 5e3)
     start_height = 1.35
@@ -232,6 +235,7 @@ class Hopper(DflexTask):
     name = "hopper"
     obs_dim, act_dim = 11, 3
     pretrain_wm_iterations = 50_000
+    ppo_reference = 4708.0
     contact = (2.0e4, 2.0e3, 1.0e3, 0.9)  # kd: PWM's fork (SHAC: 1e3)
     description = "dflex Hopper (gymnasium's hopper geometry), 3 hinges, 200·a torques, hop along +x"
 

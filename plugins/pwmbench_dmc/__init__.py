@@ -209,6 +209,12 @@ class DMCTask(Task):
             act_dim=act_dim,
             episode_length=EPISODE_LENGTH,
             score="return",
+            random_score=0.0,
+            reference_score=1000.0,
+            score_source=(
+                "return / 1000 (TD-MPC2's DMC score): dm_control rewards lie in [0, 1] per simulator step and an episode "
+                f"is {EPISODE_LENGTH} agent steps × action repeat {ACTION_REPEAT} = 1000 simulator steps"
+            ),
             description=(
                 f"dm_control {'/'.join(domain_and_task(name))}{origin}, "
                 f"action repeat {ACTION_REPEAT}, {EPISODE_LENGTH} steps"

@@ -1,4 +1,4 @@
-"""The local executor: one process per job, `workers` at a time, on this machine.
+"""The local executor: one process per job, `workers` at a time, on this machine, in dependency order.
 
 Processes are started with the `spawn` method (torch and MuJoCo state must not be forked), so a job's
 function and arguments must be picklable. A job that raises yields its exception; a worker process that
@@ -14,27 +14,35 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from pwmbench.api import Executor, Job, hookimpl
+from pwmbench.api import Executor, Job, JobGraph, hookimpl
 
 __version__ = "0.1.0"
 
 
 class LocalExecutor(Executor):
-    """Runs jobs in `workers` local processes."""
+    """Runs a job graph in `workers` local processes, each job once its dependencies have finished."""
 
     def __init__(self, workers: int = 1, start_method: str = "spawn") -> None:
         if workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {workers}")
         self.workers, self.start_method = workers, start_method
+        self._pool: ProcessPoolExecutor | None = None
+
+    def cancel(self) -> None:
+        if self._pool is not None:
+            _terminate(self._pool)
+            self._pool = None
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Any]]:
-        queue = list(jobs)
-        while queue:
-            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method))
+        graph = JobGraph(jobs)
+        queue: list[Job] = []
+        while graph or queue:
+            pool = self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method))
             running: dict[Future, Job] = {}
             broken = False
             try:
-                while queue or running:
+                while graph or queue or running:
+                    queue += graph.ready()
                     while queue and len(running) < self.workers and not broken:
                         job = queue.pop(0)
                         running[pool.submit(job.fn, **job.kwargs)] = job
@@ -44,20 +52,34 @@ class LocalExecutor(Executor):
                     for future in done:
                         job = running.pop(future)
                         try:
-                            yield job, future.result()
+                            outcome = future.result()
                         except BrokenProcessPool as exc:
-                            broken = True
-                            yield job, exc
+                            broken, outcome = True, exc
                         except Exception as exc:  # noqa: BLE001 - a job's failure is its outcome
-                            yield job, exc
+                            outcome = exc
+                        yield job, outcome
+                        for dropped in graph.finished(job, outcome):
+                            yield dropped
                     if broken and not running:
                         break
             except BaseException:
-                for future in running:
-                    future.cancel()
-                pool.shutdown(wait=True, cancel_futures=True)
+                self.cancel()
                 raise
             pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel queued work and end its worker processes (Ctrl-C, SIGTERM), so none is orphaned."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
 
 
 @hookimpl

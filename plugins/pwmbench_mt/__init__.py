@@ -103,7 +103,7 @@ class TaskSet(TaskSetBase):
             n_tasks=len(tasks),
             task_dim=task_dim,
             action_dims=act,
-            score="reward/1000" if name == "mt30" else "mixed",
+            score="members",  # each member is scored by its own task: DMC return / 1000, Meta-World success
             description=f"TD-MPC2 {name.upper()}: {len(tasks)} tasks, obs padded to {max(obs)}, actions to {max(act)}",
         )
 

@@ -313,6 +313,7 @@ class MetaWorldTask(Task):
             act_dim=ACT_DIM,
             episode_length=EPISODE_LENGTH,
             score="success",
+            score_source="success rate at the episode's end (TD-MPC2's Meta-World score)",
             description=f"Meta-World {env_id(name)}, action repeat {ACTION_REPEAT}, {EPISODE_LENGTH} steps",
         )
 

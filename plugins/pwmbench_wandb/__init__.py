@@ -1,6 +1,6 @@
-"""Weights & Biases logging of every training cell, through the run-event hook (seed §4).
+"""Weights & Biases logging of every training cell, through the run-event hook.
 
-Off unless `PWMBENCH_WANDB=1`. Project `PWMBENCH_WANDB_PROJECT` (default "flow-pwm-comparison", the seed's),
+Off unless `PWMBENCH_WANDB=1`. Project `PWMBENCH_WANDB_PROJECT` (default "flow-pwm-comparison"),
 one W&B group per variant × task so the seeds aggregate, the resolved config attached, every metric logged
 at its epoch. `WANDB_MODE=offline` works without a network (`wandb sync` later). W&B is a mirror: the Arrow
 tables stay the record, and a logger failure never stops training (the plugin manager skips it).

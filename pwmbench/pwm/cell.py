@@ -4,7 +4,9 @@
 costs, parameter counts, resolved config, provenance) are written atomically. `DIR/checkpoint.pt` holds the
 full training state every `checkpoint_every` epochs; a cell started again on the same directory resumes
 from it and continues as if it had never stopped. A diverged run (NaN/Inf) or a crash still writes its
-run row (status `diverged` / `failed`, with the reason) and the curves up to that point.
+run row (status `diverged` / `failed`, with the reason) and the curves up to that point; a crash also writes its
+full traceback to `DIR/traceback.txt`. A diverged run is a result and stays (`restart` trains it again); a failed
+one is not: started again, the cell discards it and resumes from its last checkpoint like an interrupted cell.
 """
 
 from __future__ import annotations
@@ -37,10 +39,34 @@ from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table
 from pwmbench.stats import steps_to_threshold
 
 CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
+TRACEBACK_FILE = "traceback.txt"  # the full traceback of a failed cell (run.arrow's `traceback` column holds its start)
 
 
 class CellAlreadyDone(PwmbenchError):
     """The output directory already holds a finished run."""
+
+
+def run_status(path: str | os.PathLike[str]) -> str | None:
+    """The status of a run file as a whole: "failed" when any row failed (an exception: the cell is trained again,
+    resuming from its checkpoint), else "diverged" when any row diverged (a result: kept), else "ok"; None when
+    there is no run file (the cell has not finished)."""
+    if not Path(path).exists():
+        return None
+    statuses = set(read_table(path).column("status").to_pylist())
+    return "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
+
+
+def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write a text file via a temporary file in the same directory and os.replace (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 @dataclass(frozen=True)
@@ -146,26 +172,34 @@ def train_cell(
     out.mkdir(parents=True, exist_ok=True)
     run_path, curves_path, ckpt_path = out / RUN_FILE, out / CURVES_FILE, out / CHECKPOINT_FILE
     if restart:
-        for path in (run_path, curves_path, ckpt_path, out / POLICY_FILE, out / PRETRAINED_WM_FILE):
+        for path in (run_path, curves_path, ckpt_path, out / POLICY_FILE, out / PRETRAINED_WM_FILE, out / TRACEBACK_FILE):
             path.unlink(missing_ok=True)
-    elif run_path.exists():
-        status = read_table(run_path).column("status")[0].as_py()
-        raise CellAlreadyDone(f"{out} already holds a finished run (status {status}); pass --restart to train it again")
+    elif (previous := run_status(run_path)) not in (None, "failed"):
+        raise CellAlreadyDone(f"{out} already holds a finished run (status {previous}); pass --restart to train it again")
+
+    def discard_failure() -> None:
+        """A failed run (an exception) is no result: once its retry has started, its run.arrow (status failed) and
+        traceback.txt go, so nothing reads the old failure as the cell's result; the retry writes its own."""
+        if run_status(run_path) == "failed":
+            run_path.unlink()
+        (out / TRACEBACK_FILE).unlink(missing_ok=True)
 
     ident = {"task": task_name, "variant": variant_label(cfg), "seed": str(seed), **(identity or {})}
     plugins = get_plugins()
     task = get_task(task_name)
     if isinstance(task, TaskSet):
+        discard_failure()
         return _train_task_set(task, cfg, seed, out, ident, progress)
     trainer = PWMTrainer(task, cfg, seed)
     if ckpt_path.exists():
         trainer.load_state_dict(load_checkpoint(ckpt_path))
+    discard_failure()
     resumed_from = trainer.epoch
     plugins.emit(RunEvent("started", ident, step=trainer.epoch, config=cfg.to_dict()))
     bar = ProgressLine(cfg.max_epochs) if progress else None
     reporter = ProgressFile(out / PROGRESS_FILE, cfg.max_epochs)
 
-    status, reason, failure = "ok", None, {}
+    status, reason, failure, full_traceback = "ok", None, {}, None
 
     def checkpoint() -> None:
         save_checkpoint(trainer.state_dict(), ckpt_path)
@@ -202,7 +236,7 @@ def train_cell(
         raise
     except Exception as exc:  # noqa: BLE001 - a crashed cell is a result too
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        failure = {"traceback": traceback.format_exc(limit=8)}
+        failure, full_traceback = {"traceback": traceback.format_exc(limit=8)}, traceback.format_exc()
 
     row = _run_row(trainer, cfg, ident, status, reason, failure, plugins_versions=_plugin_versions())
     row["threshold"] = threshold
@@ -212,6 +246,8 @@ def train_cell(
     write_table_atomic(_curves(trainer, ident), curves_path)
     if status == "ok":
         save_policy(trainer, task_name, out / POLICY_FILE)  # before run.arrow: a finished cell always has it
+    if full_traceback is not None:  # before run.arrow too: a failed run always has its traceback.txt
+        write_text_atomic(full_traceback, out / TRACEBACK_FILE)
     write_table_atomic(run_table(row), run_path)
     if status == "ok":
         ckpt_path.unlink(missing_ok=True)
@@ -301,6 +337,8 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         "config_hash": config_hash(cfg),
         "schema_version": SCHEMA_VERSION,
         **final_model_quality(curves),
+        **trainer.task.spec.score_record(),
+        "final_success": next((r.get("eval_success") for r in reversed(curves) if r.get("eval_return") is not None), None),
     }
     row.update(provenance(cfg.device, plugins_versions))
     return row

@@ -1,4 +1,4 @@
-"""Gradient signal-to-noise of the actor's first-order gradient (seed §5 and §6C; pitfall 5).
+"""Gradient signal-to-noise of the actor's first-order gradient (an ideal criterion: docs/protocol.md#ideal-criteria).
 
 The per-env actor losses are split into `groups` micro-batches and the actor gradient of each is taken
 (the graph is kept, so the training gradient is unchanged). Two definitions, recorded under distinct names

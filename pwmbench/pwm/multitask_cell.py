@@ -5,7 +5,8 @@ The world model is shared by all of the variant's member policies of that seed, 
 and not the member. Resume: the checkpoint holds the world model (saved when its phase ends and every
 `WM_CHECKPOINT_EVERY` steps) and every finished member's results; an interrupted member restarts from its
 first iteration. A member that fails or diverges gets its row with the status and the others go on; a world
-model that diverges ends the cell with that status on every member's row.
+model that diverges or fails ends the cell with that status on every member's row. Failed members (their full
+tracebacks in `traceback.txt`) are retried when the cell is started again; diverged ones are results and stay.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def train_multitask_cell(
         owm.load_state_dict(saved["owm"])
         dataset.load_usage_state(saved["usage"])
         state = saved["state"]
+        # a member that failed (an exception) is no result: a cell started again retries it (from its first
+        # iteration, as an interrupted member restarts); finished and diverged members are kept
+        state["members"] = {k: m for k, m in state["members"].items() if m["status"] != "failed"}
     plugins.emit(RunEvent("started", ident, step=owm.iteration, config=cfg.to_dict()))
 
     def checkpoint() -> None:
@@ -112,7 +116,7 @@ def train_multitask_cell(
         raise
     except Exception as exc:  # noqa: BLE001 - a crashed cell is a result too
         wm_status, wm_reason = "failed", f"world model: {type(exc).__name__}: {exc}"
-        wm_failure = {"traceback": traceback.format_exc(limit=8)}
+        wm_failure = {"traceback": traceback.format_exc(limit=8), "full_traceback": traceback.format_exc()}
 
     usage = dataset.usage()
     for k, task_id in enumerate(ids):
@@ -148,7 +152,7 @@ def train_multitask_cell(
             raise
         except Exception as exc:  # noqa: BLE001
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
-            failure = {"traceback": traceback.format_exc(limit=8)}
+            failure = {"traceback": traceback.format_exc(limit=8), "full_traceback": traceback.format_exc()}
         state["members"][key] = {
             "status": status, "reason": reason, "failure": failure, "curves": curves,
             "iterations": policy.iteration if policy is not None else 0, "wall_s": time.perf_counter() - started,
@@ -200,10 +204,23 @@ def train_multitask_cell(
             "data_episodes": use.get("episodes"), "data_transitions": use.get("transitions"),
             "data_episodes_used": use.get("episodes_used"), "data_transitions_sampled": use.get("transitions_sampled"),
             **final_model_quality(m["curves"]),
+            **get_plugins().tasks.get(member)().spec.score_record(),
+            "final_success": evals[-1].get("eval_success") if evals else None,
         })  # fmt: skip
         tables.append(curves_table(m["curves"], {**ident, "task": f"{taskset.spec.name}/{member}", "member": member, "phase": "policy"}))
+    tracebacks: dict[str, list[str]] = {}  # full traceback → the members it failed (a world model's failure fails them all)
+    for task_id in ids:
+        m = state["members"][str(task_id)]
+        if m["status"] == "failed":
+            text = m["failure"].get("full_traceback") or m["failure"].get("traceback") or ""
+            tracebacks.setdefault(f"{m['reason']}\n{text}", []).append(f"{taskset.spec.name}/{taskset.tasks[task_id]}")
+    if tracebacks:  # written before the caller writes run.arrow: a failed cell always has its traceback.txt
+        from pwmbench.pwm.cell import TRACEBACK_FILE, write_text_atomic
+
+        write_text_atomic("\n".join(f"=== {', '.join(members)}: {text}" for text, members in tracebacks.items()), out / TRACEBACK_FILE)
     statuses = {r["status"] for r in rows}
-    overall = "ok" if statuses == {"ok"} else ("diverged" if "diverged" in statuses else "failed")
+    # any failed member makes the cell "failed": a run started again retries it (diverged members are results)
+    overall = "ok" if statuses == {"ok"} else ("failed" if "failed" in statuses else "diverged")
     plugins.emit(RunEvent("finished", ident, step=owm.iteration, status=overall, reason=None if overall == "ok" else "; ".join(
         f"{r['task']}: {r['reason']}" for r in rows if r["status"] != "ok")))  # fmt: skip
     return overall, rows, pa.concat_tables(tables)

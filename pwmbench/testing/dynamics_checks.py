@@ -3,7 +3,7 @@
 The fitting check is the one that matters most: it trains the model through its own `train_step` on a
 transition z' = SimNorm(log z + M·a) and asks `next` to predict held-out pairs far better than "nothing
 changes" does. A flow model whose velocity head is squashed (e.g. by SimNorm: non-negative, group sums
-1) cannot fit x1 − x0 and fails it (pitfall 1 of reference/flow-dynamics.md).
+1) cannot fit x1 − x0, whose entries can be negative and whose groups sum to 0, and fails it.
 """
 
 from __future__ import annotations
