@@ -140,9 +140,11 @@ def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, dev
 @click.option("--only", default=None, help="Filter cells: task=…,variant=…,seed=… (keys may repeat).")
 @click.option("--dry-run", is_flag=True, help="Validate, audit and print the plan; train nothing.")
 @click.option("--restart", is_flag=True, help="Train the selected cells again even if they finished (ok or diverged).")
-@click.option("--executor", default="local", show_default=True, help="Executor plugin that runs the cells.")
+@click.option("--executor", default=None, help="Executor plugin that runs the jobs (default: the suite's [executor] name, else local).")
+@click.option("--set", "settings", multiple=True, metavar="executor.KEY=VALUE", help="An executor option (repeatable), e.g. executor.address=auto.")
+@click.option("--detach", is_flag=True, help="Submit the jobs and return (executors whose jobs outlive this process: slurm); follow with `pwmbench status`.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, progress) -> None:
+def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, settings, detach, progress) -> None:
     """Run every cell of a suite (task × variant × seed): parity gate, fairness audit, training, results.
 
     Cells that finished (ok, or diverged: a NaN/Inf is a result) are skipped; failed cells (an exception) are
@@ -152,7 +154,7 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, prog
     from pathlib import Path
 
     from pwmbench.errors import PwmbenchError
-    from pwmbench.runner import cell_status, parse_only, plan, run_suite
+    from pwmbench.runner import Submission, cell_status, parse_executor_settings, parse_only, plan, run_suite
     from pwmbench.suite import load_suite, prepare
 
     try:
@@ -178,12 +180,17 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, prog
                        f"{' — it failed in an earlier run' if retry else ''} → {cell.directory(out)}")  # fmt: skip
         return
     try:
-        summary = run_suite(suite, out, workers=workers, filters=filters, restart=restart, executor=executor, progress=progress)
+        options = parse_executor_settings(settings)
+        summary = run_suite(suite, out, workers=workers, filters=filters, restart=restart, executor=executor, options=options,
+                            progress=progress, detach=detach)  # fmt: skip
     except KeyboardInterrupt:
         click.echo("\nstopped: finished cells are kept and running cells checkpointed; run the same command to resume", err=True)
         sys.exit(130)
     except PwmbenchError as exc:
         _fail(str(exc))
+    if isinstance(summary, Submission):
+        click.echo(f"submitted {len(summary.jobs)} jobs to {summary.executor} (record: {summary.record_dir}); follow them with: pwmbench status {out}")
+        return
     counts = ", ".join(f"{n} {s}" for s, n in sorted((summary.statuses + Counter({"error": len(summary.errors)})).items())) or "none trained"
     earlier = ", ".join(f"{n} {s}" for s, n in sorted(summary.skipped_statuses.items()) if s != "ok")
     click.echo(f"done in {summary.wall_s / 60:.1f} min: {counts}; {summary.skipped} already finished" + (f" ({earlier})" if earlier else "") + f"; results in {out}")
@@ -193,6 +200,33 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, prog
         for problem in summary.problems:
             click.echo(f"  {problem.line()}", err=True)
     sys.exit(0 if summary.ok else 1)
+
+
+@main.command("status")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print every job's state as JSON.")
+def status_cmd(results, as_json) -> None:
+    """Every job of a results directory: its state from the result files (done / failed / running / queued) and,
+    after `run --detach`, the scheduler's view when it is reachable. Exit 0 when every job is done and ok."""
+    from collections import Counter
+    from pathlib import Path
+
+    from pwmbench.errors import PwmbenchError
+    from pwmbench.runner import results_status
+
+    try:
+        rows, scheduler_note = results_status(Path(results))
+    except PwmbenchError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"jobs": rows, "scheduler": scheduler_note}, indent=1, default=str))
+    else:
+        for r in rows:
+            extra = " — ".join(x for x in (r.get("detail"), r.get("scheduler")) if x)
+            click.echo(f"{r['state']:<9} {r['job']}" + (f": {extra}" if extra else "") + (f" (log: {r['log']})" if r.get("log") and r["state"] != "done" else ""))
+        counts = Counter(r["state"] for r in rows)
+        click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + (f"; {scheduler_note}" if scheduler_note else ""))
+    sys.exit(0 if rows and all(r["state"] == "done" for r in rows) else 1)
 
 
 @main.command("score")

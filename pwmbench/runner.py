@@ -15,23 +15,29 @@ import os
 import sys
 import threading
 import time
+import socket
 import traceback
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pwmbench.errors import ConfigError, PwmbenchError
-from pwmbench.interfaces import Job
-from pwmbench.pwm.cell import PROGRESS_FILE, RUN_FILE, TRACEBACK_FILE, run_status, total_steps, write_text_atomic
+from pwmbench.interfaces import DependencyFailed, Job, Resources
+from pwmbench.pwm.cell_files import PROGRESS_FILE, RUN_FILE, TRACEBACK_FILE, clear_cell_files, run_status, write_text_atomic
 from pwmbench.results import read_table
 from pwmbench.suite import Cell, Suite
 
 SUITE_FILE = "suite.json"
+LOCK_FILE = ".pwmbench.lock"  # who is running a suite into this results directory (host, pid)
+EXECUTOR_DIR = ".executor"  # what a detached executor recorded to find its jobs again (pwmbench status)
+JOB_LOG = "job.log"  # where an executor that captures output writes a job's stdout and stderr
 
 
 def run_cell_job(task: str, config: dict[str, Any], seed: int, out_dir: str, identity: dict[str, str], threads: int, restart: bool, threshold: float | None) -> str:
-    """What a worker process runs for one cell (module-level, so it pickles for any executor)."""
+    """What a worker process runs for one single-task cell (module-level, so it pickles for any executor)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -39,6 +45,133 @@ def run_cell_job(task: str, config: dict[str, Any], seed: int, out_dir: str, ide
     from pwmbench.pwm.config import resolve_config
 
     return train_cell(task, resolve_config(config), seed, out_dir, restart=restart, identity=identity, threshold=threshold).status
+
+
+def run_task_set_job(stage: str, task: str, config: dict[str, Any], seed: int, out_dir: str, identity: dict[str, str], threads: int,
+                     task_id: int | None = None, task_ids: list[int] | None = None) -> str:  # fmt: skip
+    """What a worker process runs for one job of a task-set cell: stage "world_model", "member" (task_id) or
+    "collect" (task_ids); returns the status it recorded."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from pwmbench.api import task as get_task
+    from pwmbench.pwm import multitask_cell
+    from pwmbench.pwm.config import resolve_config
+
+    taskset, cfg = get_task(task), resolve_config(config)
+    ident = {"task": task, "seed": str(seed), **identity}
+    if stage == "world_model":
+        return multitask_cell.train_world_model(taskset, cfg, seed, Path(out_dir), ident)
+    if stage == "member":
+        return multitask_cell.train_member(taskset, cfg, seed, Path(out_dir), ident, int(task_id))
+    if stage == "collect":
+        return multitask_cell.collect(taskset, cfg, seed, Path(out_dir), ident, list(task_ids or []))
+    raise ValueError(f"unknown task-set job stage {stage!r}")
+
+
+def job_resources(suite: Suite, kind: str, workers: int) -> Resources:
+    """A job kind's resources: the suite's [executor.resources.<kind>], cpus defaulting to this machine's CPUs shared
+    among the workers (fixed for the whole run, so a cell's thread count never depends on how many cells are left)."""
+    spec = dict(suite.executor.get("resources", {}).get(kind, {}))
+    spec.setdefault("cpus", max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return Resources(**spec)
+
+
+def cell_jobs(suite: Suite, cell: Cell, out: Path, restart: bool, workers: int) -> list[Job]:
+    """The jobs of one cell still to run. A single task: one job. A task set: a world-model job, one job per member
+    policy depending on it (one group: a Slurm array), and a collecting job keyed like the cell, depending on all."""
+    from pwmbench.api import TaskSet
+    from pwmbench.api import task as get_task
+
+    directory = cell.directory(out)
+    identity = {"suite": suite.name, "variant": cell.variant}
+    common = {"task": cell.task, "config": cell.config.to_dict(), "seed": cell.seed, "out_dir": str(directory), "identity": identity}
+    if not isinstance(get_task(cell.task), TaskSet):
+        res = job_resources(suite, "cell", workers)
+        kwargs = {**common, "threads": res.cpus, "restart": restart, "threshold": suite.thresholds.get(cell.task)}
+        return [Job(cell.key, run_cell_job, kwargs, kind="cell", resources=res, log=str(directory / JOB_LOG))]
+    from pwmbench.pwm import multitask_cell as mt
+
+    if restart:
+        clear_cell_files(directory)
+    ids = mt.member_ids(get_task(cell.task), cell.config)
+    mt.prepare_retry(directory, ids)
+    jobs: list[Job] = []
+    wm_key = f"{cell.key}|world_model"
+    if mt.world_model_status(directory) is None:
+        res = job_resources(suite, "world_model", workers)
+        jobs.append(Job(wm_key, run_task_set_job, {"stage": "world_model", **common, "threads": res.cpus}, kind="world_model",
+                        resources=res, log=str(directory / JOB_LOG)))  # fmt: skip
+    wm_dep = (wm_key,) if jobs else ()
+    res = job_resources(suite, "member", workers)
+    for task_id in ids:
+        if mt.member_status(directory, task_id) is None:
+            jobs.append(Job(f"{cell.key}|member|{task_id}", run_task_set_job, {"stage": "member", **common, "threads": res.cpus, "task_id": task_id},
+                            kind="member", depends_on=wm_dep, resources=res, log=str(mt.member_dir(directory, task_id) / JOB_LOG),
+                            group=f"{cell.key}|members"))  # fmt: skip
+    res = job_resources(suite, "collect", workers)
+    jobs.append(Job(cell.key, run_task_set_job, {"stage": "collect", **common, "threads": res.cpus, "task_ids": ids}, kind="collect",
+                    depends_on=tuple(j.key for j in jobs), resources=res, log=str(directory / "collect.log")))  # fmt: skip
+    return jobs
+
+
+class ResultsLocked(PwmbenchError):
+    """Another `pwmbench run` holds the results directory."""
+
+
+def _lock_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _holder_gone(holder: dict[str, Any] | None) -> bool:
+    """The holder's process has ended (only knowable on its own host; a lock from another host is kept)."""
+    if holder is None:
+        return True  # an unreadable lock: its writer died between creating and writing it
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, KeyError):
+        return False
+    return False
+
+
+@contextmanager
+def results_lock(out: Path) -> Iterator[Path]:
+    """Hold `out` for this process: a second `pwmbench run` on it is refused (naming the holder) while the holder
+    lives; a lock whose process is gone is taken over. Created with O_EXCL, so two runners never both get it."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if _holder_gone(holder):
+                path.unlink(missing_ok=True)
+                continue
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
+            raise ResultsLocked(
+                f"{out} is in use by another pwmbench run (host {holder.get('host')}, pid {holder.get('pid')}, since {since}): "
+                f"wait for it to finish, or run into another --out. If that process is gone (e.g. on another machine "
+                f"that was shut down), delete {path}."
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise ResultsLocked(f"could not take the lock {path}: it keeps changing hands")
+    try:
+        yield path
+    finally:
+        if (_lock_holder(path) or {}).get("pid") == me["pid"]:
+            path.unlink(missing_ok=True)
 
 
 def parse_only(text: str | None) -> dict[str, set[str]]:
@@ -148,12 +281,15 @@ def cell_problems(cell: Cell, out: Path, earlier: bool = False) -> list[Problem]
     return problems
 
 
-def _record_error(cell: Cell, out: Path, exc: BaseException) -> Problem:
-    """An exception the executor got for a cell (it never wrote a result): its traceback goes to traceback.txt."""
-    path = cell.directory(out) / TRACEBACK_FILE
+def _record_error(cell: Cell, out: Path, exc: BaseException, job: Job | None = None) -> Problem:
+    """An exception the executor got for a job (it never wrote a result): its traceback goes to traceback.txt in the
+    job's directory (a task-set member's own, else the cell's)."""
+    directory = Path(job.log).parent if job is not None and job.log else cell.directory(out)
+    path = directory / TRACEBACK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), path)
-    return Problem(cell.task, cell.variant, cell.seed, "error", one_line(f"{type(exc).__name__}: {exc}"), path)
+    what = "" if job is None or job.kind in ("cell", "collect") else f" ({job.kind.replace('_', ' ')} job)"
+    return Problem(cell.task, cell.variant, cell.seed, "error", one_line(f"{type(exc).__name__}: {exc}") + what, path)
 
 
 class ProgressBoard:
@@ -186,6 +322,8 @@ class ProgressBoard:
     @staticmethod
     def _total(cell: Cell) -> int:
         """The cell's units of work (a task set counts world-model steps and member iterations)."""
+        from pwmbench.pwm.cell import total_steps
+
         try:
             return total_steps(cell.task, cell.config)
         except PwmbenchError:  # a task this process cannot resolve: count its epochs
@@ -307,6 +445,24 @@ def _suite_horizon(suite: Suite) -> int:
     return next(iter(suite.configs.values())).horizon if suite.configs else resolve_config(suite.base).horizon
 
 
+def executor_choice(suite: Suite, executor: str | None, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The executor's name (given, else the suite's [executor] name, else "local") and its options (the suite's,
+    overridden by the given ones, e.g. from `--set executor.KEY=VALUE`)."""
+    name = executor or suite.executor.get("name") or "local"
+    merged = dict(suite.executor.get("options", {})) if name == (suite.executor.get("name") or name) else {}
+    merged.update(options or {})
+    return name, merged
+
+
+@dataclass
+class Submission:
+    """What a detached run handed to its executor."""
+
+    executor: str
+    record_dir: Path
+    jobs: list[Any]
+
+
 def run_suite(
     suite: Suite,
     out: Path,
@@ -314,54 +470,66 @@ def run_suite(
     workers: int = 1,
     filters: dict[str, set[str]] | None = None,
     restart: bool = False,
-    executor: str = "local",
+    executor: str | None = None,
+    options: dict[str, Any] | None = None,
     progress: bool = True,
     stream: Any = sys.stderr,
-) -> RunSummary:
-    """Train every selected cell that has not finished (all of them with restart); record outcomes."""
+    detach: bool = False,
+) -> RunSummary | Submission:
+    """Train every selected cell that has not finished (all of them with restart) as a job graph on the executor;
+    record outcomes. The results directory is locked for the run. With `detach` (executors that can), submit the
+    graph and return at once: `pwmbench status` follows it."""
     from pwmbench.api import executor as make_executor
 
-    cells, todo = plan(suite, out, filters, restart)
-    if todo:
-        prepare_datasets(suite, stream if progress else None)
-        prepare_pretraining(suite, stream if progress else None)
-    write_suite_record(suite, out)
-    summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
-    running = {c.key for c in todo}
-    for cell in cells:
-        if cell.key not in running:  # finished in an earlier run: ok, or diverged (a result, but not ok)
-            summary.skipped_statuses[cell_status(cell, out) or "?"] += 1
-            summary.problems += cell_problems(cell, out, earlier=True)
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(workers, len(todo) or 1)))
-    jobs = [
-        Job(
-            c.key,
-            run_cell_job,
-            {
-                "task": c.task,
-                "config": c.config.to_dict(),
-                "seed": c.seed,
-                "out_dir": str(c.directory(out)),
-                "identity": {"suite": suite.name, "variant": c.variant},
-                "threads": threads,
-                "restart": restart,
-                "threshold": suite.thresholds.get(c.task),
-            },
-        )
-        for c in todo
-    ]
-    by_key = {c.key: c for c in todo}
+    name, opts = executor_choice(suite, executor, options)
+    with results_lock(out):
+        cells, todo = plan(suite, out, filters, restart)
+        runner = make_executor(name, workers=workers, **opts)  # bad options fail here, before any data is collected
+        if detach and not runner.detachable:
+            raise ConfigError(f"executor {name!r} cannot detach: its jobs live in this process (use slurm, or run without --detach)")
+        if todo:
+            prepare_datasets(suite, stream if progress else None)
+            prepare_pretraining(suite, stream if progress else None)
+        write_suite_record(suite, out)
+        summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
+        running = {c.key for c in todo}
+        for cell in cells:
+            if cell.key not in running:  # finished in an earlier run: ok, or diverged (a result, but not ok)
+                summary.skipped_statuses[cell_status(cell, out) or "?"] += 1
+                summary.problems += cell_problems(cell, out, earlier=True)
+        pairs = [(job, c) for c in todo for job in cell_jobs(suite, c, out, restart, workers)]
+        jobs, cell_of = [job for job, _ in pairs], {job.key: c for job, c in pairs}
+        if detach:
+            record_dir = out / EXECUTOR_DIR
+            record_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(json.dumps({"executor": name, "options": opts, "submitted": time.time(),
+                                          "jobs": [{"key": j.key, "kind": j.kind, "log": j.log} for j in jobs]}, indent=1, default=str),
+                              record_dir / "submission.json")  # fmt: skip
+            runner.submit(jobs, str(record_dir))
+            return Submission(name, record_dir, jobs)
+        _execute(runner, jobs, cell_of, todo, out, summary, progress, stream)
+    summary.problems.sort(key=lambda p: (p.task, p.variant, p.seed))
+    return summary
+
+
+def _execute(runner: Any, jobs: list[Job], cell_of: dict[str, Cell], todo: list[Cell], out: Path, summary: RunSummary, progress: bool, stream: Any) -> None:
     start = time.time()
     board = ProgressBoard(todo, out, stream) if progress and todo else None
     try:
         if board is not None:
             board.__enter__()
-        for job, outcome in make_executor(executor, workers=workers).run(jobs):
-            cell = by_key[job.key]
+        for job, outcome in runner.run(jobs):
+            cell = cell_of[job.key]
+            if job.kind in ("world_model", "member"):  # a task-set cell's inner job: its collecting job reports the cell
+                if isinstance(outcome, BaseException):
+                    summary.errors[job.key] = f"{type(outcome).__name__}: {outcome}"
+                    summary.problems.append(_record_error(cell, out, outcome, job))
+                continue
             if isinstance(outcome, BaseException):
                 summary.errors[job.key] = f"{type(outcome).__name__}: {outcome}"
                 status = "error"
-                summary.problems.append(_record_error(cell, out, outcome))
+                if not isinstance(outcome, DependencyFailed):  # the failed dependency is already listed
+                    summary.problems.append(_record_error(cell, out, outcome, job))
             else:
                 status = str(outcome)
                 summary.statuses[status] += 1
@@ -370,9 +538,90 @@ def run_suite(
                         Problem(cell.task, cell.variant, cell.seed, status, "the cell wrote no run.arrow", cell.directory(out))]
             if board is not None:
                 board.finished(cell, status)
+    except BaseException:
+        runner.cancel()
+        raise
     finally:
         if board is not None:
             board.__exit__(None, None, None)
         summary.wall_s = time.time() - start
-    summary.problems.sort(key=lambda p: (p.task, p.variant, p.seed))
-    return summary
+
+
+def parse_executor_settings(settings: Iterable[str]) -> dict[str, Any]:
+    """`executor.KEY=VALUE` strings (`pwmbench run --set`) → options; VALUE is read as a TOML value when it is one
+    (numbers, booleans, quoted strings, arrays, inline tables), else kept as the string."""
+    import tomllib
+
+    options: dict[str, Any] = {}
+    for text in settings:
+        key, sep, value = text.partition("=")
+        prefix, dot, name = key.strip().partition(".")
+        if not sep or prefix != "executor" or not dot or not name:
+            raise ConfigError(f"--set expects executor.KEY=VALUE (e.g. executor.address=auto), got {text!r}")
+        try:
+            options[name] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[name] = value.strip()
+    return options
+
+
+def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Every job of a results directory with its state from the files: a cell (or a task-set job) with a result is
+    done (or failed/diverged), one with progress.json is running, others are queued. After `run --detach`, the
+    executor's own view of each job is added when the scheduler is reachable."""
+    from pwmbench.pwm.cell_files import MEMBERS_DIR, WORLD_MODEL_FILE
+
+    suite_file = out / SUITE_FILE
+    if not suite_file.exists():
+        raise ConfigError(f"{out} holds no {SUITE_FILE}: not a results directory of `pwmbench run`")
+    record = json.loads(suite_file.read_text())
+    rows: list[dict[str, Any]] = []
+    for key in record.get("configs", {}):
+        task, variant = key.split("|", 1)
+        for seed in record.get("seeds", []):
+            cell = Cell(task, variant, seed, None)  # type: ignore[arg-type]
+            directory = cell.directory(out)
+            rows.append(_file_state(cell.key, directory, directory / RUN_FILE))
+            if (directory / WORLD_MODEL_FILE).exists() or (directory / MEMBERS_DIR).is_dir():
+                from pwmbench.pwm.checkpoint import load_checkpoint
+
+                if (directory / WORLD_MODEL_FILE).exists():
+                    wm = load_checkpoint(directory / WORLD_MODEL_FILE)["status"]
+                    rows.append({"job": f"{cell.key}|world_model", "state": "done" if wm == "ok" else wm, "detail": None})
+                for member in sorted((directory / MEMBERS_DIR).glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else 0):
+                    rows.append(_file_state(f"{cell.key}|member|{member.name}", member, member / "member_run.arrow"))
+    note = None
+    submission = out / EXECUTOR_DIR / "submission.json"
+    if submission.exists():
+        info = json.loads(submission.read_text())
+        try:
+            from pwmbench.api import executor as make_executor
+
+            states = {s.key: s for s in make_executor(info["executor"], **info.get("options", {})).status(str(out / EXECUTOR_DIR))}
+            by_job = {r["job"]: r for r in rows}
+            for key, st in states.items():
+                row = by_job.get(key) or by_job.setdefault(key, {"job": key, "state": st.state, "detail": None})
+                if row not in rows:
+                    rows.append(row)
+                row["scheduler"] = f"{info['executor']}: {st.state}" + (f" (job {st.scheduler_id})" if st.scheduler_id else "") + (f", {st.detail}" if st.detail else "")
+                if row["state"] in ("queued", "running") and st.state in ("failed", "cancelled", "preempted"):
+                    row["state"] = st.state
+                row["log"] = row.get("log") or st.log
+            note = f"submitted to {info['executor']} at {time.strftime('%Y-%m-%d %H:%M', time.localtime(info['submitted']))}"
+        except Exception as exc:  # noqa: BLE001 - the files still tell the state; say why the scheduler did not
+            note = f"{info['executor']} not reachable: {type(exc).__name__}: {exc}"
+    return rows, note
+
+
+def _file_state(job: str, directory: Path, run_file: Path) -> dict[str, Any]:
+    status = run_status(run_file)
+    log = str(directory / JOB_LOG) if (directory / JOB_LOG).exists() else None
+    if status == "ok":
+        return {"job": job, "state": "done", "detail": None, "log": log}
+    if status is not None:
+        return {"job": job, "state": "failed" if status == "failed" else "diverged", "detail": status, "log": log}
+    try:
+        info = json.loads((directory / PROGRESS_FILE).read_text())
+        return {"job": job, "state": "running", "detail": f"{info['epoch']}/{info['max_epochs']}", "log": log}
+    except (OSError, ValueError, KeyError):
+        return {"job": job, "state": "queued", "detail": None, "log": log}

@@ -54,7 +54,9 @@ from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import PWMConfig, resolve_config
 
 DEFAULT_SEEDS = (42, 123, 456)
-TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain")
+TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain", "executor")
+JOB_KINDS = ("cell", "world_model", "member", "collect")  # single-task cell; a task-set cell's three kinds of job
+RESOURCE_KEYS = ("cpus", "gpus", "memory_gb", "time_min")
 DATA_KEYS = ("taskset", "episodes_per_task", "task_ids", "seed", "num_envs", "policy")
 PRETRAIN_KEYS = ("data", "iterations", "episodes", "dir", "policy", "seed", "num_envs")
 VARIANT_KEYS = ("dynamics", "parity", "sweep")
@@ -114,6 +116,7 @@ class Suite:
     compute_matched: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # [data]: collect base.data_dir's dataset first, if it has none
     pretrain: dict[str, Any] = field(default_factory=dict)  # [pretrain]: single-task world-model pretraining
+    executor: dict[str, Any] = field(default_factory=dict)  # [executor]: name, options, resources per job kind
     # filled by prepare(): per (task, variant) resolved config, and the audits
     configs: dict[tuple[str, str], PWMConfig] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -148,6 +151,7 @@ class Suite:
             "compute_matched": self.compute_matched,
             "data": self.data,
             "pretrain": self.pretrain,
+            "executor": self.executor,
             "parity": self.parity,
             "audit": self.audit,
             "configs": {f"{t}|{v}": c.to_dict() for (t, v), c in self.configs.items()},
@@ -223,7 +227,30 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
         variants.append(_parse_compute_matched(where, compute, variants, base))
     collect = _parse_data(where, data.get("data", {}), base)
     pretrain = _parse_pretrain(where, data.get("pretrain", {}), base)
-    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute, collect, pretrain)
+    executor = parse_executor(where, data.get("executor", {}))
+    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute, collect, pretrain, executor)
+
+
+def parse_executor(where: str, block: Any) -> dict[str, Any]:
+    """[executor]: `name` (optional: `--executor` overrides it), `[executor.resources.<kind>]` tables (cpus, gpus,
+    memory_gb, time_min for kind cell, world_model, member or collect), and any other key as an option of the executor
+    (the executor validates its own options when it is built). Returns {"name", "options", "resources"}."""
+    from pwmbench.interfaces import Resources
+
+    here = f"{where} [executor]"
+    block = dict(_expect(where, "executor", block, dict, "a table"))
+    name = block.pop("name", None)
+    if name is not None:
+        _expect(here, "name", name, str, "an executor name")
+    resources = dict(_expect(here, "resources", block.pop("resources", {}), dict, "a table of [executor.resources.KIND] tables"))
+    try:
+        check_keys(resources, JOB_KINDS, kind="job kind", where=f"{here} resources")
+        for kind, spec in resources.items():
+            check_keys(_expect(here, f"resources.{kind}", spec, dict, "a table"), RESOURCE_KEYS, kind="resource", where=f"{here} resources.{kind}")
+            Resources(**spec)
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from None
+    return {"name": name, "options": block, "resources": resources}
 
 
 def _parse_pretrain(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, Any]:

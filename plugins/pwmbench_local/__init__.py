@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from pwmbench.api import Executor, Job, JobGraph, hookimpl
+from pwmbench.api import Executor, Job, JobGraph, check_keys, hookimpl
 
 __version__ = "0.1.0"
 
@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 class LocalExecutor(Executor):
     """Runs a job graph in `workers` local processes, each job once its dependencies have finished."""
 
-    def __init__(self, workers: int = 1, start_method: str = "spawn") -> None:
+    def __init__(self, workers: int = 1, start_method: str = "spawn", **options: Any) -> None:
+        check_keys(options, ("start_method",), kind="option of the local executor")
         if workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {workers}")
         self.workers, self.start_method = workers, start_method

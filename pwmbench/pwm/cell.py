@@ -11,21 +11,15 @@ one is not: started again, the cell discards it and resumes from its last checkp
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import statistics
-import sys
-import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from pwmbench.errors import PwmbenchError
 from pwmbench.interfaces import RunEvent, TaskSet
 from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
@@ -38,114 +32,23 @@ from pwmbench.pwm.trainer import Diverged, PWMTrainer
 from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 from pwmbench.stats import steps_to_threshold
 
-CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
-TRACEBACK_FILE = "traceback.txt"  # the full traceback of a failed cell (run.arrow's `traceback` column holds its start)
-
-
-class CellAlreadyDone(PwmbenchError):
-    """The output directory already holds a finished run."""
-
-
-def run_status(path: str | os.PathLike[str]) -> str | None:
-    """The status of a run file as a whole: "failed" when any row failed (an exception: the cell is trained again,
-    resuming from its checkpoint), else "diverged" when any row diverged (a result: kept), else "ok"; None when
-    there is no run file (the cell has not finished)."""
-    if not Path(path).exists():
-        return None
-    statuses = set(read_table(path).column("status").to_pylist())
-    return "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
-
-
-def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write a text file via a temporary file in the same directory and os.replace (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-@dataclass(frozen=True)
-class CellResult:
-    status: str
-    out_dir: Path
-    row: dict[str, Any]
-
-
-def variant_label(cfg: PWMConfig) -> str:
-    if not cfg.dynamics_options:
-        return cfg.dynamics
-    return cfg.dynamics + ":" + ",".join(f"{k}={v}" for k, v in sorted(cfg.dynamics_options.items()))
-
-
-def config_hash(cfg: PWMConfig) -> str:
-    return hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
-
-
-def _plugin_versions() -> dict[str, str | None]:
-    return {name: src.version for name, src in get_plugins().sources.items()}
-
-
-class ProgressLine:
-    """`epoch 12/100 [####......] rewards 123.4 eval 150.2 ETA 1m20s` on stderr.
-
-    On a terminal the line is redrawn in place (at most 4 times a second); in a log, one line per 10%.
-    """
-
-    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
-        self.total, self.stream, self.start = total, stream, time.perf_counter()
-        self.last_eval: float | None = None
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self._last_draw = 0.0
-        self._last_decile = -1
-
-    def __call__(self, row: dict[str, Any], done_before: int) -> None:
-        epoch = row["epoch"]
-        if row.get("eval_return") is not None:
-            self.last_eval = row["eval_return"]
-        now = time.perf_counter()
-        decile = 10 * epoch // self.total
-        if epoch != self.total and ((self.tty and now - self._last_draw < 0.25) or (not self.tty and decile == self._last_decile)):
-            return
-        self._last_draw, self._last_decile = now, decile
-        frac = epoch / self.total
-        ran = epoch - done_before
-        eta = (time.perf_counter() - self.start) / max(ran, 1) * (self.total - epoch)
-        bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
-        rewards = row.get("rewards")
-        parts = [f"epoch {epoch}/{self.total} [{bar}]", f"rewards {rewards:.1f}" if rewards is not None else "rewards -"]
-        if self.last_eval is not None:
-            parts.append(f"eval {self.last_eval:.1f}")
-        parts.append(f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
-        if self.tty:
-            self.stream.write("\r" + "  ".join(parts) + ("\n" if epoch == self.total else ""))
-        else:
-            self.stream.write("  ".join(parts) + "\n")
-        self.stream.flush()
-
-
-class ProgressFile:
-    """`progress.json` in the cell directory, rewritten atomically at most every 2 s: how far the cell is, for
-    runners that watch cells in other processes or on other machines."""
-
-    def __init__(self, path: Path, total: int) -> None:
-        self.path, self.total, self._last = path, total, 0.0
-        self.last_eval: float | None = None
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        if row.get("eval_return") is not None:
-            self.last_eval = row["eval_return"]
-        now = time.time()
-        if now - self._last < 2.0 and row["epoch"] < self.total:
-            return
-        self._last = now
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": row["epoch"], "max_epochs": self.total, "rewards": row.get("rewards"), "eval_return": self.last_eval, "time": now}))
-        os.replace(tmp, self.path)
+from pwmbench.pwm.cell_files import (  # noqa: F401 - re-exported: callers import the file names from here
+    CHECKPOINT_FILE,
+    CURVES_FILE,
+    PROGRESS_FILE,
+    RUN_FILE,
+    TRACEBACK_FILE,
+    CellAlreadyDone,
+    CellResult,
+    ProgressFile,
+    ProgressLine,
+    clear_cell_files,
+    config_hash,
+    plugin_versions,
+    run_status,
+    variant_label,
+    write_text_atomic,
+)
 
 
 def train_cell(
@@ -172,8 +75,7 @@ def train_cell(
     out.mkdir(parents=True, exist_ok=True)
     run_path, curves_path, ckpt_path = out / RUN_FILE, out / CURVES_FILE, out / CHECKPOINT_FILE
     if restart:
-        for path in (run_path, curves_path, ckpt_path, out / POLICY_FILE, out / PRETRAINED_WM_FILE, out / TRACEBACK_FILE):
-            path.unlink(missing_ok=True)
+        clear_cell_files(out)
     elif (previous := run_status(run_path)) not in (None, "failed"):
         raise CellAlreadyDone(f"{out} already holds a finished run (status {previous}); pass --restart to train it again")
 
@@ -188,7 +90,6 @@ def train_cell(
     plugins = get_plugins()
     task = get_task(task_name)
     if isinstance(task, TaskSet):
-        discard_failure()
         return _train_task_set(task, cfg, seed, out, ident, progress)
     trainer = PWMTrainer(task, cfg, seed)
     if ckpt_path.exists():
@@ -238,7 +139,7 @@ def train_cell(
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
         failure, full_traceback = {"traceback": traceback.format_exc(limit=8)}, traceback.format_exc()
 
-    row = _run_row(trainer, cfg, ident, status, reason, failure, plugins_versions=_plugin_versions())
+    row = _run_row(trainer, cfg, ident, status, reason, failure, plugins_versions=plugin_versions())
     row["threshold"] = threshold
     if threshold is not None:
         evals = [(r["env_steps"], r.get("eval_return")) for r in trainer.curves]
@@ -279,17 +180,12 @@ def total_steps(task_name: str, cfg: PWMConfig) -> int:
 
 
 def _train_task_set(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], progress: bool) -> CellResult:
-    """A task-set cell (pwm/multitask_cell.py): one run row per member task."""
-    from pwmbench.pwm.multitask_cell import train_multitask_cell, write_multitask_results
+    """A task-set cell (pwm/multitask_cell.py) in this process: one run row per member task."""
+    from pwmbench.pwm.multitask_cell import train_multitask_cell
 
-    total = total_steps(taskset.spec.name, cfg)
-    bar = ProgressLine(total) if progress else None
-    status, rows, curves = train_multitask_cell(taskset, cfg, seed, out, ident, progress=bar, reporter=ProgressFile(out / PROGRESS_FILE, total))
-    write_multitask_results(out, rows, curves)
-    if status == "ok":
-        (out / CHECKPOINT_FILE).unlink(missing_ok=True)
-    (out / PROGRESS_FILE).unlink(missing_ok=True)
-    return CellResult(status, out, rows[0])
+    bar = ProgressLine(total_steps(taskset.spec.name, cfg)) if progress else None
+    status = train_multitask_cell(taskset, cfg, seed, out, ident, progress=bar)
+    return CellResult(status, out, read_table(out / RUN_FILE).to_pylist()[0])
 
 
 def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status: str, reason: str | None, failure: dict[str, Any], plugins_versions: dict[str, str | None]) -> dict[str, Any]:

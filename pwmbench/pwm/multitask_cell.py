@@ -1,12 +1,19 @@
-"""One task-set cell (set × variant × seed): the world model trained once on the dataset, then every member's
-policy in it; `curves.arrow` and `run.arrow` (one row per member) written atomically, like a single-task cell.
+"""One task-set cell (set × variant × seed) as three kinds of job: the world model trained once on the dataset,
+then each member's policy in that frozen model (one job per member, in any order or in parallel), then a small
+job that collects the members' results into the cell's `curves.arrow` and `run.arrow` (one row per member).
 
-The world model is shared by all of the variant's member policies of that seed, which is why the cell is the set
-and not the member. Resume: the checkpoint holds the world model (saved when its phase ends and every
-`WM_CHECKPOINT_EVERY` steps) and every finished member's results; an interrupted member restarts from its
-first iteration. A member that fails or diverges gets its row with the status and the others go on; a world
-model that diverges or fails ends the cell with that status on every member's row. Failed members (their full
-tracebacks in `traceback.txt`) are retried when the cell is started again; diverged ones are results and stay.
+- `train_world_model` checkpoints into the cell directory (`checkpoint.pt`, every `WM_CHECKPOINT_EVERY` steps) and
+  ends by writing `world_model.pt` atomically: the trained model, its status (ok / diverged / failed with the reason)
+  and the dataset usage. Started again after a failure it resumes from the checkpoint.
+- `train_member` reads `world_model.pt` (read-only: any number of members share it), trains one member's policy
+  (seeded by the seed and the member's id, so the order does not matter) and writes `members/<id>/member_run.arrow`
+  and `member_curves.arrow` (and `traceback.txt` when it failed). An interrupted member restarts from its first
+  iteration; a world model that diverged or failed gives every member that status.
+- `collect` writes the cell's files once every member has one, with the cell's status: failed when any member failed
+  (a run started again retries those members, and the world model if it failed), else diverged when any diverged.
+
+`train_multitask_cell` runs the three in this process, one after the other (`pwmbench train`, tests); the runner
+hands them to an executor as a job graph (runner.py).
 """
 
 from __future__ import annotations
@@ -25,14 +32,31 @@ from pwmbench.interfaces import RunEvent, TaskSet
 from pwmbench.nn.world_model import count_parameters
 from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
+from pwmbench.pwm.cell_files import (
+    CHECKPOINT_FILE,
+    CURVES_FILE,
+    MEMBERS_DIR,
+    PROGRESS_FILE,
+    RUN_FILE,
+    TRACEBACK_FILE,
+    WORLD_MODEL_FILE,
+    ProgressFile,
+    config_hash,
+    plugin_versions,
+    run_status,
+    write_text_atomic,
+)
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy
 from pwmbench.pwm.trainer import Diverged
-from pwmbench.results import SCHEMA_VERSION, curves_table, run_table, write_table_atomic
+from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 
-__all__ = ["WM_CHECKPOINT_EVERY", "train_multitask_cell"]
+__all__ = ["WM_CHECKPOINT_EVERY", "WORLD_MODEL_FILE", "collect", "member_ids", "prepare_retry", "train_member",
+           "train_multitask_cell", "train_world_model"]
+
+MEMBER_RUN_FILE, MEMBER_CURVES_FILE = "member_run.arrow", "member_curves.arrow"  # not run.arrow: only the cell's counts
 
 WM_CHECKPOINT_EVERY = 5_000
 WM_LOG_EVERY = 100
@@ -59,77 +83,92 @@ def _member_ids(taskset: TaskSet, cfg: PWMConfig, dataset: OfflineDataset) -> li
     return ids
 
 
-def train_multitask_cell(
-    taskset: TaskSet,
-    cfg: PWMConfig,
-    seed: int,
-    out: Path,
-    ident: dict[str, str],
-    *,
-    progress: Any = None,
-    reporter: Any = None,
-) -> tuple[str, list[dict[str, Any]], pa.Table]:
-    """Train the cell into `out` (checkpoint there); returns (overall status, run rows, curves table). The caller
-    writes the tables (cell.py)."""
-    from pwmbench.pwm.cell import CHECKPOINT_FILE, _plugin_versions, config_hash
+def _load_world_model(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: the cell's world-model job has not finished (run it first)")
+    return load_checkpoint(path)
 
+
+def world_model_status(out: Path) -> str | None:
+    """The status recorded in the cell's `world_model.pt` ("ok", "diverged", "failed"), or None without one."""
+    path = Path(out) / WORLD_MODEL_FILE
+    return load_checkpoint(path)["status"] if path.exists() else None
+
+
+def member_ids(taskset: TaskSet, cfg: PWMConfig) -> list[int]:
+    """The member task ids the cell trains (cfg.task_ids, else every member with episodes in the dataset)."""
+    return _member_ids(taskset, cfg, open_dataset(taskset, cfg))
+
+
+def member_dir(out: Path, task_id: int) -> Path:
+    return Path(out) / MEMBERS_DIR / str(task_id)
+
+
+def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], *, progress: Any = None) -> str:
+    """The world-model job: train (resuming from the checkpoint), then write `world_model.pt`; returns its status."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     plugins = get_plugins()
     dataset = open_dataset(taskset, cfg)
-    ids = _member_ids(taskset, cfg, dataset)
     owm = OfflineWorldModel(taskset, dataset, cfg, seed)
     ckpt_path = out / CHECKPOINT_FILE
-    state: dict[str, Any] = {"wm_rows": [], "members": {}}
+    rows: list[dict[str, Any]] = []
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
         owm.load_state_dict(saved["owm"])
         dataset.load_usage_state(saved["usage"])
-        state = saved["state"]
-        # a member that failed (an exception) is no result: a cell started again retries it (from its first
-        # iteration, as an interrupted member restarts); finished and diverged members are kept
-        state["members"] = {k: m for k, m in state["members"].items() if m["status"] != "failed"}
-    plugins.emit(RunEvent("started", ident, step=owm.iteration, config=cfg.to_dict()))
+        rows = saved["rows"]
+    plugins.emit(RunEvent("started", {**ident, "phase": "world_model"}, step=owm.iteration, config=cfg.to_dict()))
+    reporter = ProgressFile(out / PROGRESS_FILE, cfg.offline_wm_iterations)
 
     def checkpoint() -> None:
-        save_checkpoint({"owm": owm.state_dict(), "usage": dataset.usage_state(), "state": state}, ckpt_path)
+        save_checkpoint({"owm": owm.state_dict(), "usage": dataset.usage_state(), "rows": rows}, ckpt_path)
 
-    def report(done: int, row: dict[str, Any]) -> None:
-        if reporter is not None:
-            reporter({**row, "epoch": done})
-        if progress is not None:
-            progress({**row, "epoch": done}, 0)
-
-    wm_status, wm_reason, wm_failure = "ok", None, {}
+    status, reason, failure = "ok", None, {}
     try:
         while owm.iteration < cfg.offline_wm_iterations:
             block = min(WM_CHECKPOINT_EVERY - owm.iteration % WM_CHECKPOINT_EVERY, cfg.offline_wm_iterations - owm.iteration)
-            rows = owm.train(block, log_every=WM_LOG_EVERY)
-            state["wm_rows"] += rows
-            for row in rows:
+            new = owm.train(block, log_every=WM_LOG_EVERY)
+            rows += new
+            for row in new:
                 plugins.emit(RunEvent("metrics", {**ident, "phase": "world_model"}, step=row["epoch"], metrics={k: float(v) for k, v in row.items() if k != "epoch"}))
-            report(owm.iteration, rows[-1])
+            reporter({**new[-1], "epoch": owm.iteration})
+            if progress is not None:
+                progress({**new[-1], "epoch": owm.iteration}, 0)
             checkpoint()
     except Diverged as exc:
-        wm_status, wm_reason = "diverged", f"world model: {exc}"
-        wm_failure = {"diverged_epoch": exc.epoch, "diverged_quantity": f"world model {exc.quantity}"}
+        status, reason = "diverged", f"world model: {exc}"
+        failure = {"diverged_epoch": exc.epoch, "diverged_quantity": f"world model {exc.quantity}"}
     except KeyboardInterrupt:
         checkpoint()
         raise
-    except Exception as exc:  # noqa: BLE001 - a crashed cell is a result too
-        wm_status, wm_reason = "failed", f"world model: {type(exc).__name__}: {exc}"
-        wm_failure = {"traceback": traceback.format_exc(limit=8), "full_traceback": traceback.format_exc()}
+    except Exception as exc:  # noqa: BLE001 - a crashed world model is a result for its members too
+        status, reason = "failed", f"world model: {type(exc).__name__}: {exc}"
+        failure = {"traceback": traceback.format_exc(limit=8), "full_traceback": traceback.format_exc()}
+    save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": dataset.usage(),
+                     "rows": rows, "iteration": owm.iteration, "wall_s": owm.wall_s}, out / WORLD_MODEL_FILE)  # fmt: skip
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
+    return status
 
-    usage = dataset.usage()
-    for k, task_id in enumerate(ids):
-        key = str(task_id)
-        if key in state["members"]:
-            continue
-        member = taskset.tasks[task_id]
-        if wm_status != "ok":
-            state["members"][key] = {"status": wm_status, "reason": wm_reason, "failure": wm_failure, "curves": [], "iterations": 0, "wall_s": 0.0}
-            continue
-        policy, curves = None, []
-        status, reason, failure = "ok", None, {}
-        started = time.perf_counter()
+
+def train_member(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], task_id: int, *,
+                 progress: Any = None, done_before: int = 0) -> str:  # fmt: skip
+    """One member's policy job: train it in the frozen world model of `world_model.pt`; write its row and curves."""
+    out = Path(out)
+    where = member_dir(out, task_id)
+    where.mkdir(parents=True, exist_ok=True)
+    saved = _load_world_model(out / WORLD_MODEL_FILE)
+    plugins = get_plugins()
+    member = taskset.tasks[task_id]
+    dataset = open_dataset(taskset, cfg)
+    owm = OfflineWorldModel(taskset, dataset, cfg, seed)
+    owm.load_state_dict(saved["owm"])
+    (where / TRACEBACK_FILE).unlink(missing_ok=True)
+    policy, curves = None, []
+    status, reason, failure = saved["status"], saved["reason"], saved["failure"]
+    started = time.perf_counter()
+    if status == "ok":
+        reporter = ProgressFile(where / PROGRESS_FILE, cfg.max_epochs)
         try:
             policy = TaskPolicy(taskset, task_id, owm.wm, dataset, cfg, seed, rew_rms=owm.rew_rms)
             while policy.iteration < cfg.max_epochs:
@@ -137,7 +176,9 @@ def train_multitask_cell(
                 if policy.iteration % cfg.log_every == 0 or policy.iteration == cfg.max_epochs or "eval_return" in row:
                     curves.append(row)
                 plugins.emit(RunEvent("metrics", {**ident, "member": member}, step=policy.iteration, metrics={k: float(v) for k, v in row.items() if k != "epoch"}))
-                report(cfg.offline_wm_iterations + k * cfg.max_epochs + policy.iteration, row)
+                reporter(row)
+                if progress is not None:
+                    progress({**row, "epoch": done_before + policy.iteration}, 0)
             if not curves or curves[-1].get("eval_return") is None:
                 final = policy.evaluate()
                 if curves:
@@ -147,87 +188,112 @@ def train_multitask_cell(
         except Diverged as exc:
             status, reason = "diverged", str(exc)
             failure = {"diverged_epoch": exc.epoch, "diverged_quantity": exc.quantity}
-        except KeyboardInterrupt:
-            checkpoint()
-            raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a crashed member is a result; the others go on
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
             failure = {"traceback": traceback.format_exc(limit=8), "full_traceback": traceback.format_exc()}
-        state["members"][key] = {
-            "status": status, "reason": reason, "failure": failure, "curves": curves,
-            "iterations": policy.iteration if policy is not None else 0, "wall_s": time.perf_counter() - started,
-            "params": {"actor": count_parameters(policy.actor), "critic": count_parameters(policy.critic)} if policy is not None else {},
-        }  # fmt: skip
-        checkpoint()
+        (where / PROGRESS_FILE).unlink(missing_ok=True)
+    row = _member_row(taskset, cfg, seed, owm, saved, ident, task_id, status, reason, failure, curves, policy, time.perf_counter() - started)
+    write_table_atomic(curves_table(curves, {**ident, "task": row["task"], "member": member, "phase": "policy"}), where / MEMBER_CURVES_FILE)
+    if status == "failed":  # before the run file: a failed member always has its traceback.txt
+        write_text_atomic(failure.get("full_traceback") or failure.get("traceback") or reason or "", where / TRACEBACK_FILE)
+    write_table_atomic(run_table(row), where / MEMBER_RUN_FILE)
+    return status
 
+
+def member_status(out: Path, task_id: int) -> str | None:
+    """A member job's recorded status, or None when it has not finished."""
+    return run_status(member_dir(out, task_id) / MEMBER_RUN_FILE)
+
+
+def _member_row(taskset, cfg, seed, owm, saved, ident, task_id, status, reason, failure, curves, policy, wall_s) -> dict[str, Any]:
+    member = taskset.tasks[task_id]
     counts = owm.wm.component_parameters()
-    base = {
+    evals = [r for r in curves if r.get("eval_return") is not None]
+    use = saved["usage"].get(task_id, {})
+    return {
         **{k: v for k, v in ident.items() if k != "task"},
-        "seed": int(ident["seed"]),
-        "taskset": taskset.spec.name,
-        "dynamics": cfg.dynamics,
-        "dynamics_options": json.dumps(owm.wm.dynamics.options(), sort_keys=True),
-        "preset": cfg.preset,
-        "params_total": count_parameters(owm.wm),
-        "params_dynamics": counts["dynamics"],
-        "params_encoder": counts["encoder"],
-        "params_reward": counts["reward"],
-        "nfe_per_step": owm.wm.dynamics.evals_per_next,
+        "seed": int(seed), "taskset": taskset.spec.name, "task": f"{taskset.spec.name}/{member}", "task_id": task_id,
+        "dynamics": cfg.dynamics, "dynamics_options": json.dumps(owm.wm.dynamics.options(), sort_keys=True), "preset": cfg.preset,
+        "params_total": count_parameters(owm.wm), "params_dynamics": counts["dynamics"], "params_encoder": counts["encoder"],
+        "params_reward": counts["reward"], "nfe_per_step": owm.wm.dynamics.evals_per_next,
         "nfe_per_train_step": owm.wm.dynamics.evals_per_train_step,
-        "config": cfg.to_json(),
-        "config_hash": config_hash(cfg),
-        "schema_version": SCHEMA_VERSION,
-        "data_dir": str(dataset.directory),
-        "wm_iterations": owm.iteration,
-        "wm_recipe": owm.recipe.name,
-        **provenance(cfg.device, _plugin_versions()),
-    }
-    rows, tables = [], [curves_table(state["wm_rows"], {**ident, "member": "", "phase": "world_model"})]
-    for task_id in ids:
-        m = state["members"][str(task_id)]
-        member = taskset.tasks[task_id]
-        evals = [r for r in m["curves"] if r.get("eval_return") is not None]
-        use = usage.get(task_id, {})
-        rows.append({
-            **base,
-            "task": f"{taskset.spec.name}/{member}",
-            "task_id": task_id,
-            "status": m["status"], "reason": m["reason"],
-            "diverged_epoch": m["failure"].get("diverged_epoch"), "diverged_quantity": m["failure"].get("diverged_quantity"),
-            "traceback": m["failure"].get("traceback"),
-            "epochs": m["iterations"], "env_steps": 0, "wall_s": owm.wall_s + m["wall_s"],
-            "final_return": evals[-1]["eval_return"] if evals else None,
-            "best_return": max(r["eval_return"] for r in evals) if evals else None,
-            "final_score": evals[-1]["eval_score"] if evals else None,
-            "best_score": max(r["eval_score"] for r in evals) if evals else None,
-            "params_actor": m.get("params", {}).get("actor"), "params_critic": m.get("params", {}).get("critic"),
-            "data_episodes": use.get("episodes"), "data_transitions": use.get("transitions"),
-            "data_episodes_used": use.get("episodes_used"), "data_transitions_sampled": use.get("transitions_sampled"),
-            **final_model_quality(m["curves"]),
-            **get_plugins().tasks.get(member)().spec.score_record(),
-            "final_success": evals[-1].get("eval_success") if evals else None,
-        })  # fmt: skip
-        tables.append(curves_table(m["curves"], {**ident, "task": f"{taskset.spec.name}/{member}", "member": member, "phase": "policy"}))
-    tracebacks: dict[str, list[str]] = {}  # full traceback → the members it failed (a world model's failure fails them all)
-    for task_id in ids:
-        m = state["members"][str(task_id)]
-        if m["status"] == "failed":
-            text = m["failure"].get("full_traceback") or m["failure"].get("traceback") or ""
-            tracebacks.setdefault(f"{m['reason']}\n{text}", []).append(f"{taskset.spec.name}/{taskset.tasks[task_id]}")
-    if tracebacks:  # written before the caller writes run.arrow: a failed cell always has its traceback.txt
-        from pwmbench.pwm.cell import TRACEBACK_FILE, write_text_atomic
+        "config": cfg.to_json(), "config_hash": config_hash(cfg), "schema_version": SCHEMA_VERSION,
+        "data_dir": str(owm.dataset.directory), "wm_iterations": saved["iteration"], "wm_recipe": owm.recipe.name,
+        **provenance(cfg.device, plugin_versions()),
+        "status": status, "reason": reason,
+        "diverged_epoch": failure.get("diverged_epoch"), "diverged_quantity": failure.get("diverged_quantity"),
+        "traceback": failure.get("traceback"),
+        "epochs": policy.iteration if policy is not None else 0, "env_steps": 0, "wall_s": saved["wall_s"] + wall_s,
+        "final_return": evals[-1]["eval_return"] if evals else None,
+        "best_return": max(r["eval_return"] for r in evals) if evals else None,
+        "final_score": evals[-1]["eval_score"] if evals else None,
+        "best_score": max(r["eval_score"] for r in evals) if evals else None,
+        "params_actor": count_parameters(policy.actor) if policy is not None else None,
+        "params_critic": count_parameters(policy.critic) if policy is not None else None,
+        "data_episodes": use.get("episodes"), "data_transitions": use.get("transitions"),
+        "data_episodes_used": use.get("episodes_used"), "data_transitions_sampled": use.get("transitions_sampled"),
+        **final_model_quality(curves),
+        **get_plugins().tasks.get(member)().spec.score_record(),
+        "final_success": evals[-1].get("eval_success") if evals else None,
+    }  # fmt: skip
 
+
+def collect(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], task_ids: list[int]) -> str:
+    """The collecting job: the cell's curves.arrow (world-model rows, then every member's) and run.arrow (one row per
+    member, written last), traceback.txt for failed members; returns the cell's status."""
+    out = Path(out)
+    saved = _load_world_model(out / WORLD_MODEL_FILE)
+    missing = [t for t in task_ids if member_status(out, t) is None]
+    if missing:
+        raise ConfigError(f"{out}: members {missing} have no results yet (their jobs have not finished)")
+    tables = [curves_table(saved["rows"], {**ident, "member": "", "phase": "world_model"})]
+    rows = []
+    tracebacks: dict[str, list[str]] = {}  # full traceback → the members it failed (a world model's failure fails them all)
+    for task_id in task_ids:
+        where = member_dir(out, task_id)
+        tables.append(read_table(where / MEMBER_CURVES_FILE))
+        row = read_table(where / MEMBER_RUN_FILE).to_pylist()[0]
+        rows.append(row)
+        if row["status"] == "failed":
+            text = (where / TRACEBACK_FILE).read_text() if (where / TRACEBACK_FILE).exists() else ""
+            tracebacks.setdefault(f"{row['reason']}\n{text}", []).append(row["task"])
+    if tracebacks:  # before run.arrow: a failed cell always has its traceback.txt
         write_text_atomic("\n".join(f"=== {', '.join(members)}: {text}" for text, members in tracebacks.items()), out / TRACEBACK_FILE)
+    else:
+        (out / TRACEBACK_FILE).unlink(missing_ok=True)
+    write_table_atomic(pa.concat_tables(tables, promote_options="permissive"), out / CURVES_FILE)
+    write_table_atomic(pa.concat_tables([run_table(r) for r in rows]), out / RUN_FILE)
     statuses = {r["status"] for r in rows}
     # any failed member makes the cell "failed": a run started again retries it (diverged members are results)
     overall = "ok" if statuses == {"ok"} else ("failed" if "failed" in statuses else "diverged")
-    plugins.emit(RunEvent("finished", ident, step=owm.iteration, status=overall, reason=None if overall == "ok" else "; ".join(
+    if overall == "ok":
+        (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    get_plugins().emit(RunEvent("finished", ident, step=saved["iteration"], status=overall, reason=None if overall == "ok" else "; ".join(
         f"{r['task']}: {r['reason']}" for r in rows if r["status"] != "ok")))  # fmt: skip
-    return overall, rows, pa.concat_tables(tables)
+    return overall
 
 
-def write_multitask_results(out: Path, rows: list[dict[str, Any]], curves: pa.Table) -> None:
-    from pwmbench.pwm.cell import CURVES_FILE, RUN_FILE
+def prepare_retry(out: Path, task_ids: list[int]) -> None:
+    """Before a task-set cell runs again: a failed world model and failed members are no result, so their records go
+    (the world model resumes from its checkpoint; members start again); diverged ones are results and stay."""
+    out = Path(out)
+    if world_model_status(out) == "failed":
+        (out / WORLD_MODEL_FILE).unlink()
+    for task_id in task_ids:
+        if member_status(out, task_id) == "failed" or world_model_status(out) is None:
+            (member_dir(out, task_id) / MEMBER_RUN_FILE).unlink(missing_ok=True)
+    if run_status(out / RUN_FILE) == "failed":
+        (out / RUN_FILE).unlink()
 
-    write_table_atomic(curves, out / CURVES_FILE)
-    write_table_atomic(pa.concat_tables([run_table(r) for r in rows]), out / RUN_FILE)
+
+def train_multitask_cell(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], *, progress: Any = None) -> str:
+    """The whole cell in this process: the world model, every member, the collection; returns the cell's status."""
+    out = Path(out)
+    ids = member_ids(taskset, cfg)
+    prepare_retry(out, ids)
+    if world_model_status(out) is None:
+        train_world_model(taskset, cfg, seed, out, ident, progress=progress)
+    for k, task_id in enumerate(ids):
+        if member_status(out, task_id) is None:
+            train_member(taskset, cfg, seed, out, ident, task_id, progress=progress, done_before=cfg.offline_wm_iterations + k * cfg.max_epochs)
+    return collect(taskset, cfg, seed, out, ident, ids)

@@ -1,0 +1,144 @@
+"""The files of a training cell and the small helpers both kinds of cell (single task, task set) share.
+
+Names of the result, checkpoint and progress files; atomic text writes; a run file's status; the config hash;
+the progress line and progress file. pwm/cell.py (single tasks) and pwm/multitask_cell.py (task sets) import
+these; neither imports the other's training code through here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pwmbench.errors import PwmbenchError
+from pwmbench.plugins import get_plugins
+from pwmbench.pwm.config import PWMConfig
+from pwmbench.results import read_table
+
+CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
+WORLD_MODEL_FILE = "world_model.pt"  # a task-set cell's world-model job result: the trained model, its status, data usage
+MEMBERS_DIR = "members"  # a task-set cell's per-member job results: members/<task id>/member_run.arrow, member_curves.arrow
+TRACEBACK_FILE = "traceback.txt"  # the full traceback of a failed cell (run.arrow's `traceback` column holds its start)
+
+
+class CellAlreadyDone(PwmbenchError):
+    """The output directory already holds a finished run."""
+
+
+def run_status(path: str | os.PathLike[str]) -> str | None:
+    """The status of a run file as a whole: "failed" when any row failed (an exception: the cell is trained again,
+    resuming from its checkpoint), else "diverged" when any row diverged (a result: kept), else "ok"; None when
+    there is no run file (the cell has not finished)."""
+    if not Path(path).exists():
+        return None
+    statuses = set(read_table(path).column("status").to_pylist())
+    return "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
+
+
+def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write a text file via a temporary file in the same directory and os.replace (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass(frozen=True)
+class CellResult:
+    status: str
+    out_dir: Path
+    row: dict[str, Any]
+
+
+def variant_label(cfg: PWMConfig) -> str:
+    if not cfg.dynamics_options:
+        return cfg.dynamics
+    return cfg.dynamics + ":" + ",".join(f"{k}={v}" for k, v in sorted(cfg.dynamics_options.items()))
+
+
+def config_hash(cfg: PWMConfig) -> str:
+    return hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+
+
+def plugin_versions() -> dict[str, str | None]:
+    return {name: src.version for name, src in get_plugins().sources.items()}
+
+
+class ProgressLine:
+    """`epoch 12/100 [####......] rewards 123.4 eval 150.2 ETA 1m20s` on stderr.
+
+    On a terminal the line is redrawn in place (at most 4 times a second); in a log, one line per 10%.
+    """
+
+    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
+        self.total, self.stream, self.start = total, stream, time.perf_counter()
+        self.last_eval: float | None = None
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+        self._last_decile = -1
+
+    def __call__(self, row: dict[str, Any], done_before: int) -> None:
+        epoch = row["epoch"]
+        if row.get("eval_return") is not None:
+            self.last_eval = row["eval_return"]
+        now = time.perf_counter()
+        decile = 10 * epoch // self.total
+        if epoch != self.total and ((self.tty and now - self._last_draw < 0.25) or (not self.tty and decile == self._last_decile)):
+            return
+        self._last_draw, self._last_decile = now, decile
+        frac = epoch / self.total
+        ran = epoch - done_before
+        eta = (time.perf_counter() - self.start) / max(ran, 1) * (self.total - epoch)
+        bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+        rewards = row.get("rewards")
+        parts = [f"epoch {epoch}/{self.total} [{bar}]", f"rewards {rewards:.1f}" if rewards is not None else "rewards -"]
+        if self.last_eval is not None:
+            parts.append(f"eval {self.last_eval:.1f}")
+        parts.append(f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+        if self.tty:
+            self.stream.write("\r" + "  ".join(parts) + ("\n" if epoch == self.total else ""))
+        else:
+            self.stream.write("  ".join(parts) + "\n")
+        self.stream.flush()
+
+
+class ProgressFile:
+    """`progress.json` in the cell directory, rewritten atomically at most every 2 s: how far the cell is, for
+    runners that watch cells in other processes or on other machines."""
+
+    def __init__(self, path: Path, total: int) -> None:
+        self.path, self.total, self._last = path, total, 0.0
+        self.last_eval: float | None = None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if row.get("eval_return") is not None:
+            self.last_eval = row["eval_return"]
+        now = time.time()
+        if now - self._last < 2.0 and row["epoch"] < self.total:
+            return
+        self._last = now
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": row["epoch"], "max_epochs": self.total, "rewards": row.get("rewards"), "eval_return": self.last_eval, "time": now}))
+        os.replace(tmp, self.path)
+
+
+def clear_cell_files(out: str | os.PathLike[str]) -> None:
+    """Forget a cell's results and checkpoints (`--restart`): every file pwmbench writes in a cell directory."""
+    import shutil
+
+    out = Path(out)
+    for name in (RUN_FILE, CURVES_FILE, CHECKPOINT_FILE, PROGRESS_FILE, TRACEBACK_FILE, WORLD_MODEL_FILE, "policy.pt", "pretrained_wm.pt",
+                 "job.log", "collect.log"):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)

@@ -1,0 +1,211 @@
+"""Suites as job graphs: ordering and failure propagation, the local executor running a graph, a task-set cell as
+world-model → member → collect jobs (equal to the cell trained in one process), resources from [executor], the
+results-directory lock and `pwmbench status`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pwmbench.api import ConfigError, DependencyFailed, Job, JobGraph, Resources, order_jobs
+from pwmbench.cli import main
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def workers_see_the_test_modules(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PWMBENCH_PLUGINS", "toy_task")
+
+
+def _noop(**_):
+    return None
+
+
+def test_order_jobs_checks_the_graph():
+    a, b, c = Job("a", _noop), Job("b", _noop, depends_on=("a",)), Job("c", _noop, depends_on=("b", "a"))
+    assert [j.key for j in order_jobs([c, b, a])] == ["a", "b", "c"]
+    with pytest.raises(ConfigError, match="share the key 'a'"):
+        order_jobs([a, a])
+    with pytest.raises(ConfigError, match="depends on 'x', which is not in the graph"):
+        order_jobs([Job("y", _noop, depends_on=("x",))])
+    with pytest.raises(ConfigError, match="cycle: p → q → p"):
+        order_jobs([Job("p", _noop, depends_on=("q",)), Job("q", _noop, depends_on=("p",))])
+    with pytest.raises(ConfigError, match="resources.gpus must be an int"):
+        Resources(gpus=-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_job_graph_hands_out_jobs_after_their_dependencies_and_drops_what_a_failure_blocks(data):
+    n = data.draw(st.integers(1, 9))
+    jobs = [Job(f"j{i}", _noop, depends_on=tuple(f"j{d}" for d in (data.draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else ()))) for i in range(n)]
+    failing = data.draw(st.sets(st.sampled_from([j.key for j in jobs])))
+    graph, done, dropped = JobGraph(jobs), [], {}
+    while graph:
+        ready = graph.ready()
+        assert ready, "a graph without cycles always has a job to start"
+        for job in ready:
+            assert all(d in done for d in job.depends_on)
+            done.append(job.key)
+            for other, error in graph.finished(job, ValueError("x") if job.key in failing else "ok"):
+                assert isinstance(error, DependencyFailed)
+                dropped[other.key] = error
+    by_key = {j.key: j for j in jobs}
+
+    def upstream(key):
+        return {d for dep in by_key[key].depends_on for d in ({dep} | upstream(dep))}
+
+    for job in jobs:  # dropped exactly when something upstream failed (and it was never started)
+        blocked = bool(upstream(job.key) & failing & set(done))
+        assert (job.key in dropped) == blocked and (job.key in done) != blocked
+
+
+@pytest.mark.slow
+def test_the_local_executor_runs_a_graph_in_dependency_order(tmp_path, workers_see_the_test_modules):
+    import executor_jobs as m
+
+    from pwmbench.api import executor
+
+    log = tmp_path / "log.txt"
+    jobs = [
+        Job("wm", m.record, {"key": "wm", "path": str(log), "sleep": 0.3}),
+        Job("m1", m.record, {"key": "m1", "path": str(log)}, depends_on=("wm",)),
+        Job("m2", m.fail, {"key": "m2"}, depends_on=("wm",)),
+        Job("collect", m.record, {"key": "collect", "path": str(log)}, depends_on=("m1", "m2")),
+        Job("other", m.record, {"key": "other", "path": str(log)}),
+    ]
+    outcomes = dict((j.key, o) for j, o in executor("local", workers=2).run(jobs))
+    assert outcomes["wm"] == "wm" and outcomes["m1"] == "m1" and outcomes["other"] == "other"
+    assert isinstance(outcomes["m2"], ValueError) and isinstance(outcomes["collect"], DependencyFailed)
+    assert "m2" in str(outcomes["collect"])
+    events = {line.split()[0] + " " + line.split()[1]: float(line.split()[2]) for line in log.read_text().splitlines()}
+    assert events["wm end"] <= events["m1 start"] and "collect start" not in events
+
+
+def test_executor_options_and_resources_come_from_the_suite(tmp_path):
+    from pwmbench.runner import executor_choice, job_resources, parse_executor_settings
+    from pwmbench.suite import SuiteError, parse_suite
+
+    base = {"name": "s", "tasks": ["dmc/cartpole-balance"], "variants": {"mlp": {"dynamics": "mlp"}}}
+    suite = parse_suite({**base, "executor": {"name": "ray", "address": "auto", "resources": {"cell": {"cpus": 3, "gpus": 1, "time_min": 90}}}})
+    assert executor_choice(suite, None, None) == ("ray", {"address": "auto"})
+    assert executor_choice(suite, None, {"max_retries": 5}) == ("ray", {"address": "auto", "max_retries": 5})
+    assert executor_choice(suite, "local", None) == ("local", {})  # the suite's options belong to its executor
+    assert job_resources(suite, "cell", workers=2) == Resources(cpus=3, gpus=1, time_min=90)
+    assert job_resources(suite, "member", workers=1).cpus == max(1, os.cpu_count() or 1)
+    with pytest.raises(SuiteError, match="did you mean 'world_model'"):
+        parse_suite({**base, "executor": {"resources": {"world-model": {"cpus": 1}}}})
+    with pytest.raises(SuiteError, match="did you mean 'memory_gb'"):
+        parse_suite({**base, "executor": {"resources": {"cell": {"memory": 8}}}})
+    assert parse_executor_settings(["executor.address=auto", "executor.max_retries=4", 'executor.extra={ qos = "low" }']) == {
+        "address": "auto", "max_retries": 4, "extra": {"qos": "low"}}  # fmt: skip
+    with pytest.raises(ConfigError, match="executor.KEY=VALUE"):
+        parse_executor_settings(["address=auto"])
+    from pwmbench.api import executor
+
+    with pytest.raises(ConfigError, match="did you mean 'start_method'"):
+        executor("local", workers=1, start_methd="fork")
+
+
+def test_the_results_directory_is_locked_by_one_run(tmp_path):
+    from pwmbench.runner import LOCK_FILE, ResultsLocked, results_lock
+
+    with results_lock(tmp_path) as path:
+        holder = json.loads(path.read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(ResultsLocked, match=f"host {socket.gethostname()}, pid {os.getpid()}"):
+            with results_lock(tmp_path):
+                pass
+    assert not (tmp_path / LOCK_FILE).exists()
+    # a lock left by a process that is gone is taken over; one from another host is kept
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0}))
+    with results_lock(tmp_path):
+        pass
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
+    with pytest.raises(ResultsLocked, match="host elsewhere, pid 1.*delete"):
+        with results_lock(tmp_path):
+            pass
+
+
+TASKSET_SUITE = """
+name = "mt-jobs"
+tasks = ["mt30"]
+seeds = [7]
+[base]
+world_model = {{ units = [32, 32], encoder_units = [32], latent_dim = 16 }}
+actor_units = [32, 32]
+critic_units = [32, 32]
+preset = "pwm_5M"
+horizon = 4
+wm_batch_size = 8
+policy_batch_size = 16
+critic_iterations = 2
+offline_wm_iterations = 6
+max_epochs = 2
+eval_every = 2
+eval_episodes = 2
+data_dir = "{data}"
+task_ids = [8, 29]
+[variants.mlp]
+dynamics = "mlp"
+[executor.resources.member]
+cpus = 1
+"""
+
+
+@pytest.mark.slow
+def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_one_process(tmp_path, workers_see_the_test_modules):
+    from pwmbench.data.collect import collect
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.results import read_table
+    from pwmbench.runner import cell_jobs, run_suite
+    from pwmbench.suite import load_suite, prepare
+
+    collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)
+    path = tmp_path / "suite.toml"
+    path.write_text(TASKSET_SUITE.format(data=tmp_path / "data"))
+    suite = prepare(load_suite(path))
+    (cell,) = suite.cells()
+    jobs = cell_jobs(suite, cell, tmp_path / "planned", restart=False, workers=2)
+    assert [(j.kind, j.depends_on) for j in jobs] == [
+        ("world_model", ()), ("member", (f"{cell.key}|world_model",)), ("member", (f"{cell.key}|world_model",)),
+        ("collect", (f"{cell.key}|world_model", f"{cell.key}|member|8", f"{cell.key}|member|29"))]  # fmt: skip
+    assert jobs[1].group == jobs[2].group and jobs[1].resources.cpus == 1 and jobs[-1].key == cell.key
+
+    summary = run_suite(suite, tmp_path / "jobs", workers=2, progress=False)
+    assert summary.ok, summary.problems
+    one = train_cell("mt30", cell.config, 7, tmp_path / "inline", identity={"suite": "mt-jobs", "variant": "mlp"})
+    assert one.status == "ok"
+    timing = {"wall_s", "time_wm", "time_policy", "time_eval", "fps"}
+
+    def table(directory, name):
+        t = read_table(directory / name)
+        return t.drop([c for c in t.column_names if c in timing or c.startswith("time_")]).to_pylist()
+
+    cell_dir = cell.directory(tmp_path / "jobs")
+    assert table(cell_dir, "curves.arrow") == table(tmp_path / "inline", "curves.arrow")
+    keep = ("task", "status", "final_return", "final_score", "epochs", "wm_iterations", "data_transitions_sampled", "config_hash")
+    assert [{k: r[k] for k in keep} for r in table(cell_dir, "run.arrow")] == [{k: r[k] for k in keep} for r in table(tmp_path / "inline", "run.arrow")]
+
+    status = CliRunner().invoke(main, ["status", str(tmp_path / "jobs")])
+    assert status.exit_code == 0, status.output
+    assert f"done      {cell.key}|world_model" in status.output and f"done      {cell.key}|member|29" in status.output
+    assert status.output.strip().splitlines()[-1] == "4 done"
+    # a member whose result went missing: status says queued, a re-run trains only it (the world model is kept)
+    (cell_dir / "members" / "29" / "member_run.arrow").unlink()
+    (cell_dir / "run.arrow").unlink()
+    assert "queued    " + f"{cell.key}|member|29" in CliRunner().invoke(main, ["status", str(tmp_path / "jobs")]).output
+    again = [j.key for j in cell_jobs(suite, cell, tmp_path / "jobs", restart=False, workers=2)]
+    assert again == [f"{cell.key}|member|29", cell.key]
+    assert run_suite(suite, tmp_path / "jobs", workers=1, progress=False).ok
+    assert table(cell_dir, "run.arrow")[1]["final_return"] == table(tmp_path / "inline", "run.arrow")[1]["final_return"]
