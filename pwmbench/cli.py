@@ -135,7 +135,8 @@ def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, dev
 
 @main.command("run")
 @click.argument("suite_file", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Results directory (default: results/<suite name>).")
+@click.option("--out", "--results", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Results directory (default: results/<suite name>); on a cluster, a path every node sees.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Cells trained at once (one process each).")
 @click.option("--only", default=None, help="Filter cells: task=…,variant=…,seed=… (keys may repeat).")
 @click.option("--dry-run", is_flag=True, help="Validate, audit and print the plan; train nothing.")

@@ -292,11 +292,42 @@ def _record_error(cell: Cell, out: Path, exc: BaseException, job: Job | None = N
     return Problem(cell.task, cell.variant, cell.seed, "error", one_line(f"{type(exc).__name__}: {exc}") + what, path)
 
 
-class ProgressBoard:
-    """Overall bar with ETA plus one line per running cell, read from the cells' progress.json files."""
+@dataclass(frozen=True)
+class Tracked:
+    """One line of the progress board: a cell, or one job of a task-set cell, and where its progress.json is."""
 
-    def __init__(self, cells: list[Cell], out: Path, stream: Any = sys.stderr, interval: float = 1.0) -> None:
+    key: str
+    label: str
+    directory: Path
+    total: int
+    unit: str = "epoch"
+
+
+def tracked_jobs(jobs: list[Job], cell_of: dict[str, Cell], out: Path) -> list[Tracked]:
+    """What the board follows for a job graph: every job but the (instant) collecting ones."""
+    items = []
+    for job in jobs:
+        cell = cell_of[job.key]
+        name = f"{cell.task} {cell.variant} seed {cell.seed}"
+        if job.kind == "cell":
+            items.append(Tracked(job.key, name, cell.directory(out), ProgressBoard.cell_total(cell)))
+        elif job.kind == "world_model":
+            items.append(Tracked(job.key, f"{name} world model", cell.directory(out), cell.config.offline_wm_iterations, "step"))
+        elif job.kind == "member":
+            task_id = job.kwargs["task_id"]
+            items.append(Tracked(job.key, f"{name} member {task_id}", cell.directory(out) / "members" / str(task_id), cell.config.max_epochs, "iteration"))
+    return items
+
+
+class ProgressBoard:
+    """Overall bar with ETA plus one line per running cell or job, read from their progress.json files."""
+
+    def __init__(self, cells: list[Cell], out: Path, stream: Any = sys.stderr, interval: float = 1.0, items: list[Tracked] | None = None) -> None:
         self.cells, self.out, self.stream, self.interval = cells, out, stream, interval
+        self.items = items if items is not None else [
+            Tracked(c.key, f"{c.task} {c.variant} seed {c.seed}", c.directory(out), self.cell_total(c),
+                    "epoch" if self.cell_total(c) == c.config.max_epochs else "step") for c in cells]  # fmt: skip
+        self.noun = "cells" if items is None else "jobs"
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.done: set[str] = set()
         self.start = time.time()
@@ -304,7 +335,6 @@ class ProgressBoard:
         self._lines = 0
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._last_plain = 0.0
-        self.totals = {c.key: self._total(c) for c in cells}
 
     def __enter__(self) -> ProgressBoard:
         self._thread.start()
@@ -320,8 +350,8 @@ class ProgressBoard:
             self.draw()
 
     @staticmethod
-    def _total(cell: Cell) -> int:
-        """The cell's units of work (a task set counts world-model steps and member iterations)."""
+    def cell_total(cell: Cell) -> int:
+        """A cell's units of work (a task set counts world-model steps and member iterations)."""
         from pwmbench.pwm.cell import total_steps
 
         try:
@@ -329,29 +359,30 @@ class ProgressBoard:
         except PwmbenchError:  # a task this process cannot resolve: count its epochs
             return cell.config.max_epochs
 
-    def _epochs(self, cell: Cell) -> tuple[int, dict[str, Any] | None]:
-        if cell.key in self.done:
-            return self.totals[cell.key], None
+    def _progress(self, item: Tracked) -> tuple[int, dict[str, Any] | None]:
+        if item.key in self.done:
+            return item.total, None
         try:
-            info = json.loads((cell.directory(self.out) / PROGRESS_FILE).read_text())
-            return int(info["epoch"]), info
+            info = json.loads((item.directory / PROGRESS_FILE).read_text())
+            return min(int(info["epoch"]), item.total), info
         except (OSError, ValueError, KeyError):
             return 0, None
 
     def draw(self, final: bool = False) -> None:
-        total = sum(self.totals.values())
-        states = [(c, *self._epochs(c)) for c in self.cells]
-        done_epochs = sum(e for _, e, _ in states)
+        total = sum(i.total for i in self.items)
+        states = [(i, *self._progress(i)) for i in self.items]
+        done_units = sum(e for _, e, _ in states)
         elapsed = time.time() - self.start
-        eta = elapsed / done_epochs * (total - done_epochs) if done_epochs else float("nan")
-        frac = done_epochs / total if total else 1.0
-        head = f"cells {len(self.done)}/{len(self.cells)} [{'#' * int(30 * frac)}{'.' * (30 - int(30 * frac))}] {100 * frac:.0f}%"
+        eta = elapsed / done_units * (total - done_units) if done_units else float("nan")
+        frac = done_units / total if total else 1.0
+        finished = sum(i.key in self.done for i in self.items)
+        head = f"{self.noun} {finished}/{len(self.items)} [{'#' * int(30 * frac)}{'.' * (30 - int(30 * frac))}] {100 * frac:.0f}%"
         head += f"  elapsed {elapsed / 60:.1f} min" + (f"  ETA {eta / 60:.1f} min" if eta == eta else "")
         lines = [head]
-        for cell, epochs, info in states:
-            if info is not None and cell.key not in self.done:
+        for item, units, info in states:
+            if info is not None and item.key not in self.done:
                 ev = info.get("eval_return")
-                lines.append(f"  {cell.task} {cell.variant} seed {cell.seed}: {'epoch' if self.totals[cell.key] == cell.config.max_epochs else 'step'} {epochs}/{self.totals[cell.key]}" + (f", eval {ev:.1f}" if ev is not None else ""))
+                lines.append(f"  {item.label}: {item.unit} {units}/{item.total}" + (f", eval {ev:.1f}" if ev is not None else ""))
         if self.tty:
             if self._lines:
                 self.stream.write(f"\x1b[{self._lines}F\x1b[J")
@@ -362,10 +393,13 @@ class ProgressBoard:
             self._last_plain = time.time()
         self.stream.flush()
 
-    def finished(self, cell: Cell, status: str) -> None:
-        self.done.add(cell.key)
+    def finished(self, what: Cell | str, status: str) -> None:
+        """A cell (or a job, by key) ended with `status`."""
+        key = what if isinstance(what, str) else what.key
+        self.done.add(key)
+        label = next((i.label for i in self.items if i.key == key), key)
         if not self.tty:
-            self.stream.write(f"  finished {cell.task} {cell.variant} seed {cell.seed}: {status}\n")
+            self.stream.write(f"  finished {label}: {status}\n")
 
 
 def plan(suite: Suite, out: Path, filters: dict[str, set[str]] | None = None, restart: bool = False) -> tuple[list[Cell], list[Cell]]:
@@ -514,7 +548,7 @@ def run_suite(
 
 def _execute(runner: Any, jobs: list[Job], cell_of: dict[str, Cell], todo: list[Cell], out: Path, summary: RunSummary, progress: bool, stream: Any) -> None:
     start = time.time()
-    board = ProgressBoard(todo, out, stream) if progress and todo else None
+    board = ProgressBoard(todo, out, stream, items=tracked_jobs(jobs, cell_of, out)) if progress and todo else None
     try:
         if board is not None:
             board.__enter__()
@@ -524,6 +558,8 @@ def _execute(runner: Any, jobs: list[Job], cell_of: dict[str, Cell], todo: list[
                 if isinstance(outcome, BaseException):
                     summary.errors[job.key] = f"{type(outcome).__name__}: {outcome}"
                     summary.problems.append(_record_error(cell, out, outcome, job))
+                if board is not None:
+                    board.finished(job.key, "error" if isinstance(outcome, BaseException) else str(outcome))
                 continue
             if isinstance(outcome, BaseException):
                 summary.errors[job.key] = f"{type(outcome).__name__}: {outcome}"
@@ -537,7 +573,7 @@ def _execute(runner: Any, jobs: list[Job], cell_of: dict[str, Cell], todo: list[
                     summary.problems += cell_problems(cell, out) or [
                         Problem(cell.task, cell.variant, cell.seed, status, "the cell wrote no run.arrow", cell.directory(out))]
             if board is not None:
-                board.finished(cell, status)
+                board.finished(job.key, status)
     except BaseException:
         runner.cancel()
         raise

@@ -209,3 +209,28 @@ def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_on
     assert again == [f"{cell.key}|member|29", cell.key]
     assert run_suite(suite, tmp_path / "jobs", workers=1, progress=False).ok
     assert table(cell_dir, "run.arrow")[1]["final_return"] == table(tmp_path / "inline", "run.arrow")[1]["final_return"]
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_results_is_refused_naming_the_first(tmp_path, workers_see_the_test_modules):
+    import signal
+    import time
+
+    from test_runner import write_suite
+
+    suite = write_suite(tmp_path, epochs=400, seeds=(1,))
+    out = tmp_path / "out"
+    first = subprocess.Popen([sys.executable, "-m", "pwmbench", "run", str(suite), "--out", str(out), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (out / ".pwmbench.lock").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert (out / ".pwmbench.lock").exists(), first.stdout.read() if first.poll() is not None else "no lock"
+        second = subprocess.run([sys.executable, "-m", "pwmbench", "run", str(suite), "--out", str(out), "--no-progress"],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert second.returncode == 2 and f"pid {first.pid}" in second.stderr and "in use by another pwmbench run" in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+    assert not (out / ".pwmbench.lock").exists()  # released on Ctrl-C
