@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
-SCHEMA_VERSION = 4  # 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
+SCHEMA_VERSION = 5  # 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 
 # Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
 CURVE_KEYS = ("epoch", "env_steps", "wall_s")
@@ -35,6 +35,10 @@ CURVE_METRICS = (
     # model quality on the held-out evaluation episodes (pwm/diagnostics.py), on evaluation epochs
     "model_error_1", "model_error_copy", "model_error_ratio_copy", "model_error_H", "model_error_copy_H",
     "model_error_ratio_copy_H", "model_reward_error_H", "model_windows",
+    # gradient quality against the simulator (pwm/gradient_probe.py): rows of phase "probe", one per horizon
+    "probe_horizon", "grad_sim_cosine", "grad_sim_rel_error", "grad_wm_norm", "grad_sim_norm",
+    "grad_wm_esnr_global", "grad_wm_esnr_pwm", "grad_sim_esnr_global", "grad_sim_esnr_pwm",
+    "grad_sim_var", "grad_sim_rel_std", "time_probe",
 )
 CURVES_SCHEMA = pa.schema(
     [pa.field("epoch", pa.int64()), pa.field("env_steps", pa.int64()), pa.field("wall_s", pa.float64())]
@@ -71,6 +75,10 @@ RUN_FIELDS = [
     ("wm_recipe", _S), ("pretrain_iterations", _I), ("pretrain_wall_s", _F),
     # the task's score definition at run time (TaskSpec.score_record) and the success rate it may be scored on
     ("score_kind", _S), ("score_random", _F), ("score_reference", _F), ("score_source", _S), ("final_success", _F),
+    # gradient quality (pwm/gradient_probe.py) at the training horizon: medians over the run's last half of probes
+    ("grad_probe_horizon", _I), ("grad_sim_cosine_median", _F), ("grad_sim_rel_error_median", _F),
+    ("grad_wm_esnr_global_median", _F), ("grad_sim_esnr_global_median", _F), ("grad_sim_rel_std_median", _F),
+    ("time_probe_mean", _F),
 ]
 RUNS_SCHEMA = pa.schema([pa.field(n, t) for n, t in RUN_FIELDS], metadata={"pwmbench_schema_version": str(SCHEMA_VERSION), "table": "runs"})
 STATUSES = ("ok", "failed", "diverged")

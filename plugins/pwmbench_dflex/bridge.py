@@ -50,23 +50,30 @@ class _SimStep(torch.autograd.Function):
     def backward(ctx, grad_q: torch.Tensor | None, grad_qd: torch.Tensor | None):
         wp, tape = ctx.sim.wp, ctx.tape
         q_out, qd_out = ctx.outputs
+        _zero(tape, ctx.inputs, ctx.outputs)  # a retained step may be differentiated again: start from clean adjoints
         seeds = {}
         for out, grad in ((q_out, grad_q), (qd_out, grad_qd)):
             g = torch.zeros(out.shape, dtype=torch.float32, device=wp.device_to_torch(out.device)) if grad is None else grad
             seeds[out] = wp.from_torch(g.detach().to(torch.float32).contiguous().clone(), dtype=wp.float32)
         tape.backward(grads=seeds)
         grads = tuple(wp.to_torch(x.grad).clone() for x in ctx.inputs)
-        tape.reset()
-        ctx.tape = ctx.inputs = ctx.outputs = None  # free the recorded arrays
+        # the tape and its arrays live as long as torch's graph holds this step (freed with it): a graph kept with
+        # retain_graph=True can be differentiated again, e.g. by micro-batch (the gradient probe, ESNR)
         return (*grads, None)
+
+
+def _zero(tape, inputs, outputs) -> None:
+    tape.zero()
+    for array in (*inputs, *outputs):
+        if array.grad is not None:
+            array.grad.zero_()
 
 
 def sim_step(sim: Simulator, q: torch.Tensor, qd: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One differentiable env step: (q', q̇') = step(q, q̇, act) with gradients to all three inputs.
 
     q [num_envs, coord_count], q̇ and act [num_envs, dof_count], float32 torch tensors on the simulator's device.
-    A second backward through the same step is an error (the tape is freed after the first), as with
-    `retain_graph=False`."""
+    With `retain_graph=True` the step can be differentiated again (its tape is kept until torch frees the graph)."""
     if not sim.requires_grad:
         raise ValueError("sim_step needs a Simulator built with requires_grad=True (use Simulator.step without gradients)")
     expected = {"q": sim.model.coord_count, "qd": sim.model.dof_count, "act": sim.model.dof_count}

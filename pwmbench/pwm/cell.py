@@ -26,6 +26,7 @@ from pwmbench.provenance import provenance
 from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
+from pwmbench.pwm.gradient_probe import probe_summary
 from pwmbench.pwm.policy_file import POLICY_FILE, save_policy
 from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE, save_pretrained_wm
 from pwmbench.pwm.trainer import Diverged, PWMTrainer
@@ -164,6 +165,8 @@ def _curves(trainer: PWMTrainer, ident: dict[str, str]) -> pa.Table:
     if trainer.pretraining is not None and trainer.pretraining.curves:
         tables.append(curves_table(trainer.pretraining.curves, {**ident, "phase": "pretrain"}))
     tables.append(curves_table(trainer.curves, {**ident, "phase": "train"}))
+    if trainer.probe_curves:
+        tables.append(curves_table(trainer.probe_curves, {**ident, "phase": "probe"}))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -233,6 +236,7 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         "config_hash": config_hash(cfg),
         "schema_version": SCHEMA_VERSION,
         **final_model_quality(curves),
+        **probe_summary(trainer.probe_curves, cfg.horizon),
         **trainer.task.spec.score_record(),
         "final_success": next((r.get("eval_success") for r in reversed(curves) if r.get("eval_return") is not None), None),
     }

@@ -86,6 +86,10 @@ class PWMConfig:
     pretrain_checkpoint: str | None = None  # load a pretrained world model instead (a finished cell's policy.pt or wm file)
     # model-quality diagnostics on held-out windows (pwm/diagnostics.py), at every evaluation
     diagnostics_windows: int = 256  # held-out (H+1)-step windows per measurement; 0 = off
+    # gradient quality against the simulator (pwm/gradient_probe.py), on tasks with a differentiable env
+    grad_probe_every: int = 0  # epochs between probes; 0 = off
+    grad_probe_horizons: tuple[int, ...] | None = None  # rollout lengths probed (None → the training horizon)
+    grad_probe_batches: int = 8  # micro-batches (groups of envs) for the probe's ESNR and gradient variance
 
     def validate(self) -> None:
         get_preset(self.preset).with_overrides(**self.world_model)
@@ -93,7 +97,11 @@ class PWMConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
-        for key in ("wm_iterations", "eval_every", "checkpoint_every", "esnr_every", "offline_wm_iterations"):
+        if self.grad_probe_horizons is not None and (not self.grad_probe_horizons or any(isinstance(h, bool) or h < 1 for h in self.grad_probe_horizons)):
+            raise ConfigError(f"grad_probe_horizons must be a non-empty list of integers ≥ 1, got {list(self.grad_probe_horizons)}")
+        if self.grad_probe_batches < 2:
+            raise ConfigError(f"grad_probe_batches must be ≥ 2 (a variance needs two micro-batches), got {self.grad_probe_batches}")
+        for key in ("wm_iterations", "eval_every", "checkpoint_every", "esnr_every", "offline_wm_iterations", "grad_probe_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be ≥ 0, got {getattr(self, key)}")
         if self.num_envs is not None and self.num_envs < 1:

@@ -35,18 +35,19 @@ class Actor(nn.Module):
         self.logstd = nn.Parameter(torch.full((act_dim,), float(init_logstd)))
         self.min_logstd = float(min_logstd)
 
-    def forward(self, z: Tensor, deterministic: bool = False) -> Tensor:
-        """Pre-tanh action: the mean, or a reparameterised sample (gradients reach the mean and log-std)."""
+    def forward(self, z: Tensor, deterministic: bool = False, noise: Tensor | None = None) -> Tensor:
+        """Pre-tanh action: the mean, or a reparameterised sample (gradients reach the mean and log-std); `noise`
+        gives the standard-normal draw instead of the global RNG (the gradient probe shares it between rollouts)."""
         with torch.no_grad():
             self.logstd.clamp_(min=self.min_logstd)
         mu = self.mu(z)
         if deterministic:
             return mu
-        return mu + self.logstd.exp() * torch.randn_like(mu)
+        return mu + self.logstd.exp() * (torch.randn_like(mu) if noise is None else noise)
 
-    def act(self, z: Tensor, deterministic: bool = False) -> Tensor:
+    def act(self, z: Tensor, deterministic: bool = False, noise: Tensor | None = None) -> Tensor:
         """tanh-squashed action in [−1, 1]."""
-        return torch.tanh(self(z, deterministic))
+        return torch.tanh(self(z, deterministic, noise))
 
 
 class CriticEnsemble(nn.Module):

@@ -41,6 +41,7 @@ from pwmbench.pwm.critic import update_critic
 from pwmbench.pwm.diagnostics import EpisodeRecorder, diagnose, window_generator
 from pwmbench.pwm.episodes import EpisodeStats
 from pwmbench.pwm.esnr import gradient_snr
+from pwmbench.pwm.gradient_probe import GradientProbe, ProbeParts
 from pwmbench.pwm.networks import Actor, CriticEnsemble
 from pwmbench.pwm.normalizers import RunningMeanStd
 from pwmbench.pwm.pretrain import Pretraining
@@ -117,6 +118,10 @@ class PWMTrainer:
         self._eval_env: Any = None
         # PWM's single-task pretraining (pwm/pretrain.py): data checked and a checkpoint loaded here, before training
         self.pretraining = Pretraining(self) if (cfg.pretrain_data or cfg.pretrain_checkpoint) else None
+        # gradient quality against the simulator (pwm/gradient_probe.py): rows of curves phase "probe"
+        self.probe_curves: list[dict[str, Any]] = []
+        self.grad_probe = (GradientProbe(task, self.num_envs, seed, cfg.device, cfg.grad_probe_horizons or (cfg.horizon,), cfg.grad_probe_batches)
+                           if cfg.grad_probe_every else None)  # fmt: skip
 
     # ------------------------------------------------------------------ pieces
     def _norm_obs(self, obs: Tensor) -> Tensor:
@@ -144,6 +149,26 @@ class PWMTrainer:
         v = float(value.detach()) if isinstance(value, Tensor) else float(value)
         if not math.isfinite(v):
             raise Diverged(self.epoch, quantity, v)
+
+    # ------------------------------------------------------------------ gradient probe
+    def probe_parts(self) -> ProbeParts:
+        """What the gradient probe shares with training: actor, critic, encoder, model step, reward scale, loss scale."""
+        cfg, rew_rms = self.cfg, self.rew_rms
+        return ProbeParts(
+            actor=self.actor, value=self.critic.min, encode=lambda obs: self.wm.encode(self._norm_obs(obs)), model_step=self.wm.step,
+            reward_scale=(lambda r: rew_rms.normalize(r, clip=cfg.rew_clip)) if rew_rms is not None else (lambda r: r),
+            gamma=cfg.gamma, detach=cfg.detach, loss_scale=float(self.ret_rms.std()) if self.ret_rms is not None else None,
+        )  # fmt: skip
+
+    def run_probe(self) -> float:
+        """Probe every `grad_probe_every` epochs from the current real states; returns the seconds it took."""
+        if self.grad_probe is None or self.epoch % self.cfg.grad_probe_every != 0:
+            return 0.0
+        start = time.perf_counter()
+        self.probe_curves += self.grad_probe.run(self.probe_parts(), self.env.state_dict(), self.obs, self.epoch, self.env_steps)
+        for p in (*self.actor.parameters(), *self.critic.parameters(), *self.wm.parameters()):
+            p.grad = None
+        return time.perf_counter() - start
 
     # ------------------------------------------------------------------ 1. actor
     def imagine(self, timers: dict[str, float]) -> tuple[Tensor, _Window]:
@@ -280,6 +305,7 @@ class PWMTrainer:
         start = time.perf_counter()
         timers = dict.fromkeys(("time_env", "time_imagine", "time_actor_backward", "time_critic", "time_wm", "time_esnr"), 0.0)
         metrics: dict[str, Any] = {}
+        probe_s = 0.0
         if self.pretraining is not None and not self.pretraining.done:
             self.pretrain()
         if not self.buffer.can_sample(cfg.horizon):
@@ -287,6 +313,7 @@ class PWMTrainer:
             with torch.no_grad():
                 self.imagine(timers)
         else:
+            probe_s = self.run_probe()
             metrics.update(self._set_learning_rates())
             actor_metrics, window = self.update_actor(timers)
             metrics.update(actor_metrics)
@@ -305,7 +332,7 @@ class PWMTrainer:
         metrics.update(self.episodes.metrics())
         metrics.update(
             time_epoch=elapsed,
-            fps=cfg.horizon * self.num_envs / (elapsed - timers["time_esnr"]),  # measuring ESNR is not training cost
+            fps=cfg.horizon * self.num_envs / (elapsed - timers["time_esnr"] - probe_s),  # measuring is not training cost
             actor_std=float(self.actor.logstd.detach().exp().mean()),
             nfe=float(self.wm.dynamics.evals_per_next),
         )
@@ -375,6 +402,7 @@ class PWMTrainer:
             "wm_bootstrapped": self.wm_bootstrapped,
             "pretrain": self.pretraining.state_dict() if self.pretraining is not None else None,
             "curves": list(self.curves),
+            "probe_curves": list(self.probe_curves),
             "obs": self.obs.clone(),
             "models": {k: m.state_dict() for k, m in (("wm", self.wm), ("actor", self.actor), ("critic", self.critic))},
             "optimizers": {k: o.state_dict() for k, o in (("wm", self.wm_opt), ("actor", self.actor_opt), ("critic", self.critic_opt))},
@@ -396,6 +424,7 @@ class PWMTrainer:
             raise ConfigError("this task's environments cannot save and restore their state, so the run cannot resume; pass --restart")
         self.epoch, self.env_steps, self.wall_s = state["epoch"], state["env_steps"], state["wall_s"]
         self.wm_bootstrapped, self.curves, self.obs = state["wm_bootstrapped"], list(state["curves"]), state["obs"].clone()
+        self.probe_curves = list(state.get("probe_curves", []))
         for key, module in (("wm", self.wm), ("actor", self.actor), ("critic", self.critic)):
             module.load_state_dict(state["models"][key])
         for key, opt in (("wm", self.wm_opt), ("actor", self.actor_opt), ("critic", self.critic_opt)):
