@@ -52,11 +52,13 @@ def build_report(results: str | Path, out: str | Path, candidates: list[str] | N
     _csv([{"candidate": v.candidate, **t.to_dict()} for v in scoring.verdicts for t in v.tasks], out / "summary.csv")
     (out / "verdict.json").write_text(json.dumps(scoring.to_dict(), indent=1, default=str))
     path = out / "report.md"
-    path.write_text(_markdown(runs, suite, scoring, plots))
+    plots += _gradient_plots(curves, out)
+    path.write_text(_markdown(runs, suite, scoring, plots, curves))
     return path
 
 
-def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scoring, plots: list[str]) -> str:
+def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scoring, plots: list[str], curves: list[dict[str, Any]] | None = None) -> str:
+    curves = curves or []
     b = scoring.baseline
     names = ", ".join(v.candidate for v in scoring.verdicts)
     lines = [f"# pwmbench report — {suite.get('name', 'results')}: {names} vs {b}", "",
@@ -68,6 +70,7 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
     lines += _matched(runs, suite, scoring)
     lines += _data_use(runs)
     lines += _model_quality(runs)
+    lines += _gradient_quality(curves)
     lines += ["## Settings that matter", ""]
     configs = {r["variant"]: json.loads(r["config"]) for r in runs if r.get("config")}
     if b in configs:
@@ -347,3 +350,93 @@ def _score_plots(runs: list[dict[str, Any]], curves: list[dict[str, Any]], scori
 
     names.append(report_plots.normalised_curves([r for r in rows if r["variant"] in scores], normalise, out, reps=reps))
     return [n for n in names if n]
+
+
+PROBE_COLUMNS = (("grad_sim_cosine", "cosine"), ("grad_sim_rel_error", "relative error"), ("grad_sim_rel_std", "simulator noise (rel. std)"),
+                 ("grad_wm_esnr_global", "ESNR model"), ("grad_sim_esnr_global", "ESNR simulator"), ("time_probe", "probe (s)"))  # fmt: skip
+
+
+def _probe_runs(curves: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[int, list[dict[str, Any]]]]:
+    """(task, variant, horizon) → seed → the run's probe rows in epoch order."""
+    out: dict[tuple[str, str, int], dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in sorted((r for r in curves if r.get("phase") == "probe" and r.get("probe_horizon") is not None), key=lambda r: r["epoch"]):
+        out[(r["task"], r["variant"], int(r["probe_horizon"]))][int(r["seed"])].append(r)
+    return out
+
+
+def _gradient_quality(curves: list[dict[str, Any]]) -> list[str]:
+    """The gradient probe per task × variant × horizon: each run's median over its last half of probes, then mean ± std
+    over seeds (pwm/gradient_probe.py)."""
+    runs = _probe_runs(curves)
+    if not runs:
+        return []
+    lines = ["## Gradient quality", "",
+             "The actor gradient each world model gives, held against the differentiable simulator's from the same real "
+             "states and the same actor noise (pwm/gradient_probe.py): cosine 1 and relative error 0 would be the "
+             "simulator's own gradient. Per run the median over its last half of probes, then mean ± std over seeds. "
+             "\"Simulator noise\" is the simulator gradient's own standard deviation over its norm: a relative error near "
+             "it is as good as the simulator's noise allows.", "",
+             "| task | variant | horizon | seeds | " + " | ".join(name for _, name in PROBE_COLUMNS) + " |",
+             "|---|---|---|---|" + "---|" * len(PROBE_COLUMNS)]  # fmt: skip
+    for (task, variant, horizon), seeds in sorted(runs.items()):
+        cells = []
+        for column, _ in PROBE_COLUMNS:
+            per_run = []
+            for rows in seeds.values():
+                late = [float(r[column]) for r in rows[len(rows) // 2 :] if r.get(column) is not None and math.isfinite(r[column])]
+                if late:
+                    late.sort()
+                    mid = len(late) // 2
+                    per_run.append(late[mid] if len(late) % 2 else 0.5 * (late[mid - 1] + late[mid]))
+            if per_run:
+                m, sd = _mean_std(per_run)
+                cells.append(f"{m:.3g} ± {sd:.2g}")
+            else:
+                cells.append("-")
+        lines.append(f"| {task} | {variant} | {horizon} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _gradient_plots(curves: list[dict[str, Any]], out: Path) -> list[str]:
+    """Cosine and relative error over training, per task (rows) and horizon (columns), a line per variant."""
+    runs = _probe_runs(curves)
+    if not runs:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = sorted({k[0] for k in runs})
+    horizons = sorted({k[2] for k in runs})
+    variants = sorted({k[1] for k in runs})
+    names = []
+    for column, fname, label in (("grad_sim_cosine", "gradient_cosine.png", "cosine(g_model, g_simulator)"),
+                                 ("grad_sim_rel_error", "gradient_rel_error.png", "‖g_model − g_sim‖ / ‖g_sim‖")):  # fmt: skip
+        fig, axes = plt.subplots(len(tasks), len(horizons), figsize=(4.2 * len(horizons), 3.2 * len(tasks)), squeeze=False)
+        for i, task in enumerate(tasks):
+            for j, horizon in enumerate(horizons):
+                ax = axes[i][j]
+                for k, variant in enumerate(variants):
+                    seeds = runs.get((task, variant, horizon))
+                    if not seeds:
+                        continue
+                    length = min(len(v) for v in seeds.values())
+                    steps = np.array([r["env_steps"] for r in next(iter(seeds.values()))[:length]])
+                    values = np.array([[r[column] if r.get(column) is not None else np.nan for r in v[:length]] for v in seeds.values()], float)
+                    m, sd = np.nanmean(values, 0), np.nanstd(values, 0)
+                    ax.plot(steps, m, color=f"C{k}", label=variant)
+                    ax.fill_between(steps, m - sd, m + sd, color=f"C{k}", alpha=0.2)
+                if column == "grad_sim_rel_error":
+                    ax.set_yscale("log")
+                    ax.axhline(1.0, color="grey", ls="--", lw=0.8)
+                ax.set_title(f"{task}, horizon {horizon}", fontsize=9)
+                ax.set_xlabel("env steps")
+                ax.set_ylabel(label, fontsize=8)
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=110)
+        plt.close(fig)
+        names.append(fname)
+    return names

@@ -24,7 +24,7 @@ from typing import Any
 
 from pwmbench.errors import PwmbenchError, suggest
 from pwmbench.results import read_dir
-from pwmbench.stats import BOOTSTRAP_REPS, Estimate, aggregate, probability_of_improvement_ci, welch, welch_power
+from pwmbench.stats import BOOTSTRAP_REPS, Estimate, aggregate, mean_difference_ci, probability_of_improvement_ci, welch, welch_power
 
 WELCH_ALPHA = 0.05
 PCT_MIN_BASELINE = 0.05  # Δ% is shown only when the baseline's normalised score is at least this far from 0
@@ -473,10 +473,31 @@ def _criteria(comparisons, runs, suite, b, c, by, reps, cache):
     if esnr[b] and esnr[c]:
         b_esnr, c_esnr = statistics.median(esnr[b]), statistics.median(esnr[c])
         crit.append(Criterion(f"actor-gradient ESNR of {c} (global, median over runs) higher than {b}'s", f"{c_esnr:.3g} vs {b_esnr:.3g}", "> baseline", c_esnr > b_esnr, False))
+    crit += _gradient_criterion(runs, b, c, reps)
     ratios = [t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio]
     mean_ratio = statistics.mean(ratios) if ratios else math.nan
     crit.append(Criterion(f"wall-clock ratio {c} / {b}", f"{mean_ratio:.2f}×", "≤ 2×", bool(ratios) and mean_ratio <= 2.0, False))
     return crit, aggregates, notes
+
+
+def _gradient_criterion(runs: list[dict[str, Any]], b: str, c: str, reps: int) -> list[Criterion]:
+    """Ideal: the candidate's policy gradient is closer to the simulator's than the baseline's (gradient probe: each
+    run's median cosine over its last half of probes; per-task means, the difference averaged over tasks, with a
+    stratified-bootstrap CI). Only where both arms were probed."""
+    cos: dict[str, dict[str, list[float]]] = {b: defaultdict(list), c: defaultdict(list)}
+    for r in runs:
+        value = r.get("grad_sim_cosine_median")
+        if r["variant"] in cos and run_failure(r) is None and value is not None and math.isfinite(value):
+            cos[r["variant"]][r["task"]].append(float(value))
+    if not (set(cos[b]) & set(cos[c])):
+        return []
+    diff = mean_difference_ci(cos[c], cos[b], reps=reps)
+    shared = sorted(set(cos[b]) & set(cos[c]))
+    mean_c = statistics.mean(statistics.mean(cos[c][t]) for t in shared)
+    mean_b = statistics.mean(statistics.mean(cos[b][t]) for t in shared)
+    horizon = next((r.get("grad_probe_horizon") for r in runs if r.get("grad_probe_horizon") is not None), None)
+    return [Criterion(f"policy gradient of {c} closer to the simulator's than {b}'s (cosine at horizon {horizon})",
+                      f"{mean_c:.3f} vs {mean_b:.3f}, Δ {diff.value:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]", "Δ > 0", diff.value > 0, False)]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- text

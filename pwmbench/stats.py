@@ -190,6 +190,22 @@ def probability_of_improvement_ci(x: Scores, y: Scores, reps: int = BOOTSTRAP_RE
     return _interval(point, np.concatenate(samples) if samples else np.array([]), level)
 
 
+def mean_difference_ci(x: Scores, y: Scores, reps: int = BOOTSTRAP_REPS, seed: int = 0, level: float = 0.95) -> Estimate:
+    """Mean over the shared tasks of (mean of x − mean of y), with a stratified-bootstrap CI (x and y resampled
+    independently within each task)."""
+    tasks = _shared(x, y)
+    rx, ry = _Runs({t: x[t] for t in tasks}), _Runs({t: y[t] for t in tasks})
+    if not tasks:
+        return Estimate(math.nan, math.nan, math.nan)
+    point = float(np.mean([a.mean() - b.mean() for a, b in zip(rx.arrays, ry.arrays)]))
+    rng = np.random.default_rng(seed)
+    samples = []
+    for size in _chunks(reps):
+        a, b = rx.resample(rng, size), ry.resample(rng, size)
+        samples.append(np.mean([ai.mean(axis=1) - bi.mean(axis=1) for ai, bi in zip(a, b)], axis=0))
+    return _interval(point, np.concatenate(samples), level)
+
+
 def performance_profile(
     scores: Scores, taus: Sequence[float], reps: int = BOOTSTRAP_REPS, seed: int = 0, level: float = 0.95
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

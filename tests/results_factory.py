@@ -3,15 +3,18 @@
 import json
 from pathlib import Path
 
+import pyarrow as pa
+
 from pwmbench.pwm.config import resolve_config
 from pwmbench.results import curves_table, run_table, write_table_atomic
 
 
-def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall=None, thresholds=None, suite_extra=None, scores=None, first_eval=None, suite_json=True):
+def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall=None, thresholds=None, suite_extra=None, scores=None, first_eval=None, suite_json=True, probe=None):
     """returns: {(task, variant): [per-seed final returns]}; writes cells, curves and suite.json.
 
     scores: {task: (random, reference)} recorded in the run rows as the task's fixed references (none: fallback);
-    first_eval: the first evaluation return of every run (default: a third of its final return)."""
+    first_eval: the first evaluation return of every run (default: a third of its final return);
+    probe: {(task, variant): [per-seed gradient cosine]} → probe curve rows (horizon 4) and the run rows' median."""
     statuses, params, wall = statuses or {}, params or {}, wall or {}
     variants = sorted({v for _, v in returns})
     for (task, variant), values in returns.items():
@@ -23,7 +26,13 @@ def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall
                 for e in (1, 2, 3)
             ]
             cell = root / "cells" / task.replace("/", "__") / variant / str(seed)
-            write_table_atomic(curves_table(rows, ident), cell / "curves.arrow")
+            table = curves_table(rows, {**ident, "phase": "train"})
+            cosine = (probe or {}).get((task, variant))
+            if cosine is not None:
+                c = cosine[(42, 123, 456).index(seed)]
+                probe_rows = [{"epoch": e, "env_steps": 100 * e, "probe_horizon": 4.0, "grad_sim_cosine": c, "grad_sim_rel_error": 1 - c, "time_probe": 0.1} for e in (1, 2, 3)]
+                table = pa.concat_tables([table, curves_table(probe_rows, {**ident, "phase": "probe"})])
+            write_table_atomic(table, cell / "curves.arrow")
             threshold = (thresholds or {}).get(task)
             steps = next((r["env_steps"] for r in rows if threshold is not None and r["eval_return"] >= threshold), None)
             status = statuses.get((task, variant, seed), "ok")
@@ -34,6 +43,8 @@ def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall
                         "epochs": 3, "env_steps": 300, "wall_s": wall.get(variant, 10.0), "params_total": params.get(variant, 1000),
                         "config": cfg.to_json(), "threshold": threshold, "steps_to_threshold": steps,
                         "reason": None if status == "ok" else "wm_loss became nan at epoch 2",
+                        **({"grad_sim_cosine_median": (probe or {})[(task, variant)][(42, 123, 456).index(seed)], "grad_probe_horizon": 4}
+                           if (task, variant) in (probe or {}) else {}),
                         **({"score_kind": "return", "score_random": scores[task][0], "score_reference": scores[task][1], "score_source": "test"}
                            if scores and task in scores else {}),
                     }

@@ -159,3 +159,21 @@ def test_probing_never_changes_training(dynamics):
     assert probes and {r["probe_horizon"] for r in probes} == {1.0, 8.0} and not runs[0].probe_curves
     assert all(math.isfinite(r["grad_sim_cosine"]) and -1 <= r["grad_sim_cosine"] <= 1 for r in probes)
     assert {r["epoch"] % 4 for r in probes} == {0}
+
+
+def test_score_and_report_show_gradient_quality(tmp_path):
+    from results_factory import write_results
+
+    from pwmbench.report import build_report
+    from pwmbench.scoring import compare, load_results
+
+    returns = {("dmc/a", "mlp"): [1, 2, 3], ("dmc/a", "flow"): [2, 3, 4], ("dmc/b", "mlp"): [1, 2, 3], ("dmc/b", "flow"): [2, 3, 4]}
+    probe = {("dmc/a", "mlp"): [0.2, 0.3, 0.4], ("dmc/a", "flow"): [0.5, 0.6, 0.7], ("dmc/b", "mlp"): [0.1, 0.1, 0.1], ("dmc/b", "flow"): [0.3, 0.3, 0.3]}
+    root = write_results(tmp_path / "r", returns, probe=probe)
+    runs, suite, curves = load_results(root, curves=True)
+    crit = {c.name: c for c in compare(runs, suite, reps=500, curves=curves).criteria}
+    gq = crit["policy gradient of flow closer to the simulator's than mlp's (cosine at horizon 4)"]
+    assert gq.passed and not gq.required and gq.value.startswith("0.450 vs 0.200, Δ +0.250 [")
+    text = build_report(root, tmp_path / "out", reps=200).read_text()
+    assert "## Gradient quality" in text and "| dmc/a | flow | 4 | 3 | 0.6 ± 0.1 |" in text
+    assert (tmp_path / "out" / "gradient_cosine.png").stat().st_size > 0 and "![gradient_rel_error.png]" in text
