@@ -622,7 +622,10 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
                 from pwmbench.pwm.checkpoint import load_checkpoint
 
                 if (directory / WORLD_MODEL_FILE).exists():
-                    wm = load_checkpoint(directory / WORLD_MODEL_FILE)["status"]
+                    try:
+                        wm = load_checkpoint(directory / WORLD_MODEL_FILE)["status"]
+                    except PwmbenchError as exc:
+                        wm = f"corrupt ({exc})"
                     rows.append({"job": f"{cell.key}|world_model", "state": "done" if wm == "ok" else wm, "detail": None})
                 for member in sorted((directory / MEMBERS_DIR).glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else 0):
                     rows.append(_file_state(f"{cell.key}|member|{member.name}", member, member / "member_run.arrow"))

@@ -84,14 +84,10 @@ def load_env(name: str, seed: int) -> Any:
 _MODEL_FIELDS = ("body_pos", "body_quat", "site_pos", "site_quat", "geom_pos", "geom_quat", "eq_data")
 
 
-@dataclass(frozen=True)
-class _MjView:
-    """A saved attribute that was a view into `env.<owner>.<field>` (flat element offset, shape)."""
-
-    owner: str
-    field: str
-    start: int
-    shape: tuple[int, ...]
+def _mj_view(owner: str, field: str, start: int, shape: tuple[int, ...]) -> dict[str, Any]:
+    """A saved attribute that was a view into `env.<owner>.<field>` (flat element offset, shape): a plain dict, so
+    that checkpoints load without unpickling any class."""
+    return {"__mjview__": [owner, field, int(start), [int(n) for n in shape]]}
 
 
 def _address(array: np.ndarray) -> int:
@@ -105,7 +101,7 @@ def _owned_by_python(array: np.ndarray) -> bool:
     return isinstance(base, np.ndarray)
 
 
-def _locate_view(env: Any, array: np.ndarray) -> _MjView:
+def _locate_view(env: Any, array: np.ndarray) -> dict[str, Any]:
     start = _address(array)
     for owner in ("data", "model"):
         obj = getattr(env, owner)
@@ -123,7 +119,7 @@ def _locate_view(env: Any, array: np.ndarray) -> _MjView:
             offset = start - _address(buf)
             if 0 <= offset < buf.nbytes and offset % buf.itemsize == 0:
                 if array.flags.c_contiguous and offset + array.nbytes <= buf.nbytes:
-                    return _MjView(owner, field, offset // buf.itemsize, tuple(array.shape))
+                    return _mj_view(owner, field, offset // buf.itemsize, tuple(array.shape))
                 raise TypeError(
                     f"{type(env).__name__}: an attribute is a strided view of {owner}.{field}; cannot save it"
                 )
@@ -164,9 +160,10 @@ def _thaw(env: Any, value: Any, memo: dict[int, Any]) -> Any:
     """The inverse of `_freeze`, copying again so that one saved state can be loaded many times."""
     if id(value) in memo:
         return memo[id(value)]
-    if isinstance(value, _MjView):
-        buf = getattr(getattr(env, value.owner), value.field).reshape(-1)
-        out: Any = buf[value.start : value.start + int(np.prod(value.shape))].reshape(value.shape)
+    if isinstance(value, dict) and "__mjview__" in value:
+        owner, field, start, shape = value["__mjview__"]
+        buf = getattr(getattr(env, owner), field).reshape(-1)
+        out: Any = buf[start : start + int(np.prod(shape))].reshape(tuple(shape))
     elif isinstance(value, np.ndarray):
         out = value.copy()
     elif isinstance(value, list):

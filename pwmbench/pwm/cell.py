@@ -12,6 +12,7 @@ one is not: started again, the cell discards it and resumes from its last checkp
 from __future__ import annotations
 
 import json
+import sys
 import statistics
 import traceback
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import pyarrow as pa
 from pwmbench.interfaces import RunEvent, TaskSet
 from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
-from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
+from pwmbench.pwm.checkpoint import CorruptCheckpoint, discard_corrupt, load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.gradient_probe import probe_summary
@@ -94,7 +95,12 @@ def train_cell(
         return _train_task_set(task, cfg, seed, out, ident, progress)
     trainer = PWMTrainer(task, cfg, seed)
     if ckpt_path.exists():
-        trainer.load_state_dict(load_checkpoint(ckpt_path))
+        try:
+            saved = load_checkpoint(ckpt_path)
+        except CorruptCheckpoint as exc:  # never trusted: the cell starts again from scratch
+            print(f"warning: {exc}; moved to {discard_corrupt(ckpt_path).name}, training {out} from the start", file=sys.stderr)
+        else:
+            trainer.load_state_dict(saved)
     discard_failure()
     resumed_from = trainer.epoch
     plugins.emit(RunEvent("started", ident, step=trainer.epoch, config=cfg.to_dict()))

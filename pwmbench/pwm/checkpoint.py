@@ -1,13 +1,106 @@
-"""Atomic checkpoints of a cell's full training state (written to a temp file, then renamed)."""
+"""Checkpoints of a cell's training state: atomic (a temp file, then a rename), checksummed, and loaded without
+unpickling code.
+
+A checkpoint is written as plain data — tensors, numbers, strings, lists, tuples, dicts — so that it loads with
+`torch.load(weights_only=True)`: a checkpoint someone tampered with cannot run code on resume. NumPy arrays and
+scalars (RNG states, MuJoCo state) are stored as tensors of their bytes with dtype and shape and turned back on load;
+any other object is refused when saving, naming where it is. A SHA-256 of the file is written next to it
+(`<name>.sha256`); a checkpoint that is truncated, garbled or does not match its checksum raises `CorruptCheckpoint`
+naming the file, and the cell starts that part again instead of trusting it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from pwmbench.errors import PwmbenchError
+
+
+class CorruptCheckpoint(PwmbenchError):
+    """A checkpoint that cannot be trusted: unreadable, truncated, not pwmbench's plain-data format, or its checksum
+    does not match."""
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def to_plain(value: Any, where: str = "state", memo: dict[int, Any] | None = None) -> Any:
+    """`value` as plain data `weights_only` loading accepts (objects shared stay shared)."""
+    memo = {} if memo is None else memo
+    if id(value) in memo:
+        return memo[id(value)]
+    if isinstance(value, np.generic):  # before the plain types: np.float64 is a float subclass, and pickles as NumPy
+        return to_plain(np.asarray(value), where, memo) | {"scalar": True}
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.Size, torch.dtype)):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise TypeError(f"cannot checkpoint {where}: a NumPy array of Python objects")
+        array = np.ascontiguousarray(value)
+        out: Any = {"__numpy__": torch.frombuffer(bytearray(array.tobytes()), dtype=torch.uint8) if array.nbytes else torch.zeros(0, dtype=torch.uint8),
+                    "dtype": array.dtype.str, "shape": list(value.shape)}  # fmt: skip
+    elif isinstance(value, complex):
+        return {"__complex__": [value.real, value.imag]}
+    elif isinstance(value, bytes):
+        return {"__bytes__": torch.frombuffer(bytearray(value), dtype=torch.uint8) if value else torch.zeros(0, dtype=torch.uint8)}
+    elif isinstance(value, dict):
+        out = type(value)() if type(value) in (dict,) or value.__class__.__name__ == "OrderedDict" else {}
+        for k, v in value.items():
+            if not isinstance(k, (str, int, float, bool, type(None))):
+                raise TypeError(f"cannot checkpoint {where}: a dict key of type {type(k).__name__}")
+            out[k] = to_plain(v, f"{where}/{k}", memo)
+    elif isinstance(value, list):
+        out = [to_plain(v, f"{where}[{i}]", memo) for i, v in enumerate(value)]
+    elif isinstance(value, tuple):
+        out = tuple(to_plain(v, f"{where}[{i}]", memo) for i, v in enumerate(value))
+    else:
+        raise TypeError(f"cannot checkpoint {where}: an object of type {type(value).__module__}.{type(value).__name__} (store plain data)")
+    memo[id(value)] = out
+    return out
+
+
+def from_plain(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """The inverse of `to_plain`."""
+    memo = {} if memo is None else memo
+    if id(value) in memo:
+        return memo[id(value)]
+    if isinstance(value, dict) and "__numpy__" in value:
+        raw = value["__numpy__"].numpy().tobytes()
+        out: Any = np.frombuffer(raw, dtype=np.dtype(value["dtype"])).reshape(value["shape"]).copy()
+        if value.get("scalar"):
+            out = out[()]
+    elif isinstance(value, dict) and "__complex__" in value:
+        out = complex(*value["__complex__"])
+    elif isinstance(value, dict) and "__bytes__" in value:
+        out = value["__bytes__"].numpy().tobytes()
+    elif isinstance(value, dict):
+        out = type(value)()
+        for k, v in value.items():
+            out[k] = from_plain(v, memo)
+    elif isinstance(value, list):
+        out = [from_plain(v, memo) for v in value]
+    elif isinstance(value, tuple):
+        out = tuple(from_plain(v, memo) for v in value)
+    else:
+        return value
+    memo[id(value)] = out
+    return out
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -15,15 +108,39 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    tmp_sum = _checksum_path(Path(tmp))
     try:
-        torch.save(state, tmp)
+        torch.save(to_plain(state), tmp)
+        tmp_sum.write_text(_sha256(Path(tmp)) + "\n")
+        os.replace(tmp_sum, _checksum_path(path))  # the new checksum first: a crash between leaves a mismatch, never trust
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        tmp_sum.unlink(missing_ok=True)
         raise
     return path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Checkpoints are pwmbench's own files in the run directory; they hold numpy RNG state, so full unpickling."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint written by `save_checkpoint`, checked against its checksum and loaded as plain data only."""
+    path = Path(path)
+    expected = _checksum_path(path)
+    if expected.exists() and expected.read_text().strip() != _sha256(path):
+        raise CorruptCheckpoint(f"{path} does not match its checksum ({expected.name}): truncated or changed since it was written")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one we will not trust
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise CorruptCheckpoint(f"{path} cannot be read as a pwmbench checkpoint ({type(exc).__name__}{': ' + first if first else ''})") from None
+    if not isinstance(state, dict):
+        raise CorruptCheckpoint(f"{path} does not hold a checkpoint (a {type(state).__name__})")
+    return from_plain(state)
+
+
+def discard_corrupt(path: str | os.PathLike[str]) -> Path:
+    """Move a corrupt checkpoint (and its checksum) aside as `<name>.corrupt`, so the work it held is done again."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    _checksum_path(path).unlink(missing_ok=True)
+    return aside

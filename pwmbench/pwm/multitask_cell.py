@@ -19,6 +19,7 @@ hands them to an executor as a job graph (runner.py).
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -46,7 +47,7 @@ from pwmbench.pwm.cell_files import (
     run_status,
     write_text_atomic,
 )
-from pwmbench.pwm.checkpoint import load_checkpoint, save_checkpoint
+from pwmbench.pwm.checkpoint import CorruptCheckpoint, discard_corrupt, load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy
@@ -90,9 +91,16 @@ def _load_world_model(path: Path) -> dict[str, Any]:
 
 
 def world_model_status(out: Path) -> str | None:
-    """The status recorded in the cell's `world_model.pt` ("ok", "diverged", "failed"), or None without one."""
+    """The status recorded in the cell's `world_model.pt` ("ok", "diverged", "failed"), or None without one (a
+    corrupt one is moved aside: the world model is trained again)."""
     path = Path(out) / WORLD_MODEL_FILE
-    return load_checkpoint(path)["status"] if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path)["status"]
+    except CorruptCheckpoint as exc:
+        print(f"warning: {exc}; moved to {discard_corrupt(path).name}, the world model is trained again", file=sys.stderr)
+        return None
 
 
 def member_ids(taskset: TaskSet, cfg: PWMConfig) -> list[int]:
@@ -113,8 +121,13 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
     owm = OfflineWorldModel(taskset, dataset, cfg, seed)
     ckpt_path = out / CHECKPOINT_FILE
     rows: list[dict[str, Any]] = []
+    saved = None
     if ckpt_path.exists():
-        saved = load_checkpoint(ckpt_path)
+        try:
+            saved = load_checkpoint(ckpt_path)
+        except CorruptCheckpoint as exc:
+            print(f"warning: {exc}; moved to {discard_corrupt(ckpt_path).name}, the world model starts again", file=sys.stderr)
+    if saved is not None:
         owm.load_state_dict(saved["owm"])
         dataset.load_usage_state(saved["usage"])
         rows = saved["rows"]
