@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -33,8 +34,10 @@ from pwmbench.provenance import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_STATUS = [str(ROOT / "scripts" / "local-slurm.sh"), "status"]
-# Hook for the slurm row: options the slurm executor needs on the local test cluster (partition, log directory, …).
-SLURM_OPTIONS: dict[str, Any] = {}
+# Options of the slurm row on the local test cluster: submitit's files in a temporary directory (not ./slurm-jobs),
+# and the results looked for every 0.5 s (the default 2 s would dominate trivial jobs). Each job is its own sbatch
+# job (no group: no array), so the row measures sbatch + scheduling + a Python start-up on the node per job.
+SLURM_OPTIONS: dict[str, Any] = {"folder": os.path.join(tempfile.gettempdir(), "pwmbench-executor-overhead-slurm"), "poll_s": 0.5}
 
 
 def slurm_available() -> tuple[bool, str]:
@@ -118,7 +121,8 @@ def markdown(result: dict[str, Any]) -> str:
         (f"{result['jobs']} trivial jobs (`os.getpid`, returns at once), {result['workers']} workers, best of "
         f"{result['repeats']} runs by total time. Total: from constructing the executor to the last outcome (start-up "
         "included: the local pool spawning processes that import pwmbench, Ray starting a local instance and its "
-        "workers). First outcome: start-up plus one job. Steady: (last − first outcome) / (n − 1)."),
+        "workers; Slurm submitting every job with sbatch to the local single-node cluster, each job then starting "
+        "Python under srun). First outcome: start-up plus one job. Steady: (last − first outcome) / (n − 1)."),
         "",
         "| executor | total s | first outcome s | steady ms/job | total ms/job | processes used |",
         "|---|---:|---:|---:|---:|---:|",

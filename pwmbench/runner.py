@@ -519,6 +519,8 @@ def run_suite(
     with results_lock(out):
         cells, todo = plan(suite, out, filters, restart)
         runner = make_executor(name, workers=workers, **opts)  # bad options fail here, before any data is collected
+        if getattr(runner, "record_dir", None) is None:
+            runner.record_dir = str(out / EXECUTOR_DIR)  # where an executor keeps its own files (submitit's, ...)
         if detach and not runner.detachable:
             raise ConfigError(f"executor {name!r} cannot detach: its jobs live in this process (use slurm, or run without --detach)")
         if todo:

@@ -46,3 +46,26 @@ def shout(key, text):
 def getenv(key, name):
     """The value of environment variable `name` in the worker (None when unset)."""
     return os.environ.get(name)
+
+
+def count_to(key, progress, steps=8, step_s=0.5):
+    """Count to `steps`, one step every `step_s` seconds, keeping the count in the file `progress` and resuming from
+    it (as a training cell resumes from its checkpoint). Each start appends its scheduler job id (SLURM_JOB_ID), pid
+    and the count it resumed from to `progress`.starts. Returns (key, final count, number of starts)."""
+    path, starts = Path(progress), Path(f"{progress}.starts")
+    n = int(path.read_text() or 0) if path.exists() else 0
+    with open(starts, "a") as f:
+        f.write(f"{os.environ.get('SLURM_JOB_ID', '-')} {os.getpid()} {n}\n")
+    while n < steps:
+        time.sleep(step_s)
+        n += 1
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(str(n))
+        os.replace(tmp, path)
+    return key, n, len(starts.read_text().split("\n")) - 1
+
+
+def record_env(key, path, names=(), sleep=0.0):
+    """record() that also returns {name: value} of the environment variables `names` in the worker."""
+    record(key, path, sleep)
+    return {name: os.environ.get(name) for name in names}
