@@ -8,6 +8,7 @@ CPUs (2 in CI), so the tests keep their jobs few and short; each key carries a r
 side by side (xdist) never mistake each other's jobs."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -254,3 +255,34 @@ def test_a_suite_runs_on_slurm_attached_and_detached(cluster, tmp_path, monkeypa
         time.sleep(1)
     assert note.startswith("submitted to slurm"), note
     assert len(rows) == 2 and all(r["state"] == "done" and r["scheduler"].startswith("slurm: done (job ") for r in rows), rows
+
+
+@pytest.mark.slow
+def test_a_task_set_suite_on_slurm_gives_the_local_executors_results(cluster, tmp_path, monkeypatch):
+    """MT30 with two members on the cluster: the world-model job, the member jobs as one array after it, then the
+    collecting job — the same rows and curves as the local executor."""
+    from test_jobs import TASKSET_SUITE
+
+    from pwmbench.data.collect import collect
+    from pwmbench.results import read_table
+    from pwmbench.runner import run_suite
+    from pwmbench.suite import load_suite, prepare
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)
+    path = tmp_path / "suite.toml"
+    path.write_text(TASKSET_SUITE.format(data=tmp_path / "data"))
+    suite = prepare(load_suite(path))
+    for name, options in (("slurm", {"poll_s": 0.5}), ("local", {})):
+        summary = run_suite(suite, tmp_path / name, workers=2, executor=name, options=options, progress=False)
+        assert summary.ok and summary.statuses == {"ok": 1}, summary
+    (cell,) = suite.cells()
+
+    def table(root, name):
+        t = read_table(cell.directory(root) / name)
+        return t.drop([c for c in t.column_names if c in ("wall_s", "fps") or c.startswith("time_")]).to_pylist()
+
+    assert table(tmp_path / "slurm", "curves.arrow") == table(tmp_path / "local", "curves.arrow")
+    keep = ("task", "status", "final_return", "final_score", "epochs", "wm_iterations", "data_transitions_sampled")
+    assert [{k: r[k] for k in keep} for r in table(tmp_path / "slurm", "run.arrow")] == [{k: r[k] for k in keep} for r in table(tmp_path / "local", "run.arrow")]
+    assert (tmp_path / "slurm" / ".executor" / ".slurm").is_dir()  # submitit's files live with the results
