@@ -30,6 +30,7 @@ from pwmbench.interfaces import (
     check_substeps,
     join_inputs,
 )
+from pwmbench.jobs import JobGraph, order_jobs
 from pwmbench.nn import (
     PRESETS,
     NormedLinear,
@@ -46,7 +47,7 @@ from pwmbench.nn import (
     symlog,
     two_hot,
 )
-from pwmbench.jobs import JobGraph, order_jobs
+from pwmbench.options import resolve_options
 from pwmbench.plugins import Plugins, get_plugins, set_plugins
 from pwmbench.registry import (
     DynamicsRegistry,
@@ -58,9 +59,10 @@ from pwmbench.registry import (
 )
 
 
-def integrator(name: str) -> Integrator:
-    """A fresh instance of the integrator registered as `name` (e.g. "heun")."""
-    return get_plugins().integrators.get(name)()
+def integrator(name: str, **options: Any) -> Integrator:
+    """A fresh instance of the integrator registered as `name` (e.g. "heun"), built with `options` (checked against
+    its `default_options`)."""
+    return get_plugins().integrators.get(name).build(**options)
 
 
 def dynamics(name: str) -> type[DynamicsModel]:
@@ -80,7 +82,7 @@ def executor(name: str, **options: Any) -> Executor:
 
 __all__ = [
     # errors
-    "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest",
+    "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest", "resolve_options",
     # plugin contract
     "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "JobStatus", "JOB_STATES", "Resources",
     "DependencyFailed", "JobGraph", "order_jobs", "RunEvent", "Task", "TaskSet", "TaskSpec", "VecEnv",

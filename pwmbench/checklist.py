@@ -19,14 +19,18 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
             detail = fn()
             checks.append((name, True, str(detail)))
             return detail
-        except (PwmbenchError, OSError, ValueError, ImportError, RuntimeError) as exc:
-            checks.append((name, False, str(exc).splitlines()[0]))
+        except Exception as exc:  # noqa: BLE001 - a checklist reports every failure as one line, never a traceback
+            lines = str(exc).strip().splitlines()
+            text = lines[0] if lines else ""
+            if not isinstance(exc, (PwmbenchError, OSError)):  # plugin code's own exception: say which kind it was
+                text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            checks.append((name, False, text))
             return None
 
     from pwmbench.plugins import get_plugins
     from pwmbench.suite import load_suite, prepare
 
-    plugins = record("plugins import (dynamics models, integrators, tasks)", lambda: ", ".join(f"{k}: {len(r)}" for k, r in get_plugins().registries().items()))
+    plugins = record("plugins import (dynamics models, integrators, tasks)", lambda: ", ".join(f"{k}: {len(r)}" for k, r in get_plugins().registries().items()) + _plugin_problems())
     suite = record("suite file valid", lambda: load_suite(suite_file))
     if suite is None or plugins is None:
         return checks
@@ -53,6 +57,14 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
     record("results directory writable", lambda: _writable(out))
     record("logging: run events reach loggers", lambda: f"{len(get_plugins().pm.hook.pwmbench_run_event.get_hookimpls())} logger plugin(s); Arrow curves are always written")
     return checks
+
+
+def _plugin_problems() -> str:
+    """Problems of plugins the suite may not use (refused registrations, clashes): named here, failed where used."""
+    from pwmbench.plugins import get_plugins
+
+    n = len(get_plugins().problems())
+    return f"; {n} plugin problem{'s' if n != 1 else ''} (`pwmbench plugins` lists them)" if n else ""
 
 
 def _flow_check(variant) -> str:

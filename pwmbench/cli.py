@@ -24,22 +24,39 @@ def main() -> None:
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def plugins_cmd(as_json: bool) -> None:
-    """List every registered dynamics model, integrator, task and executor with its plugin and source."""
+    """List every registered dynamics model, integrator, task and executor with its plugin, distribution and source;
+    then plugin problems (a refused registration, a name two plugins register, a misnamed hook) and warnings (a
+    hook-like function without @hookimpl). Exit 1 when a plugin has a problem."""
     from pwmbench.errors import PwmbenchError
     from pwmbench.plugins import get_plugins
 
     try:
-        rows = get_plugins().describe()
+        plugins = get_plugins()
+        rows = plugins.describe()
     except PwmbenchError as exc:
         _fail(str(exc))
+    problems = plugins.problems()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    header = ("kind", "name", "plugin", "version", "source", "description")
-    table = [header] + [tuple(str(r[k] if r[k] is not None else "-") for k in ("kind", "name", "plugin", "version", "source", "description")) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1])
+    else:
+        header = ("kind", "name", "plugin", "distribution", "source", "description")
+
+        def cells(r):
+            dist = f"{r['distribution']} {r['version'] or ''}".strip() if r["distribution"] else "-"
+            problem = r.get("problem")
+            note = (r["description"] or "") if not problem else ("CLASH: registered twice (see below)" if "registered twice" in problem else "REFUSED (see below)")
+            return (r["kind"], r["name"], r["plugin"], dist, r["source"], note)
+
+        table = [header] + [cells(r) for r in rows]
+        widths = [max(len(str(row[i])) for row in table) for i in range(len(header) - 1)]
+        for row in table:
+            click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1])
+    for warning in plugins.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(1)
 
 
 @main.command("parity")
@@ -86,10 +103,30 @@ def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_
             sys.exit(1)
 
 
+class _RegisteredOption(click.Option):
+    """An option whose help lists what is registered now (plugins included), looked up only when help is shown:
+    `pwmbench --help` must not load plugins (torch)."""
+
+    def __init__(self, *args, kind: str, registry: str, **kwargs) -> None:
+        self.kind, self.registry, self.help_text = kind, registry, kwargs.get("help", "")
+        super().__init__(*args, **kwargs)
+
+    def get_help_record(self, ctx: click.Context):
+        try:
+            from pwmbench.plugins import get_plugins
+
+            names = ", ".join(getattr(get_plugins(), self.registry).names()) or "none registered"
+        except Exception as exc:  # noqa: BLE001 - help must render even when a plugin is broken
+            names = f"cannot list them: {exc}"
+        self.help = f"{self.help_text} Registered {self.kind}s: {names}."
+        return super().get_help_record(ctx)
+
+
 @main.command("train")
 @click.option("--task", "task_name", required=True, help="Registered task, e.g. dmc/cartpole-swingup.")
 @click.option("--dynamics", default="mlp", show_default=True, help="Dynamics model NAME[:key=value,...].")
-@click.option("--integrator", default=None, help="Flow integrator (euler, heun, midpoint, rk4).")
+@click.option("--integrator", default=None, cls=_RegisteredOption, kind="integrator", registry="integrators",
+              help="Flow integrator (the flow dynamics option `integrator`).")
 @click.option("--substeps", type=int, default=None, help="Integrator substeps K.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--preset", default=None, help="World-model preset (default: pwm).")
@@ -162,6 +199,7 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, sett
         suite = prepare(load_suite(suite_file))
         out = Path(out_dir) if out_dir else Path("results") / suite.name
         filters = parse_only(only)
+        _check_only(suite, filters)
         cells, todo = plan(suite, out, filters, restart)
     except PwmbenchError as exc:
         _fail(str(exc))
@@ -354,6 +392,27 @@ def data_inspect_cmd(directory, as_json, allow_pickle) -> None:
         click.echo(format_report(report, names))
     if report["malformed"]:
         sys.exit(1)
+
+
+def _check_only(suite, filters) -> None:
+    """Every `--only` value names something the suite has; otherwise say what it has (and what was probably meant)."""
+    from pwmbench.errors import ConfigError, suggest
+
+    cells = suite.cells()
+    for key in ("task", "variant", "seed"):
+        valid = list(dict.fromkeys(str(getattr(c, key)) for c in cells))
+        for value in sorted(filters.get(key, ())):
+            if value in valid:
+                continue
+            hint = suggest(value, valid)
+            msg = f"--only {key}={value} matches no cell of suite {suite.name!r}"
+            if key == "variant":
+                using = [v.name for v in suite.variants if v.dynamics == value]
+                if using:
+                    msg += f" ({value!r} is a dynamics model; the variants that use it are {', '.join(using)})"
+            if hint is not None:
+                msg += f"; did you mean {hint!r}?"
+            raise ConfigError(f"{msg} (its {key}s: {', '.join(valid)})")
 
 
 def _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim):

@@ -34,8 +34,11 @@ def pwmbench_register_dynamics(registry: DynamicsRegistry) -> None:
 
     :param registry: call ``registry.add(name, cls, description=...)`` with ``cls`` a subclass of
         ``pwmbench.api.DynamicsModel``. ``cls.default_options`` lists every option the model accepts
-        (suite files and ``--dynamics name:key=value`` are validated against it); ``cls.build(ctx, **options)``
-        constructs it for a ``pwmbench.api.DynamicsContext``.
+        (suite files and ``--dynamics name:key=value`` are validated against it: names, and types from the
+        defaults or ``cls.option_types``); ``cls.build(ctx, **options)`` constructs it for a
+        ``pwmbench.api.DynamicsContext``. ``add`` checks the class (subclass, ``next`` and ``step_loss``
+        implemented, options, a build and one ``next`` on a small context) and refuses it with a message
+        naming the plugin and what is missing.
 
     Called once per plugin when the plugin manager starts; every implementation runs. Check your model
     with ``pwmbench.testing.check_dynamics_model``.
@@ -46,8 +49,9 @@ def pwmbench_register_dynamics(registry: DynamicsRegistry) -> None:
 def pwmbench_register_integrators(registry: IntegratorRegistry) -> None:
     """Register ODE integrators used by flow-style dynamics models.
 
-    :param registry: call ``registry.add(name, cls)`` with ``cls()`` a ``pwmbench.api.Integrator`` that
-        declares ``order`` and ``evals_per_substep`` and implements ``step(f, x, t, dt)``.
+    :param registry: call ``registry.add(name, cls)`` with ``cls`` a ``pwmbench.api.Integrator`` subclass that
+        declares ``order`` and ``evals_per_substep`` (positive ints) and implements ``step(f, x, t, dt)``
+        (checked by ``add``); ``cls.build(**options)`` constructs it.
 
     Called once per plugin; every implementation runs. Check an integrator with
     ``pwmbench.testing.check_integrator`` (exactness, convergence order, differentiability).
@@ -62,8 +66,8 @@ def pwmbench_register_tasks(registry: TaskRegistry) -> None:
         with a ``spec`` (``pwmbench.api.TaskSpec``) and ``make_env(num_envs, seed, device, differentiable)``.
         Names are namespaced by family: ``dmc/walker-walk``, ``dflex/ant``, ``mt30``.
 
-    Called once per plugin; every implementation runs. Factories should be cheap: heavy imports (mujoco,
-    warp) belong inside ``make_env``.
+    Called once per plugin; every implementation runs. ``add`` calls the factory once to check what it
+    returns, so factories should be cheap: heavy imports (mujoco, warp) belong inside ``make_env``.
     """
 
 
@@ -71,9 +75,9 @@ def pwmbench_register_tasks(registry: TaskRegistry) -> None:
 def pwmbench_register_executors(registry: ExecutorRegistry) -> None:
     """Register executors that run benchmark cells (local processes, Ray, Slurm, ...).
 
-    :param registry: call ``registry.add(name, factory)``; ``factory(workers=N, **options)`` returns a
-        ``pwmbench.api.Executor`` whose ``run(jobs)`` yields ``(job, outcome)`` pairs as jobs finish, with an
-        exception object as the outcome of a job that raised.
+    :param registry: call ``registry.add(name, cls)`` with ``cls`` a ``pwmbench.api.Executor`` subclass;
+        ``cls(workers=N, **options)`` constructs it, and its ``run(jobs)`` yields ``(job, outcome)`` pairs as
+        jobs finish, with an exception object as the outcome of a job that raised.
 
     Called once per plugin; every implementation runs.
     """

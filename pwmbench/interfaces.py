@@ -16,9 +16,32 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from pwmbench.errors import ConfigError, check_keys
+from pwmbench.errors import ConfigError, PluginError, PwmbenchError
+from pwmbench.options import resolve_options
 
 VelocityFn = Callable[[Tensor, Any], Tensor]
+
+# What a subclass must implement, as error messages and the registration checks (pwmbench.validation) name it.
+SIGNATURES = {
+    "next": "next(self, z, a, emb=None) -> Tensor [B, latent_dim]",
+    "step_loss": "step_loss(self, z, a, target, emb=None, *, teacher=None) -> Tensor [B]",
+    "step": "step(self, f, x, t, dt) -> Tensor",
+    "make_env": "make_env(self, num_envs, seed, device='cpu', differentiable=False) -> VecEnv",
+    "task_env": "task_env(self, task_id, num_envs, seed, device='cpu') -> VecEnv",
+    "reset": "reset(self, seed=None) -> Tensor [num_envs, obs_dim]",
+    "env_step": "step(self, actions) -> (obs, reward, terminated, truncated, info)",
+    "run": "run(self, jobs) -> Iterator[(job, outcome)]",
+}
+
+
+def _must_implement(obj: object, method: str) -> NotImplementedError:
+    return NotImplementedError(f"{type(obj).__name__} must implement {SIGNATURES[method]}")
+
+
+def _build_error(owner: str, exc: Exception) -> PluginError:
+    """One line naming the plugin, the exception type and its message (the traceback stays chained)."""
+    lines = str(exc).strip().splitlines()
+    return PluginError(f"{owner}: constructor raised {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
 
 
 # --------------------------------------------------------------------------------------------- integrators
@@ -43,9 +66,25 @@ class Integrator:
     name: ClassVar[str] = "integrator"
     order: ClassVar[int] = 1
     evals_per_substep: ClassVar[int] = 1
+    default_options: ClassVar[dict[str, Any]] = {}  # every option __init__ accepts, with its default
+    option_types: ClassVar[dict[str, Any] | None] = None  # types where a default does not say (pwmbench.options)
+
+    @classmethod
+    def build(cls, **options: Any) -> Integrator:
+        """Check options against `default_options` (names and types; strings coerced), fill defaults, construct."""
+        from pwmbench.registry import registered_label
+
+        owner = registered_label(cls, "integrator")
+        resolved = resolve_options(options, cls.default_options, cls.option_types, owner=owner)
+        try:
+            return cls(**resolved)
+        except PwmbenchError:
+            raise
+        except Exception as exc:
+            raise _build_error(owner, exc) from exc
 
     def step(self, f: VelocityFn, x: Tensor, t: Any, dt: Any) -> Tensor:
-        raise NotImplementedError
+        raise _must_implement(self, "step")
 
     def integrate(self, f: VelocityFn, x0: Tensor, t0: Any = 0.0, t1: Any = 1.0, substeps: int = 1) -> Tensor:
         k = check_substeps(substeps)
@@ -100,6 +139,9 @@ class DynamicsModel(nn.Module):
     """
 
     default_options: ClassVar[dict[str, Any]] = {}
+    # Optional: option → type spec for options whose default does not say enough (a None default, a list that may be
+    # empty, a choice: Literal["a", "b"]); the others are checked against their default's type (pwmbench.options).
+    option_types: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, ctx: DynamicsContext) -> None:
         super().__init__()
@@ -107,9 +149,22 @@ class DynamicsModel(nn.Module):
 
     @classmethod
     def build(cls, ctx: DynamicsContext, **options: Any) -> DynamicsModel:
-        """Validate option names against `default_options`, fill defaults, construct."""
-        check_keys(options, cls.default_options, kind=f"option of dynamics model {cls.__name__}")
-        return cls(ctx, **{**cls.default_options, **options})
+        """Check options against `default_options` (names and types; CLI strings coerced), fill defaults, construct.
+
+        A ConfigError names the plugin, the option, the expected type and the value; an exception from the
+        constructor becomes one PluginError line naming the plugin, the exception type and its message."""
+        from pwmbench.registry import registered_label
+
+        owner = registered_label(cls, "dynamics model")
+        resolved = resolve_options(options, cls.default_options, cls.option_types, owner=owner)
+        try:
+            model = cls(ctx, **resolved)
+        except PwmbenchError:
+            raise
+        except Exception as exc:
+            raise _build_error(owner, exc) from exc
+        model._build_options = resolved  # what options() returns unless the class overrides it
+        return model
 
     @property
     def evals_per_next(self) -> int:
@@ -120,16 +175,17 @@ class DynamicsModel(nn.Module):
         return self.evals_per_next
 
     def options(self) -> dict[str, Any]:
-        """The resolved options (recorded with results)."""
-        return {}
+        """The resolved options, recorded with results: by default every option `build` resolved (declared ones with
+        their defaults filled in); override it when the model normalises them."""
+        return dict(getattr(self, "_build_options", {}))
 
     def next(self, z: Tensor, a: Tensor, emb: Tensor | None = None) -> Tensor:
-        raise NotImplementedError
+        raise _must_implement(self, "next")
 
     def step_loss(
         self, z: Tensor, a: Tensor, target: Tensor, emb: Tensor | None = None, *, teacher: Tensor | None = None
     ) -> Tensor:
-        raise NotImplementedError
+        raise _must_implement(self, "step_loss")
 
     def train_step(
         self, z: Tensor, a: Tensor, target: Tensor, emb: Tensor | None = None, *, teacher: Tensor | None = None
@@ -226,10 +282,10 @@ class VecEnv:
     episode_length: int
 
     def reset(self, seed: int | None = None) -> Tensor:
-        raise NotImplementedError
+        raise _must_implement(self, "reset")
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
-        raise NotImplementedError
+        raise _must_implement(self, "env_step")
 
     def close(self) -> None:
         """Release simulator resources (optional)."""
@@ -246,7 +302,7 @@ class Task:
     spec: TaskSpec
 
     def make_env(self, num_envs: int, seed: int, device: str = "cpu", differentiable: bool = False) -> Any:
-        raise NotImplementedError
+        raise _must_implement(self, "make_env")
 
 
 class TaskSet(Task):
@@ -259,7 +315,7 @@ class TaskSet(Task):
     tasks: tuple[str, ...]
 
     def task_env(self, task_id: int, num_envs: int, seed: int, device: str = "cpu") -> VecEnv:
-        raise NotImplementedError
+        raise _must_implement(self, "task_env")
 
 
 # --------------------------------------------------------------------------------------------- executors
@@ -350,9 +406,14 @@ class Executor:
     """
 
     detachable: ClassVar[bool] = False
+    record_dir: str | None = None  # set by the runner before `run`: a directory of the results (`.executor/`) for its own files
+    # Optional, as for dynamics models: every option the constructor accepts besides `workers`, with its default;
+    # check them with `pwmbench.api.resolve_options(options, self.default_options, owner=...)`.
+    default_options: ClassVar[dict[str, Any]] = {}
+    option_types: ClassVar[dict[str, Any] | None] = None
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Any]]:
-        raise NotImplementedError
+        raise _must_implement(self, "run")
 
     def cancel(self) -> None:
         """Stop what is running (default: nothing to stop)."""

@@ -1,13 +1,18 @@
 """The plugin manager: finds plugins, lets them register what they provide, and emits run events.
 
 Order: blocked names → entry points in group ``pwmbench`` (pwmbench's own built-ins always; third-party
-ones unless autoload is off) → modules named in ``PWMBENCH_PLUGINS`` → objects passed in → check_pending().
-Then each registration hook is called once per plugin, with the registry scoped to that plugin so a
-duplicate name can be traced to both of its sources.
+ones unless autoload is off) → modules named in ``PWMBENCH_PLUGINS`` → objects passed in. Each plugin's
+``pwmbench_*`` names are checked: a ``@hookimpl`` whose name is not a hook ("did you mean ...?") is a problem, a
+hook-like function without ``@hookimpl`` (pwmbench would silently ignore it) a warning. Then each registration hook
+is called once per plugin, with the registry scoped to that plugin so a duplicate name can be traced to both of its
+sources. A plugin's problem (a refused registration, a clash, a hook that raised) is recorded, not raised: using
+what it concerns raises it, everything else keeps working, and ``pwmbench plugins`` lists them all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
 import os
 import warnings
@@ -19,7 +24,7 @@ from typing import Any
 import pluggy
 
 from pwmbench import hookspecs
-from pwmbench.errors import PluginError
+from pwmbench.errors import PluginError, suggest
 from pwmbench.registry import (
     DynamicsRegistry,
     ExecutorRegistry,
@@ -77,6 +82,8 @@ class Plugins:
         self.tasks = TaskRegistry()
         self.executors = ExecutorRegistry()
         self._broken_loggers: set[str] = set()
+        self.errors: list[str] = []  # plugin-level problems (a hook name that is not a hook, a hook that raised)
+        self.warnings: list[str] = []  # things that are probably mistakes (a hook-like function without @hookimpl)
 
         autoload = not _env_flag(ENV_DISABLE_AUTOLOAD) if autoload is None else autoload
         for name in [*_env_list(ENV_BLOCK), *block]:
@@ -91,9 +98,14 @@ class Plugins:
         for obj in extra:
             name = getattr(obj, "__name__", None) or type(obj).__name__
             self._register(obj, name, PluginSource(name, how="object"))
-        self.pm.check_pending()
-        for hook in _REGISTRATION_HOOKS:
-            self._call_registration(hook)
+        # Registration checks build dynamics models (flow resolves its integrator through get_plugins()): while the
+        # hooks run, get_plugins() answers with this manager, whose integrators are registered first.
+        _loading.append(self)
+        try:
+            for hook in _REGISTRATION_HOOKS:
+                self._call_registration(hook)
+        finally:
+            _loading.remove(self)
 
     # ------------------------------------------------------------------ loading
     def _load_entry_points(self, autoload: bool) -> None:
@@ -116,18 +128,58 @@ class Plugins:
             return  # blocked, or the same object reached us twice (e.g. an entry point also named in PWMBENCH_PLUGINS)
         if name in self.sources:
             raise PluginError(f"two plugins are named {name!r}: {self.sources[name].describe()} and {source.describe()}")
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # a hook whose arguments do not match its spec
+            with contextlib.suppress(Exception):
+                self.pm.unregister(name=name)
+            self._error(f"{source.describe()} was not loaded: {exc}")
+            return
         self.sources[name] = source
+        self._check_hook_names(plugin, source)
+
+    def _check_hook_names(self, plugin: Any, source: PluginSource) -> None:
+        """A marked hook with an unknown name is an error with the nearest hook; an unmarked hook-like function
+        (pwmbench ignores it) is a warning."""
+        hooks = [h for h in dir(hookspecs) if h.startswith("pwmbench_")]
+        marked = [n for n in dir(plugin) if self.pm.parse_hookimpl_opts(plugin, n) is not None]
+        for name in marked:
+            if name not in hooks:
+                close = suggest(name, hooks)
+                hint = f"did you mean {close!r}?" if close else f"the hooks are {', '.join(hooks)}"
+                # pluggy keeps it as a hook without a spec, never called (check_pending() would raise on it)
+                self._error(f"{source.describe()}: {name!r} is marked @hookimpl but is not a pwmbench hook, so it is ignored; {hint}")
+        for name in dir(plugin):
+            if not name.startswith("pwmbench_") or name in marked or not callable(getattr(plugin, name, None)):
+                continue
+            close = name if name in hooks else next(iter(difflib.get_close_matches(name, hooks, n=1, cutoff=0.85)), None)
+            if close is None and any(m in hooks for m in marked):
+                continue  # a helper of a plugin that does implement hooks
+            meant = "" if close is None else (f" (the hook {close!r})" if close == name else f" (did you mean the hook {close!r}?)")
+            self.warnings.append(f"{source.describe()}: function {name!r}{meant} has no @hookimpl, so pwmbench ignores it; "
+                                 "decorate it with @pwmbench.api.hookimpl")  # fmt: skip
+
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
+        for registry in self.registries().values():
+            registry.notes.append(message)
 
     def _call_registration(self, hook: _Hook) -> None:
         registry: Registry = getattr(self, hook.registry_attr)
         caller = getattr(self.pm.hook, hook.name)
-        # Oldest registration first, so built-ins register before what extends them.
-        for impl in reversed(caller.get_hookimpls()):
+        # Oldest registration first (pluggy lists them in registration order), so built-ins register before what
+        # extends them and a clash names the built-in first.
+        for impl in caller.get_hookimpls():
             source = self.sources.get(impl.plugin_name, PluginSource(impl.plugin_name, how="object"))
             kwargs = {hook.argname: registry} if hook.argname in impl.argnames else {}
-            with registry.scope(source):
-                impl.function(**kwargs)
+            with registry.scope(source, defer=True):
+                try:
+                    impl.function(**kwargs)
+                except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the others
+                    lines = str(exc).strip().splitlines()
+                    message = f"{source.describe()}: its {hook.name} raised {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
+                    self.errors.append(message)
+                    registry.notes.append(message)
 
     # ------------------------------------------------------------------ use
     def emit(self, event: Any) -> None:
@@ -145,16 +197,25 @@ class Plugins:
         return {h.registry_attr: getattr(self, h.registry_attr) for h in _REGISTRATION_HOOKS}
 
     def describe(self) -> list[dict[str, Any]]:
-        """Every registered object with its plugin, version and source (for `pwmbench plugins`)."""
-        return [entry.to_dict() for reg in self.registries().values() for entry in reg.entries()]
+        """Every registered object with its plugin, distribution, version, source and problem (for `pwmbench plugins`):
+        both sides of a name two plugins register, and registrations that were refused, are listed too."""
+        return [row for reg in self.registries().values() for row in reg.describe_rows()]
+
+    def problems(self) -> list[str]:
+        """Every plugin problem, one message each: refused registrations, clashing names, hooks that are not hooks or
+        that raised. Each one breaks only what uses it."""
+        return [*self.errors, *(p for reg in self.registries().values() for p in reg.problems())]
 
 
 _default: Plugins | None = None
+_loading: list[Plugins] = []  # managers whose registration hooks are running (innermost last)
 
 
 def get_plugins() -> Plugins:
-    """The process-wide plugin manager, created on first use."""
+    """The process-wide plugin manager, created on first use (while a manager's registration hooks run: that one)."""
     global _default
+    if _loading:
+        return _loading[-1]
     if _default is None:
         _default = Plugins()
     return _default

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -179,7 +180,7 @@ def parse_only(text: str | None) -> dict[str, set[str]]:
     filters: dict[str, set[str]] = {}
     if not text:
         return filters
-    for part in text.split(","):
+    for part in re.split(r",(?=\s*(?:task|variant|seed)\s*=)", text):  # sweep variant names hold commas themselves
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in ("task", "variant", "seed"):

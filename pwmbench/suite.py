@@ -332,6 +332,17 @@ def _dynamics_options_for(dynamics: str) -> dict[str, Any]:
     return {**get_plugins().dynamics.get(dynamics).default_options, "units": None}
 
 
+def _check_options(here: str, dynamics: str, options: Mapping[str, Any]) -> None:
+    """Types and values of a variant's dynamics options (a trial build on a small context), named by file and variant."""
+    from pwmbench.plugins import get_plugins
+    from pwmbench.validation import check_variant_options
+
+    try:
+        check_variant_options(get_plugins().dynamics.get(dynamics), options)
+    except PwmbenchError as exc:
+        raise SuiteError(f"{here}: {exc}") from None
+
+
 def _parse_variant(where: str, name: str, block: Mapping[str, Any]) -> list[Variant]:
     here = f"{where} [variants.{name}]"
     if "dynamics" not in block:
@@ -359,6 +370,7 @@ def _parse_variant(where: str, name: str, block: Mapping[str, Any]) -> list[Vari
         raise SuiteError(f"{here}: parity must be one of {PARITY_POLICIES}, got {parity!r}")
     sweep = block.get("sweep")
     if sweep is None:
+        _check_options(here, dynamics, options)
         return [Variant(name, dynamics, options, parity, overrides)]
     if not isinstance(sweep, list) or not sweep or not all(isinstance(p, dict) and p for p in sweep):
         raise SuiteError(f"{here}: sweep must be a non-empty list of option tables, e.g. [{{ integrator = \"heun\", substeps = 4 }}]")
@@ -369,6 +381,7 @@ def _parse_variant(where: str, name: str, block: Mapping[str, Any]) -> list[Vari
         except ConfigError as exc:
             raise SuiteError(str(exc)) from None
         label = ",".join(f"{k}={v}" for k, v in point.items())
+        _check_options(f"{here} sweep point {{{label}}}", dynamics, {**options, **point})
         out.append(Variant(f"{name}[{label}]", dynamics, {**options, **point}, parity, overrides))
     return out
 

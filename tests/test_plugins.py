@@ -88,7 +88,7 @@ def test_autoload_off_keeps_only_builtins(site, monkeypatch):
 def test_duplicate_names_are_an_error_naming_both_sources(site):
     write_distribution(site, "thirdparty-dup", "thirdparty_dup", THIRD_PARTY.format(name="flow"), "dupflow")
     with pytest.raises(PluginError) as err:
-        Plugins()
+        Plugins().dynamics.get("flow")
     msg = str(err.value)
     assert "'flow' is registered twice" in msg and "'flow' (built-in, pwmbench" in msg and "'dupflow' (entry point, thirdparty-dup 1.2.3)" in msg
 
@@ -120,8 +120,8 @@ def test_unknown_hook_in_a_plugin_is_rejected():
         def pwmbench_register_dynamic(self, registry):
             pass
 
-    with pytest.raises(Exception, match="pwmbench_register_dynamic"):
-        Plugins(extra=[Typo()])
+    plugins = Plugins(extra=[Typo()])
+    assert any("'pwmbench_register_dynamic' is marked @hookimpl but is not a pwmbench hook" in p for p in plugins.problems())
 
 
 def test_run_events_reach_loggers_and_a_raising_logger_is_skipped():

@@ -97,6 +97,8 @@ def test_only_and_dry_run(tmp_path):
     assert one.exit_code == 0, one.output
     assert [p.parent.relative_to(out / "cells").as_posix() for p in out.rglob("run.arrow")] == ["toy__point/flow/2"]
     assert parse_only("seed=1,seed=2") == {"seed": {"1", "2"}}
+    # a sweep point's name holds commas of its own
+    assert parse_only("variant=flow[integrator=heun,substeps=2],seed=1") == {"variant": {"flow[integrator=heun,substeps=2]"}, "seed": {"1"}}
     bad = CliRunner().invoke(main, ["run", str(path), "--only", "colour=red"])
     assert bad.exit_code == 2 and "--only expects" in bad.output
 

@@ -12,9 +12,9 @@ import multiprocessing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pwmbench.api import Executor, Job, JobGraph, check_keys, hookimpl
+from pwmbench.api import ConfigError, Executor, Job, JobGraph, hookimpl, resolve_options
 
 __version__ = "0.1.0"
 
@@ -22,11 +22,14 @@ __version__ = "0.1.0"
 class LocalExecutor(Executor):
     """Runs a job graph in `workers` local processes, each job once its dependencies have finished."""
 
-    def __init__(self, workers: int = 1, start_method: str = "spawn", **options: Any) -> None:
-        check_keys(options, ("start_method",), kind="option of the local executor")
-        if workers < 1:
-            raise ValueError(f"workers must be ≥ 1, got {workers}")
-        self.workers, self.start_method = workers, start_method
+    default_options: ClassVar[dict[str, Any]] = {"start_method": "spawn"}
+    option_types: ClassVar[dict[str, Any]] = {"start_method": Literal["spawn", "forkserver", "fork"]}
+
+    def __init__(self, workers: int = 1, **options: Any) -> None:
+        opts = resolve_options(options, self.default_options, self.option_types, owner="the local executor", where="[executor]")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be an int ≥ 1, got {workers!r}")
+        self.workers, self.start_method = workers, opts["start_method"]
         self._pool: ProcessPoolExecutor | None = None
 
     def cancel(self) -> None:

@@ -33,6 +33,8 @@ from pwmbench.nn.layers import SimNorm, init_weights, mlp, zero_last_layer
 from pwmbench.nn.presets import WorldModelPreset
 from pwmbench.nn.presets import preset as get_preset
 from pwmbench.nn.reward import RewardHead
+from pwmbench.options import check_units
+from pwmbench.registry import registered_label
 
 SHARED_COMPONENTS = ("encoder", "reward", "task_embedding")
 
@@ -71,7 +73,10 @@ class WorldModel(nn.Module):
         self.config, self.obs_dim, self.act_dim = config, obs_dim, act_dim
         self.n_tasks, self.task_dim = n_tasks, task_dim
         options = dict(dynamics_options or {})
-        dyn_units = tuple(int(u) for u in options.pop("units", config.units))
+        dyn_units = config.units
+        units = options.pop("units", None)  # the dynamics network's own widths (a shell option: the parity solver sets it)
+        if units is not None:
+            dyn_units = check_units(units, owner=registered_label(dynamics_cls, "dynamics model"))
         self.dynamics_name = getattr(dynamics_cls, "__name__", str(dynamics_cls))
 
         self.task_embedding = nn.Embedding(n_tasks, task_dim, max_norm=1.0) if task_dim else None

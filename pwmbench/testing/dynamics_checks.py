@@ -8,7 +8,9 @@ changes" does. A flow model whose velocity head is squashed (e.g. by SimNorm: no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -17,6 +19,7 @@ from pwmbench.errors import ConfigError
 from pwmbench.interfaces import DynamicsContext, DynamicsModel
 
 DynamicsCheck = Callable[..., None]
+DynamicsLike = str | type[DynamicsModel] | DynamicsModel
 
 
 def small_context(task_dim: int = 0) -> DynamicsContext:
@@ -24,12 +27,29 @@ def small_context(task_dim: int = 0) -> DynamicsContext:
     return DynamicsContext(latent_dim=16, action_dim=4, task_dim=task_dim, units=(64, 64), simnorm_dim=8)
 
 
-def _resolve(model: str | type[DynamicsModel]) -> type[DynamicsModel]:
+def resolve_dynamics(model: DynamicsLike, options: Mapping[str, Any] | None = None) -> tuple[type[DynamicsModel], dict[str, Any]]:
+    """(class, options) for a registered name, a DynamicsModel subclass or an instance (whose `options()` are used,
+    then `options` on top): the one calling convention of every dynamics check."""
     if isinstance(model, str):
         from pwmbench.plugins import get_plugins
 
-        return get_plugins().dynamics.get(model)
-    return model
+        return get_plugins().dynamics.get(model), dict(options or {})
+    if isinstance(model, DynamicsModel):
+        cls = type(model)
+        own = {k: v for k, v in model.options().items() if k in cls.default_options}
+        return cls, {**own, **(options or {})}
+    if isinstance(model, type) and issubclass(model, DynamicsModel):
+        return model, dict(options or {})
+    raise TypeError(f"a dynamics check takes a registered name, a DynamicsModel subclass or an instance, got {model!r}")
+
+
+def _accepts_any_model(check: Callable[..., None]) -> DynamicsCheck:
+    @functools.wraps(check)
+    def wrapper(model: DynamicsLike, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        cls, resolved = resolve_dynamics(model, options)
+        check(cls, resolved, **kwargs)
+
+    return wrapper
 
 
 def _simplex(n: int, ctx: DynamicsContext, g: torch.Generator) -> torch.Tensor:
@@ -46,8 +66,10 @@ def _inputs(ctx: DynamicsContext, n: int = 32, seed: int = 0) -> tuple[torch.Ten
     return z, a, emb, target
 
 
+@_accepts_any_model
 def check_options(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
-    """Unknown option names are ConfigErrors; `options()` is JSON-friendly; evals are positive ints."""
+    """Unknown option names are ConfigErrors; `options()` is JSON-friendly and records every declared option (results
+    store it); evals are positive ints."""
     try:
         cls.build(small_context(), **options, definitely_not_an_option=1)
     except ConfigError:
@@ -57,12 +79,21 @@ def check_options(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
     model = cls.build(small_context(), **options)
     for attr in ("evals_per_next", "evals_per_train_step"):
         value = getattr(model, attr)
-        assert isinstance(value, int) and value >= 1, f"{cls.__name__}.{attr} must be an int ≥ 1, got {value!r}"
-    import json
+        assert isinstance(value, int) and not isinstance(value, bool) and value >= 1, f"{cls.__name__}.{attr} must be an int ≥ 1, got {value!r}"
+    recorded = model.options()
+    assert isinstance(recorded, Mapping), f"{cls.__name__}.options() must return a dict, got {type(recorded).__name__}"
+    try:
+        json.dumps(dict(recorded))
+    except TypeError as exc:
+        raise AssertionError(f"{cls.__name__}.options() must be JSON-serialisable (results record it): {exc}") from None
+    missing = sorted(set(cls.default_options) - set(recorded))
+    assert not missing, (
+        f"{cls.__name__}.options() leaves out {missing}: results would record {dict(recorded)} — return every option "
+        "in default_options with the value in use"
+    )
 
-    json.dumps(model.options())
 
-
+@_accepts_any_model
 def check_shapes(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
     """next → [B, latent]; step_loss → [B]; train_step → ([B], [B, latent]); with and without a task embedding."""
     for task_dim in (0, 8):
@@ -78,6 +109,7 @@ def check_shapes(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
         assert torch.isfinite(nxt).all() and torch.isfinite(loss).all(), f"{cls.__name__} produced non-finite values at init"
 
 
+@_accepts_any_model
 def check_gradients_flow(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
     """Gradients of next and of the step loss reach z, a, the task embedding and every parameter."""
     ctx = small_context(task_dim=8)
@@ -97,6 +129,7 @@ def check_gradients_flow(cls: type[DynamicsModel], options: dict[str, Any]) -> N
     assert z2.grad is not None and z2.grad.abs().sum() > 0, f"{cls.__name__}.next is not differentiable w.r.t. z"
 
 
+@_accepts_any_model
 def check_fits_known_transition(cls: type[DynamicsModel], options: dict[str, Any], steps: int = 400, ratio: float = 0.2) -> None:
     """Trained through its own train_step, `next` beats "nothing changes" by 1/ratio on held-out pairs."""
     ctx = small_context()
@@ -134,8 +167,9 @@ def check_fits_known_transition(cls: type[DynamicsModel], options: dict[str, Any
 DYNAMICS_CHECKS: tuple[DynamicsCheck, ...] = (check_options, check_shapes, check_gradients_flow, check_fits_known_transition)
 
 
-def check_dynamics_model(model: str | type[DynamicsModel], **options: Any) -> None:
-    """Run every dynamics check on a class (or registered name) built with `options`."""
-    cls = _resolve(model)
+def check_dynamics_model(model: DynamicsLike, options: Mapping[str, Any] | None = None, **more_options: Any) -> None:
+    """Run every dynamics check on a registered name, a class or an instance, built with `options` (a dict, keywords,
+    or both); the first failure raises AssertionError saying what the plugin got wrong."""
+    cls, resolved = resolve_dynamics(model, {**(options or {}), **more_options})
     for check in DYNAMICS_CHECKS:
-        check(cls, options)
+        check(cls, resolved)

@@ -1,22 +1,66 @@
-"""Integrator conformance: declarations, exactness, convergence order, composition, batching, gradients."""
+"""Integrator conformance: declarations, dtypes, exactness, convergence order, composition, batching, gradients.
+
+Every check takes a registered name, an Integrator subclass or an instance (plus `options` for the first two), so
+`check_integrator("heun")`, `check_integrator(MyIntegrator)` and `check_integrator(MyIntegrator())` all work. Output
+that comes back in another dtype or shape is reported as that, whichever check sees it first.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
+from torch.autograd.gradcheck import GradcheckError
 
 from pwmbench.errors import ConfigError
 from pwmbench.interfaces import Integrator
 
-IntegratorCheck = Callable[[Integrator], None]
+IntegratorCheck = Callable[..., None]
+IntegratorLike = str | type[Integrator] | Integrator
+
+
+def resolve_integrator(integ: IntegratorLike, options: Mapping[str, Any] | None = None) -> Integrator:
+    """An instance for a registered name, an Integrator subclass (built with `options`) or an instance."""
+    if isinstance(integ, Integrator):
+        if options:
+            raise TypeError(f"options {dict(options)} given with an integrator instance {integ!r}: pass its class or name instead")
+        return integ
+    if isinstance(integ, str):
+        from pwmbench.plugins import get_plugins
+
+        return get_plugins().integrators.get(integ).build(**(options or {}))
+    if isinstance(integ, type) and issubclass(integ, Integrator):
+        return integ.build(**(options or {}))
+    raise TypeError(f"an integrator check takes a registered name, an Integrator subclass or an instance, got {integ!r}")
+
+
+def _accepts_any_integrator(check: Callable[[Integrator], None]) -> IntegratorCheck:
+    @functools.wraps(check)
+    def wrapper(integ: IntegratorLike, options: Mapping[str, Any] | None = None) -> None:
+        check(resolve_integrator(integ, options))
+
+    return wrapper
+
+
+def _same_kind(integ: Integrator, out: Any, like: torch.Tensor, what: str) -> None:
+    """`out` is a tensor of `like`'s dtype, device and shape; otherwise say which of them is wrong."""
+    assert isinstance(out, torch.Tensor), f"{integ!r} returned {type(out).__name__}, not a tensor ({what})"
+    assert out.dtype == like.dtype, (
+        f"{integ!r} has a dtype problem: it returned {out.dtype} for {like.dtype} input ({what}); keep the input's dtype "
+        "(build tensors with torch.zeros_like(x) / x.new_tensor(...), not torch.zeros(shape) / torch.tensor(...))"
+    )
+    assert out.device == like.device, f"{integ!r} returned a tensor on {out.device} for input on {like.device} ({what})"
+    assert out.shape == like.shape, f"{integ!r} returned shape {tuple(out.shape)} for input of shape {tuple(like.shape)} ({what})"
 
 
 def _generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@_accepts_any_integrator
 def check_declarations(integ: Integrator) -> None:
     """`order` and `evals_per_substep` are positive ints and `evals_per_substep` matches the real call count."""
     for attr in ("order", "evals_per_substep"):
@@ -35,6 +79,7 @@ def check_declarations(integ: Integrator) -> None:
     )
 
 
+@_accepts_any_integrator
 def check_rejects_bad_substeps(integ: Integrator) -> None:
     """substeps < 1 or not an integer is a ConfigError, not a silent zero-step integration."""
     for bad in (0, -1, 1.5, 2.0, "2", True, None):
@@ -45,13 +90,16 @@ def check_rejects_bad_substeps(integ: Integrator) -> None:
         raise AssertionError(f"{integ!r} accepted substeps={bad!r}; expected a ConfigError")
 
 
+@_accepts_any_integrator
 def check_zero_interval_identity(integ: Integrator) -> None:
     """Integrating over [t, t] returns x0 unchanged."""
     x0 = torch.randn(5, 3, generator=_generator(1), dtype=torch.float64)
     out = integ.integrate(lambda x, t: torch.sin(x) + t, x0, 0.3, 0.3, 4)
-    assert torch.equal(out, x0), f"{integ!r} changed x0 over a zero-length interval"
+    _same_kind(integ, out, x0, "float64, zero-length interval")
+    assert torch.equal(out, x0), f"{integ!r} changed x0 over a zero-length interval [0.3, 0.3] (max change {(out - x0).abs().max().item():.3g})"
 
 
+@_accepts_any_integrator
 def check_constant_field_exact(integ: Integrator) -> None:
     """dx/dt = c gives x0 + c·(t1 − t0) (up to float64 rounding) for any number of substeps."""
     g = _generator(2)
@@ -59,9 +107,11 @@ def check_constant_field_exact(integ: Integrator) -> None:
     c = torch.randn(6, generator=g, dtype=torch.float64)
     for k in (1, 3, 8):
         out = integ.integrate(lambda x, t: c.expand_as(x), x0, -0.5, 1.25, k)
+        _same_kind(integ, out, x0, f"float64, constant field, K={k}")
         torch.testing.assert_close(out, x0 + 1.75 * c, rtol=1e-12, atol=1e-12, msg=f"{integ!r} not exact on a constant field (K={k})")
 
 
+@_accepts_any_integrator
 def check_linear_in_t_exact(integ: Integrator) -> None:
     """Order ≥ 2 methods are exact on dx/dt = c + d·t: x1 = x0 + c·Δ + d·(t1² − t0²)/2."""
     if integ.order < 2:
@@ -72,11 +122,13 @@ def check_linear_in_t_exact(integ: Integrator) -> None:
     expected = x0 + c * (t1 - t0) + d * (t1**2 - t0**2) / 2
     for k in (1, 2, 5):
         out = integ.integrate(lambda x, t: c + d * t, x0, t0, t1, k)
+        _same_kind(integ, out, x0, f"float64, field linear in t, K={k}")
         torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12, msg=f"{integ!r} (order {integ.order}) not exact on a field linear in t (K={k})")
 
 
-def observed_order(integ: Integrator, dim: int = 4, seed: int = 0, substeps: tuple[int, ...] = (4, 8, 16, 32)) -> float:
+def observed_order(integ: IntegratorLike, dim: int = 4, seed: int = 0, substeps: tuple[int, ...] = (4, 8, 16, 32)) -> float:
     """Least-squares slope of log(error) vs log(step) on dx/dt = A·x against expm(A), in float64."""
+    integ = resolve_integrator(integ)
     g = _generator(seed)
     a = torch.randn(dim, dim, generator=g, dtype=torch.float64) / math.sqrt(dim)
     x0 = torch.randn(3, dim, generator=g, dtype=torch.float64)
@@ -91,6 +143,7 @@ def observed_order(integ: Integrator, dim: int = 4, seed: int = 0, substeps: tup
     return sum((h - mh) * (e - me) for h, e in zip(logs_h, logs_e)) / sum((h - mh) ** 2 for h in logs_h)
 
 
+@_accepts_any_integrator
 def check_convergence_order(integ: Integrator) -> None:
     """Observed order on random linear systems is within ±0.2 of the declared order."""
     for seed in (0, 1, 2):
@@ -98,6 +151,7 @@ def check_convergence_order(integ: Integrator) -> None:
         assert abs(p - integ.order) <= 0.2, f"{integ!r} declares order {integ.order} but converges with order {p:.2f} (seed {seed})"
 
 
+@_accepts_any_integrator
 def check_halves_compose(integ: Integrator) -> None:
     """K substeps over [t0, t1] equal K/2 over [t0, tm] followed by K/2 over [tm, t1]."""
     g = _generator(4)
@@ -108,10 +162,12 @@ def check_halves_compose(integ: Integrator) -> None:
         return torch.tanh(x @ w) * (1 + t)
 
     whole = integ.integrate(f, x0, 0.0, 1.0, 8)
+    _same_kind(integ, whole, x0, "float64, K=8 over [0, 1]")
     halves = integ.integrate(f, integ.integrate(f, x0, 0.0, 0.5, 4), 0.5, 1.0, 4)
     torch.testing.assert_close(whole, halves, rtol=1e-12, atol=1e-12, msg=f"{integ!r}: K over [0,1] ≠ K/2 over each half")
 
 
+@_accepts_any_integrator
 def check_batch_rows_independent(integ: Integrator) -> None:
     """Row i of a batch depends only on row i (no mixing across the batch)."""
     g = _generator(5)
@@ -122,6 +178,7 @@ def check_batch_rows_independent(integ: Integrator) -> None:
         return torch.sin(x @ w) - t * x
 
     base = integ.integrate(f, x0, 0.0, 1.0, 3)
+    _same_kind(integ, base, x0, "float64 batch of 6")
     poked = x0.clone()
     poked[2] += 1.0
     out = integ.integrate(f, poked, 0.0, 1.0, 3)
@@ -132,6 +189,7 @@ def check_batch_rows_independent(integ: Integrator) -> None:
     torch.testing.assert_close(single, base[3:4], rtol=1e-12, atol=1e-12, msg=f"{integ!r}: a row alone ≠ the same row in a batch")
 
 
+@_accepts_any_integrator
 def check_gradients(integ: Integrator) -> None:
     """Autograd gradients w.r.t. x0 and the field's parameters match central finite differences."""
     g = _generator(6)
@@ -141,19 +199,25 @@ def check_gradients(integ: Integrator) -> None:
     def run(x, weight):
         return integ.integrate(lambda z, t: torch.tanh(z @ weight) + t * z, x, 0.0, 1.0, 3)
 
-    assert torch.autograd.gradcheck(run, (x0, w), eps=1e-6, atol=1e-6, rtol=1e-4), f"{integ!r}: gradients disagree with finite differences"
+    _same_kind(integ, run(x0.detach(), w.detach()), x0, "float64, gradient check")
+    try:
+        torch.autograd.gradcheck(run, (x0, w), eps=1e-6, atol=1e-6, rtol=1e-4)
+    except GradcheckError as exc:
+        raise AssertionError(f"{integ!r}: autograd gradients w.r.t. x0 and the field's parameters disagree with finite differences: {exc}") from None
 
 
+@_accepts_any_integrator
 def check_dtype_device(integ: Integrator) -> None:
     """Output keeps the input's dtype and device (float32, float64, and bfloat16 on CPU)."""
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
         x0 = torch.ones(2, 3, dtype=dtype)
         out = integ.integrate(lambda x, t: -x, x0, 0.0, 1.0, 2)
-        assert out.dtype == dtype and out.device == x0.device, f"{integ!r} returned {out.dtype} on {out.device} for {dtype} input"
+        _same_kind(integ, out, x0, f"{dtype} input, dx/dt = -x")
 
 
 INTEGRATOR_CHECKS: tuple[IntegratorCheck, ...] = (
     check_declarations,
+    check_dtype_device,  # early: a dtype bug would otherwise surface as a wrong value in a later check
     check_rejects_bad_substeps,
     check_zero_interval_identity,
     check_constant_field_exact,
@@ -162,11 +226,12 @@ INTEGRATOR_CHECKS: tuple[IntegratorCheck, ...] = (
     check_halves_compose,
     check_batch_rows_independent,
     check_gradients,
-    check_dtype_device,
 )
 
 
-def check_integrator(integ: Integrator) -> None:
-    """Run every integrator check; the first failure raises AssertionError."""
+def check_integrator(integ: IntegratorLike, options: Mapping[str, Any] | None = None, **more_options: Any) -> None:
+    """Run every integrator check on a registered name, a class (built with `options`) or an instance; the first
+    failure raises AssertionError saying what the integrator got wrong."""
+    instance = resolve_integrator(integ, {**(options or {}), **more_options})
     for check in INTEGRATOR_CHECKS:
-        check(integ)
+        check(instance)
