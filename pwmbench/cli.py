@@ -220,6 +220,7 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, sett
         return
     try:
         options = parse_executor_settings(settings)
+        _sigterm_is_ctrl_c()
         summary = run_suite(suite, out, workers=workers, filters=filters, restart=restart, executor=executor, options=options,
                             progress=progress, detach=detach)  # fmt: skip
     except KeyboardInterrupt:
@@ -239,6 +240,17 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, sett
         for problem in summary.problems:
             click.echo(f"  {problem.line()}", err=True)
     sys.exit(0 if summary.ok else 1)
+
+
+def _sigterm_is_ctrl_c() -> None:
+    """SIGTERM to `pwmbench run` (a scheduler, `kill`) stops it like Ctrl-C: workers stopped at an epoch boundary,
+    checkpoints kept, exit 130 — instead of dying and orphaning its workers."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 @main.command("status")

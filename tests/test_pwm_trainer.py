@@ -156,6 +156,28 @@ def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     assert curves(tmp_path / "stopped") == curves(tmp_path / "straight")
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_training_at_the_epoch_boundary_and_the_resumed_run_is_exact(tmp_path, sig):
+    import os
+    import signal
+
+    from pwmbench.pwm.checkpoint import load_checkpoint
+
+    run(tmp_path, "straight")
+
+    def signal_mid_run(trainer, row):
+        if trainer.epoch == 5:
+            os.kill(os.getpid(), getattr(signal, sig))  # the handler only asks: epoch 6 never starts
+
+    cfg = resolve_config({**SMALL, "checkpoint_every": 0})  # no periodic checkpoint: the stop writes the only one
+    with pytest.raises(KeyboardInterrupt):
+        train_cell("toy/point", cfg, 42, tmp_path / "stopped", on_epoch=signal_mid_run)
+    assert load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["epoch"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+    assert train_cell("toy/point", cfg, 42, tmp_path / "stopped").status == "ok"
+    assert curves(tmp_path / "stopped") == curves(tmp_path / "straight")
+
+
 def test_a_nan_stops_the_run_as_diverged_and_keeps_what_was_done(tmp_path, monkeypatch):
     original = PWMTrainer.update_world_model
 

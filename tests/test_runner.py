@@ -142,22 +142,55 @@ def test_check_runs_the_preflight_list(tmp_path):
     assert result.exit_code == 1 and "[FAIL] parity gate" in result.output or "[FAIL]" in result.output
 
 
-def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path):
+def _children(pid):
+    """Live processes whose parent is `pid` (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_rerun_gives_the_uninterrupted_results(tmp_path, how):
     path = write_suite(tmp_path, epochs=30)
+    clean = tmp_path / "clean"
+    run_suite(prepare(load_suite(path)), clean, workers=2, progress=False)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "pwmbench", "run", str(path), "--out", str(out), "--workers", "2", "--no-progress"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.rglob("progress.json")):
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    workers = _children(proc.pid)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    else:
+        proc.send_signal(signal.SIGTERM)  # a scheduler or `kill`: the main process only
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "run the same command to resume" in err
     assert not list(out.rglob("*.tmp"))
+    def alive(pid):
+        try:
+            return "Z" != Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+
+    limit = time.time() + 15  # no worker outlives the runner (allow a moment for the last ones to exit)
+    while time.time() < limit and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if alive(w)], [Path(f"/proc/{w}/cmdline").read_bytes() for w in workers if alive(w)]
     resumed = subprocess.run(cmd, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert len(list(out.rglob("run.arrow"))) == 4
+    cells = sorted(p.parent for p in out.rglob("run.arrow"))
+    assert len(cells) == 4
+    for cell in cells:  # stopped at epoch boundaries: the resumed cells equal the uninterrupted ones, bit for bit
+        assert curves(cell) == curves(clean / cell.relative_to(out))
 
 
 def run_cli(*args):

@@ -9,6 +9,7 @@ with a fresh pool for the remaining jobs.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -73,17 +74,24 @@ class LocalExecutor(Executor):
             self._pool = None
 
 
+STOP_GRACE_S = 30.0  # how long a worker may take to finish its epoch and checkpoint after SIGTERM
+
+
 def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool now: cancel queued work and end its worker processes (Ctrl-C, SIGTERM), so none is orphaned."""
+    """Stop a pool: cancel queued work and send its worker processes SIGTERM, which a training cell answers by
+    stopping at its next epoch boundary with a checkpoint (exact resume); a worker still alive after STOP_GRACE_S
+    is killed (its cell resumes from its last checkpoint). No worker is orphaned."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
     for process in processes:
-        process.join(timeout=10)
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
+            process.join(timeout=10)
 
 
 @hookimpl

@@ -44,6 +44,7 @@ from pwmbench.pwm.cell_files import (  # noqa: F401 - re-exported: callers impor
     CellResult,
     ProgressFile,
     ProgressLine,
+    StopRequest,
     clear_cell_files,
     config_hash,
     plugin_versions,
@@ -120,28 +121,21 @@ def train_cell(
         if cfg.checkpoint_every:
             checkpoint()
 
+    stop = StopRequest()
+
+    def pretrain_step(step: int) -> None:
+        if on_pretrain_step is not None:
+            on_pretrain_step(trainer, step)
+        stop.stop_here(checkpoint)  # a pretraining step is a boundary too
+
     try:
-        trainer.pretrain(save=pretrain_save, on_step=(lambda step: on_pretrain_step(trainer, step)) if on_pretrain_step else None)
-        while trainer.epoch < cfg.max_epochs:
-            row = trainer.train_epoch()
-            plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
-            if bar is not None:
-                bar(row, resumed_from)
-            reporter(row)
-            if on_epoch is not None:
-                on_epoch(trainer, row)
-            if cfg.checkpoint_every and trainer.epoch % cfg.checkpoint_every == 0 and trainer.epoch < cfg.max_epochs:
-                checkpoint()
-        if not trainer.curves or trainer.curves[-1].get("eval_return") is None:
-            final_eval = trainer.evaluate()
-            if trainer.curves:
-                trainer.curves[-1].update(final_eval)
+        with stop:
+            _train(trainer, cfg, ident, plugins, bar, resumed_from, reporter, on_epoch, checkpoint, pretrain_save, pretrain_step, stop)
     except Diverged as exc:
         status, reason = "diverged", str(exc)
         failure = {"diverged_epoch": exc.epoch, "diverged_quantity": exc.quantity}
     except KeyboardInterrupt:
-        checkpoint()
-        raise
+        raise  # the last epoch-boundary checkpoint stands (StopRequest wrote one when it could)
     except Exception as exc:  # noqa: BLE001 - a crashed cell is a result too
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
         failure, full_traceback = {"traceback": traceback.format_exc(limit=8)}, traceback.format_exc()
@@ -162,6 +156,27 @@ def train_cell(
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     plugins.emit(RunEvent("finished", ident, step=trainer.epoch, status=status, reason=reason))
     return CellResult(status, out, row)
+
+
+def _train(trainer, cfg, ident, plugins, bar, resumed_from, reporter, on_epoch, checkpoint, pretrain_save, pretrain_step, stop) -> None:
+    """Pretraining, then the epochs, then a final evaluation when the last epoch had none; stops at a boundary when
+    asked to (StopRequest)."""
+    trainer.pretrain(save=pretrain_save, on_step=pretrain_step)
+    while trainer.epoch < cfg.max_epochs:
+        stop.stop_here(checkpoint)
+        row = trainer.train_epoch()
+        plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
+        if bar is not None:
+            bar(row, resumed_from)
+        reporter(row)
+        if on_epoch is not None:
+            on_epoch(trainer, row)
+        if cfg.checkpoint_every and trainer.epoch % cfg.checkpoint_every == 0 and trainer.epoch < cfg.max_epochs:
+            checkpoint()
+    if not trainer.curves or trainer.curves[-1].get("eval_return") is None:
+        final_eval = trainer.evaluate()
+        if trainer.curves:
+            trainer.curves[-1].update(final_eval)
 
 
 def _curves(trainer: PWMTrainer, ident: dict[str, str]) -> pa.Table:

@@ -142,3 +142,44 @@ def clear_cell_files(out: str | os.PathLike[str]) -> None:
                  "job.log", "collect.log"):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)
+
+
+class StopRequest:
+    """Ctrl-C and SIGTERM during training stop it at the next epoch boundary, not in the middle of one.
+
+    The first SIGINT or any SIGTERM only sets `requested`; the training loop checkpoints at the next boundary and
+    raises `KeyboardInterrupt` (`stop_here`), so a resumed cell continues exactly where an uninterrupted one would be.
+    A second SIGINT stops at once (the last boundary checkpoint stands: still exact, a few epochs are redone).
+    Handlers are installed only in the main thread (signals cannot be caught elsewhere) and restored on exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def stop_here(self, checkpoint: Any) -> None:
+        """At a boundary: when a stop was requested, checkpoint and raise KeyboardInterrupt."""
+        if self.requested:
+            checkpoint()
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
