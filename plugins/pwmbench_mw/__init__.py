@@ -18,7 +18,6 @@ N copies are stepped in lockstep in one process (on 2 cores a process pool gains
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
