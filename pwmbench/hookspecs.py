@@ -73,11 +73,19 @@ def pwmbench_register_tasks(registry: TaskRegistry) -> None:
 
 @hookspec
 def pwmbench_register_executors(registry: ExecutorRegistry) -> None:
-    """Register executors that run benchmark cells (local processes, Ray, Slurm, ...).
+    """Register executors that run a suite's job graph (local processes, Ray, Slurm, ...).
 
     :param registry: call ``registry.add(name, cls)`` with ``cls`` a ``pwmbench.api.Executor`` subclass;
-        ``cls(workers=N, **options)`` constructs it, and its ``run(jobs)`` yields ``(job, outcome)`` pairs as
-        jobs finish, with an exception object as the outcome of a job that raised.
+        ``cls(workers=N, **options)`` constructs it (options from the suite's ``[executor]`` table and
+        ``--set executor.KEY=VALUE``). Its ``run(jobs)`` gets ``pwmbench.api.Job`` objects — a picklable function
+        and arguments, a ``kind`` (cell, world_model, member, collect), ``depends_on`` keys, ``resources`` (cpus,
+        gpus, memory_gb, time_min), a ``log`` path and a ``group`` (jobs that may go as one array) — starts each
+        once its dependencies have returned (``pwmbench.api.JobGraph`` does the bookkeeping), and yields
+        ``(job, outcome)`` as each ends, an exception object for a job that raised and ``DependencyFailed`` for one
+        never run. ``cancel()`` stops what it started (Ctrl-C); executors whose jobs outlive the caller set
+        ``detachable = True`` and implement ``submit(jobs, record_dir)`` and ``status(record_dir)`` (JobStatus per
+        job: queued, running, done, failed, preempted, cancelled, unknown). ``record_dir`` is set to the results'
+        ``.executor/`` before ``run``. Jobs are idempotent: an executor may run one again after a lost worker.
 
     Called once per plugin; every implementation runs.
     """
