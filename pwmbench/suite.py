@@ -40,6 +40,7 @@ types and impossible values are errors naming the file, the key and the nearest 
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import re
 import tomllib
@@ -191,7 +192,7 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise SuiteError(f"{where}: 'seeds' must be a non-empty list of distinct non-negative integers, got {seeds!r}")
     tolerance = data.get("parity_tolerance", DEFAULT_TOLERANCE_PCT)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) or tolerance <= 0:
         raise SuiteError(f"{where}: 'parity_tolerance' must be a positive number (percent), got {tolerance!r}")
     thresholds = _expect(where, "thresholds", data.get("thresholds", {}), dict, "a table of task → return")
     for task, value in thresholds.items():

@@ -129,3 +129,20 @@ def test_generated_unknown_keys_are_refused_by_name(key):
         return
     with pytest.raises(SuiteError, match=f"'{key}'"):
         parse_suite(suite(base={key: 1}))
+
+
+@pytest.mark.parametrize("bad, key", [({"actor_lr": float("nan")}, "actor_lr"), ({"model_lr": -1.0}, "model_lr"), ({"betas": [0.9, 1.5]}, "betas"),
+                                      ({"critic_grad_norm": float("inf")}, "critic_grad_norm"), ({"rew_clip": 0.0}, "rew_clip")])  # fmt: skip
+def test_non_finite_or_out_of_range_numbers_are_refused_by_name(bad, key):
+    from pwmbench.errors import ConfigError
+    from pwmbench.pwm.config import resolve_config
+
+    with pytest.raises(ConfigError, match=key):
+        resolve_config(bad)
+
+
+def test_a_nan_parity_tolerance_is_refused():
+    from pwmbench.suite import SuiteError, parse_suite
+
+    with pytest.raises(SuiteError, match="parity_tolerance"):
+        parse_suite({"name": "s", "tasks": ["dmc/cartpole-balance"], "parity_tolerance": float("nan"), "variants": {"mlp": {"dynamics": "mlp"}}})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -97,6 +98,16 @@ class PWMConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        for f in fields(self):  # NaN/inf pass every < / > check below: refuse them first, by name
+            value = getattr(self, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+        for key in ("actor_lr", "critic_lr", "model_lr", "actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "rew_clip"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.min_lr < 0 or len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"need min_lr ≥ 0 and two Adam betas in [0, 1), got min_lr={self.min_lr}, betas={list(self.betas)}")
         if self.grad_probe_horizons is not None and (not self.grad_probe_horizons or any(isinstance(h, bool) or h < 1 for h in self.grad_probe_horizons)):
             raise ConfigError(f"grad_probe_horizons must be a non-empty list of integers ≥ 1, got {list(self.grad_probe_horizons)}")
         if self.grad_probe_batches < 2:
