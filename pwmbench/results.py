@@ -121,18 +121,36 @@ def run_table(row: Mapping[str, Any]) -> pa.Table:
     return pa.Table.from_pylist([{name: row.get(name) for name in RUNS_SCHEMA.names}], schema=RUNS_SCHEMA)
 
 
-def read_dir(results: str | os.PathLike[str], filename: str) -> pa.Table:
-    """Every `filename` (run.arrow or curves.arrow) under `results`, concatenated (schemas unified)."""
+class UnreadableTable(ValueError):
+    """A result file that exists but cannot be read (truncated, garbled): named, never guessed at."""
+
+
+def read_dir(results: str | os.PathLike[str], filename: str, skipped: list[str] | None = None) -> pa.Table:
+    """Every `filename` (run.arrow or curves.arrow) under `results`, concatenated (schemas unified). An unreadable
+    file raises UnreadableTable naming it — or, with a `skipped` list, is left out and listed there ("path: why")."""
     paths = sorted(Path(results).rglob(filename))
     if not paths:
         raise FileNotFoundError(f"no {filename} under {results}")
-    return pa.concat_tables([read_table(p) for p in paths], promote_options="permissive")
+    tables = []
+    for p in paths:
+        try:
+            tables.append(read_table(p))
+        except UnreadableTable as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+    if not tables:
+        raise FileNotFoundError(f"no readable {filename} under {results} ({len(paths)} unreadable)")
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
     """Read an Arrow IPC file written by pwmbench; refuse a newer schema version than this code knows."""
-    with ipc.open_file(path) as reader:
-        table = reader.read_all()
+    try:
+        with ipc.open_file(path) as reader:
+            table = reader.read_all()
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise UnreadableTable(f"{path}: not a readable Arrow file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
     version = int((table.schema.metadata or {}).get(b"pwmbench_schema_version", b"0"))
     if version > SCHEMA_VERSION:
         raise ValueError(f"{path} has result schema version {version}; this pwmbench reads ≤ {SCHEMA_VERSION} — upgrade pwmbench")

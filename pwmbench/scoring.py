@@ -273,6 +273,7 @@ class Scoring:
     verdicts: list[Verdict]
     reps: int
     baseline_failed: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # result files that could not be read (left out, named)
 
     @property
     def passed(self) -> bool:
@@ -295,18 +296,26 @@ class Scoring:
 def load_results(results: str | Path, curves: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]] | tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
     """(runs, suite record) — and the curves rows with `curves=True` (the fallback scale reads first evaluations)."""
     results = Path(results)
+    skipped: list[str] = []
     try:
-        runs = read_dir(results, "run.arrow").to_pylist()
+        runs = read_dir(results, "run.arrow", skipped).to_pylist()
     except FileNotFoundError as exc:
         raise UnusableResults(str(exc)) from None
     suite_file = results / "suite.json"
-    suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
+    try:
+        suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
+    except ValueError as exc:
+        raise UnusableResults(f"{suite_file} is not valid JSON ({exc}): it names the baseline and the parity records; re-run the suite to rewrite it") from None
+    if skipped:  # a cell whose result cannot be read is left out and said so, never guessed at
+        suite = {**suite, "unreadable": skipped}
     if not curves:
         return runs, suite
     try:
-        rows = read_dir(results, "curves.arrow").to_pylist()
+        rows = read_dir(results, "curves.arrow", skipped).to_pylist()
     except FileNotFoundError:
         rows = []
+    if skipped:
+        suite = {**suite, "unreadable": skipped}
     return runs, suite, rows
 
 
@@ -348,7 +357,11 @@ def score_all(
     cache: dict[tuple[str, tuple[str, ...]], dict[str, Estimate]] = {}
     verdicts = [_verdict(runs, suite, scales, baseline, c, reps, cache) for c in chosen]
     failed = [f"{r['task']}/seed {r['seed']}: {why}" for r in runs if r["variant"] == baseline and (why := run_failure(r))]
-    return Scoring(baseline, scales, verdicts, reps, failed)
+    scoring = Scoring(baseline, scales, verdicts, reps, failed)
+    scoring.unreadable = list(suite.get("unreadable", []))
+    for v in verdicts:
+        v.notes += [f"unreadable result file left out: {u}" for u in scoring.unreadable]
+    return scoring
 
 
 def compare(runs: list[dict[str, Any]], suite: dict[str, Any], candidate: str | None = None, baseline: str | None = None,
@@ -559,6 +572,8 @@ def format_summary(scoring: Scoring) -> str:
         lines.append(f"note: fallback normalisation on {', '.join(fallback)} (no task references; anchored on {scoring.baseline})")
     if scoring.baseline_failed:
         lines.append(f"note: failed {scoring.baseline} runs: {'; '.join(scoring.baseline_failed)}")
+    for u in scoring.unreadable:
+        lines.append(f"note: unreadable result file left out: {u}")
     rejected = [v for v in scoring.verdicts if not v.passed]
     lines.append(f"protocol: {PROTOCOL}; {scoring.reps:,} bootstrap resamples")
     if rejected:

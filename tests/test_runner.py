@@ -305,3 +305,15 @@ def test_reasons_are_shortened_to_one_line():
     assert one_line("ValueError: bad\n  more detail") == "ValueError: bad …"
     assert one_line(None) == "no reason recorded"
     assert len(one_line("x" * 500)) == 200
+
+
+def test_a_truncated_run_file_is_moved_aside_and_its_cell_trained_again(tmp_path):
+    path = write_suite(tmp_path, seeds=(1,))
+    out = tmp_path / "out"
+    assert run_cli(path, "--out", out).exit_code == 0
+    broken = sorted(out.rglob("run.arrow"))[0]
+    broken.write_bytes(broken.read_bytes()[:64])
+    again = run_cli(path, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "1 ok; 1 already finished" in again.output and broken.with_name("run.arrow.corrupt").exists()
+    assert ipc.open_file(broken).read_all().column("status")[0].as_py() == "ok"

@@ -209,3 +209,15 @@ def test_runs_read_as_one_dataset_and_newer_schemas_are_refused(tmp_path):
         read_table(tmp_path / "new.arrow")
     with pytest.raises(KeyError, match="not in RUNS_SCHEMA"):
         run_table({"made_up_column": 1})
+
+
+def test_an_unreadable_result_file_is_left_out_and_named(tmp_path):
+    root = write_results(tmp_path, GOOD, scores=REFS)
+    broken = next(root.rglob("run.arrow"))
+    broken.write_bytes(broken.read_bytes()[:50])  # truncated
+    result = CliRunner().invoke(main, ["score", str(root), "--bootstrap", "200"])
+    assert f"unreadable result file left out: {broken}: not a readable Arrow file" in result.output
+    assert "0 of 11 runs" in result.output  # the other cells are scored as usual
+    (root / "suite.json").write_text("{not json")
+    bad = CliRunner().invoke(main, ["score", str(root)])
+    assert bad.exit_code == 2 and "suite.json is not valid JSON" in bad.output

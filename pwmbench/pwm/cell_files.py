@@ -19,7 +19,7 @@ from typing import Any
 from pwmbench.errors import PwmbenchError
 from pwmbench.plugins import get_plugins
 from pwmbench.pwm.config import PWMConfig
-from pwmbench.results import read_table
+from pwmbench.results import UnreadableTable, read_table
 
 CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
 WORLD_MODEL_FILE = "world_model.pt"  # a task-set cell's world-model job result: the trained model, its status, data usage
@@ -37,7 +37,13 @@ def run_status(path: str | os.PathLike[str]) -> str | None:
     there is no run file (the cell has not finished)."""
     if not Path(path).exists():
         return None
-    statuses = set(read_table(path).column("status").to_pylist())
+    try:
+        statuses = set(read_table(path).column("status").to_pylist())
+    except (UnreadableTable, KeyError) as exc:  # a result that cannot be read is no result: the cell is trained again
+        aside = Path(path).with_name(Path(path).name + ".corrupt")
+        os.replace(path, aside)
+        print(f"warning: {exc}; moved to {aside.name}, the cell will be trained again", file=sys.stderr)
+        return None
     return "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
 
 
