@@ -30,6 +30,7 @@ from pwmbench.interfaces import (
     check_substeps,
     join_inputs,
 )
+from pwmbench.job_output import RemoteTraceback, captured_output
 from pwmbench.jobs import JobGraph, order_jobs
 from pwmbench.nn import (
     PRESETS,
@@ -85,7 +86,7 @@ __all__ = [
     "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest", "resolve_options",
     # plugin contract
     "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "JobStatus", "JOB_STATES", "Resources",
-    "DependencyFailed", "JobGraph", "order_jobs", "RunEvent", "Task", "TaskSet", "TaskSpec", "VecEnv",
+    "DependencyFailed", "JobGraph", "order_jobs", "RemoteTraceback", "captured_output", "RunEvent", "Task", "TaskSet", "TaskSpec", "VecEnv",
     "VelocityFn", "check_substeps", "join_inputs",
     "DynamicsRegistry", "ExecutorRegistry", "IntegratorRegistry", "TaskRegistry", "PluginSource", "RegistryEntry",
     "Plugins", "get_plugins", "set_plugins",

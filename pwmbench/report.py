@@ -25,7 +25,7 @@ from pwmbench.scoring import (
     run_failure,
     score_all,
 )
-from pwmbench.stats import BOOTSTRAP_REPS, aggregate
+from pwmbench.stats import BOOTSTRAP_REPS, aggregate, late_half_median
 
 SETTINGS = ("preset", "horizon", "max_epochs", "num_envs", "wm_iterations", "initial_wm_iterations", "wm_batch_size", "model_lr", "actor_lr", "critic_lr", "gamma", "lam", "rew_rms", "ret_rms", "world_model", "wm_recipe", "critic_targets", "pretrain_wm_iterations", "eval_every", "eval_episodes")
 
@@ -381,13 +381,7 @@ def _gradient_quality(curves: list[dict[str, Any]]) -> list[str]:
     for (task, variant, horizon), seeds in sorted(runs.items()):
         cells = []
         for column, _ in PROBE_COLUMNS:
-            per_run = []
-            for rows in seeds.values():
-                late = [float(r[column]) for r in rows[len(rows) // 2 :] if r.get(column) is not None and math.isfinite(r[column])]
-                if late:
-                    late.sort()
-                    mid = len(late) // 2
-                    per_run.append(late[mid] if len(late) % 2 else 0.5 * (late[mid - 1] + late[mid]))
+            per_run = [m for rows in seeds.values() if (m := late_half_median(rows, column)) is not None]
             if per_run:
                 m, sd = _mean_std(per_run)
                 cells.append(f"{m:.3g} ± {sd:.2g}")

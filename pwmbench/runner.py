@@ -27,14 +27,23 @@ from typing import Any
 
 from pwmbench.errors import ConfigError, PwmbenchError
 from pwmbench.interfaces import DependencyFailed, Job, Resources
-from pwmbench.pwm.cell_files import PROGRESS_FILE, RUN_FILE, TRACEBACK_FILE, clear_cell_files, run_status, write_text_atomic
+from pwmbench.pwm.cell_files import (
+    COLLECT_LOG,
+    JOB_LOG,
+    MEMBERS_DIR,
+    PROGRESS_FILE,
+    RUN_FILE,
+    TRACEBACK_FILE,
+    clear_cell_files,
+    run_status,
+    write_text_atomic,
+)
 from pwmbench.results import read_table
 from pwmbench.suite import Cell, Suite
 
 SUITE_FILE = "suite.json"
 LOCK_FILE = ".pwmbench.lock"  # who is running a suite into this results directory (host, pid)
 EXECUTOR_DIR = ".executor"  # what a detached executor recorded to find its jobs again (pwmbench status)
-JOB_LOG = "job.log"  # where an executor that captures output writes a job's stdout and stderr
 
 
 def run_cell_job(task: str, config: dict[str, Any], seed: int, out_dir: str, identity: dict[str, str], threads: int, restart: bool, threshold: float | None) -> str:
@@ -96,10 +105,9 @@ def cell_jobs(suite: Suite, cell: Cell, out: Path, restart: bool, workers: int) 
     if restart:
         clear_cell_files(directory)
     ids = mt.member_ids(get_task(cell.task), cell.config)
-    mt.prepare_retry(directory, ids)
     jobs: list[Job] = []
     wm_key = f"{cell.key}|world_model"
-    if mt.world_model_status(directory) is None:
+    if mt.prepare_retry(directory, ids) is None:
         res = job_resources(suite, "world_model", workers)
         jobs.append(Job(wm_key, run_task_set_job, {"stage": "world_model", **common, "threads": res.cpus}, kind="world_model",
                         resources=res, log=str(directory / JOB_LOG)))  # fmt: skip
@@ -112,7 +120,7 @@ def cell_jobs(suite: Suite, cell: Cell, out: Path, restart: bool, workers: int) 
                             group=f"{cell.key}|members"))  # fmt: skip
     res = job_resources(suite, "collect", workers)
     jobs.append(Job(cell.key, run_task_set_job, {"stage": "collect", **common, "threads": res.cpus, "task_ids": ids}, kind="collect",
-                    depends_on=tuple(j.key for j in jobs), resources=res, log=str(directory / "collect.log")))  # fmt: skip
+                    depends_on=tuple(j.key for j in jobs), resources=res, log=str(directory / COLLECT_LOG)))  # fmt: skip
     return jobs
 
 
@@ -311,12 +319,12 @@ def tracked_jobs(jobs: list[Job], cell_of: dict[str, Cell], out: Path) -> list[T
         cell = cell_of[job.key]
         name = f"{cell.task} {cell.variant} seed {cell.seed}"
         if job.kind == "cell":
-            items.append(Tracked(job.key, name, cell.directory(out), ProgressBoard.cell_total(cell)))
+            items.append(ProgressBoard.track_cell(cell, out))
         elif job.kind == "world_model":
             items.append(Tracked(job.key, f"{name} world model", cell.directory(out), cell.config.offline_wm_iterations, "step"))
         elif job.kind == "member":
             task_id = job.kwargs["task_id"]
-            items.append(Tracked(job.key, f"{name} member {task_id}", cell.directory(out) / "members" / str(task_id), cell.config.max_epochs, "iteration"))
+            items.append(Tracked(job.key, f"{name} member {task_id}", cell.directory(out) / MEMBERS_DIR / str(task_id), cell.config.max_epochs, "iteration"))
     return items
 
 
@@ -325,9 +333,7 @@ class ProgressBoard:
 
     def __init__(self, cells: list[Cell], out: Path, stream: Any = sys.stderr, interval: float = 1.0, items: list[Tracked] | None = None) -> None:
         self.cells, self.out, self.stream, self.interval = cells, out, stream, interval
-        self.items = items if items is not None else [
-            Tracked(c.key, f"{c.task} {c.variant} seed {c.seed}", c.directory(out), self.cell_total(c),
-                    "epoch" if self.cell_total(c) == c.config.max_epochs else "step") for c in cells]  # fmt: skip
+        self.items = items if items is not None else [self.track_cell(c, out) for c in cells]
         self.noun = "cells" if items is None else "jobs"
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.done: set[str] = set()
@@ -349,6 +355,12 @@ class ProgressBoard:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.draw()
+
+    @classmethod
+    def track_cell(cls, cell: Cell, out: Path) -> Tracked:
+        total = cls.cell_total(cell)
+        unit = "epoch" if total == cell.config.max_epochs else "step"
+        return Tracked(cell.key, f"{cell.task} {cell.variant} seed {cell.seed}", cell.directory(out), total, unit)
 
     @staticmethod
     def cell_total(cell: Cell) -> int:
@@ -483,10 +495,11 @@ def _suite_horizon(suite: Suite) -> int:
 def executor_choice(suite: Suite, executor: str | None, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
     """The executor's name (given, else the suite's [executor] name, else "local") and its options (the suite's,
     overridden by the given ones, e.g. from `--set executor.KEY=VALUE`)."""
-    name = executor or suite.executor.get("name") or "local"
-    merged = dict(suite.executor.get("options", {})) if name == (suite.executor.get("name") or name) else {}
-    merged.update(options or {})
-    return name, merged
+    named = suite.executor.get("name")
+    name = executor or named or "local"
+    # the suite's options belong to the executor it names (or to any, when it names none)
+    merged = dict(suite.executor.get("options", {})) if named in (None, name) else {}
+    return name, {**merged, **(options or {})}
 
 
 @dataclass
@@ -608,7 +621,7 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
     """Every job of a results directory with its state from the files: a cell (or a task-set job) with a result is
     done (or failed/diverged), one with progress.json is running, others are queued. After `run --detach`, the
     executor's own view of each job is added when the scheduler is reachable."""
-    from pwmbench.pwm.cell_files import MEMBERS_DIR, WORLD_MODEL_FILE
+    from pwmbench.pwm.cell_files import WORLD_MODEL_FILE
 
     suite_file = out / SUITE_FILE
     if not suite_file.exists():

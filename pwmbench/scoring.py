@@ -306,17 +306,15 @@ def load_results(results: str | Path, curves: bool = False) -> tuple[list[dict[s
         suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
     except ValueError as exc:
         raise UnusableResults(f"{suite_file} is not valid JSON ({exc}): it names the baseline and the parity records; re-run the suite to rewrite it") from None
+    rows: list[dict[str, Any]] = []
+    if curves:
+        try:
+            rows = read_dir(results, "curves.arrow", skipped).to_pylist()
+        except FileNotFoundError:
+            pass
     if skipped:  # a cell whose result cannot be read is left out and said so, never guessed at
         suite = {**suite, "unreadable": skipped}
-    if not curves:
-        return runs, suite
-    try:
-        rows = read_dir(results, "curves.arrow", skipped).to_pylist()
-    except FileNotFoundError:
-        rows = []
-    if skipped:
-        suite = {**suite, "unreadable": skipped}
-    return runs, suite, rows
+    return (runs, suite, rows) if curves else (runs, suite)
 
 
 def resolve_variants(runs: list[dict[str, Any]], suite: dict[str, Any], baseline: str | None, candidates: list[str] | None) -> tuple[str, list[str]]:
@@ -355,7 +353,10 @@ def score_all(
     baseline, chosen = resolve_variants(runs, suite, baseline, candidates)
     scales = task_scales(runs, curves, baseline)
     cache: dict[tuple[str, tuple[str, ...]], dict[str, Estimate]] = {}
-    verdicts = [_verdict(runs, suite, scales, baseline, c, reps, cache) for c in chosen]
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        by[(r["task"], r["variant"])].append(r)
+    verdicts = [_verdict(runs, by, suite, scales, baseline, c, reps, cache) for c in chosen]
     failed = [f"{r['task']}/seed {r['seed']}: {why}" for r in runs if r["variant"] == baseline and (why := run_failure(r))]
     scoring = Scoring(baseline, scales, verdicts, reps, failed)
     scoring.unreadable = list(suite.get("unreadable", []))
@@ -393,10 +394,7 @@ def _steps(values: list[float | None]) -> float | None:
     return statistics.mean(values)
 
 
-def _verdict(runs, suite, scales, baseline, candidate, reps, cache) -> Verdict:
-    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in runs:
-        by[(r["task"], r["variant"])].append(r)
+def _verdict(runs, by, suite, scales, baseline, candidate, reps, cache) -> Verdict:
     tasks = sorted({r["task"] for r in runs if r["variant"] in (baseline, candidate)})
     comparisons = _comparisons(by, tasks, scales, baseline, candidate)
     criteria, aggregates, notes = _criteria(comparisons, runs, suite, baseline, candidate, by, reps, cache)

@@ -246,6 +246,13 @@ def bootstrap_ci(
     return _interval(float(point), np.asarray(samples, float), level)
 
 
+def late_half_median(rows: Sequence[Mapping[str, float | None]], key: str) -> float | None:
+    """Median of the finite `key` values over the last half of a run's rows (None without any): a run's summary
+    once its early transient is past (the gradient probe's run-row and report figures)."""
+    values = [float(r[key]) for r in rows[len(rows) // 2 :] if r.get(key) is not None and math.isfinite(r[key])]
+    return float(np.median(values)) if values else None
+
+
 def steps_to_threshold(steps: Sequence[float], returns: Sequence[float | None], threshold: float) -> float | None:
     """First step at which the return reaches `threshold` (None if never): sample efficiency."""
     for step, value in zip(steps, returns):

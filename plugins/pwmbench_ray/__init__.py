@@ -29,14 +29,11 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
 import re
-import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
-from pwmbench.api import ConfigError, Executor, Job, JobGraph, PluginError, check_keys, hookimpl
+from pwmbench.api import ConfigError, Executor, Job, JobGraph, PluginError, RemoteTraceback, captured_output, check_keys, hookimpl
 
 __version__ = "0.1.0"
 
@@ -44,41 +41,10 @@ INSTALL_HINT = "pip install 'pwmbench[ray]'"
 WAIT_S = 0.5  # how long one ray.wait blocks, so that Ctrl-C is seen at once
 
 
-class RemoteTraceback(Exception):
-    """The job's traceback in the Ray worker, chained as the cause of the exception it raised (as
-    concurrent.futures does), so that the runner's traceback.txt shows where the job failed."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
-
-
 def run_job(fn: Any, kwargs: dict[str, Any], log: str | None) -> Any:
-    """What a Ray task runs: `fn(**kwargs)`, its stdout/stderr (Python's and fd 1/2, so subprocesses and C
-    libraries too) appended to `log` when one is given. Worker processes are reused, so both are restored."""
-    if log is None:
+    """What a Ray task runs: `fn(**kwargs)`, its output appended to `log` when one is given."""
+    with captured_output(log):
         return fn(**kwargs)
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with open(log, "a", buffering=1) as stream:
-        saved_fds = os.dup(1), os.dup(2)
-        saved_streams = sys.stdout, sys.stderr
-        os.dup2(stream.fileno(), 1)
-        os.dup2(stream.fileno(), 2)
-        sys.stdout = sys.stderr = stream
-        try:
-            return fn(**kwargs)
-        finally:
-            stream.flush()
-            sys.stdout, sys.stderr = saved_streams
-            os.dup2(saved_fds[0], 1)
-            os.dup2(saved_fds[1], 2)
-            os.close(saved_fds[0])
-            os.close(saved_fds[1])
 
 
 class RayExecutor(Executor):

@@ -1,7 +1,7 @@
 """What runs inside a Slurm job: the checkpointable call around a pwmbench job, and its exception file.
 
-This module imports nothing from pwmbench (nor torch): unpickling a job's call on the compute node costs only
-this file, and the job function's own imports come when its payload is loaded."""
+This module imports only `pwmbench.job_output` (standard library, no torch): unpickling a job's call on the compute
+node costs only these files, and the job function's own imports come when its payload is loaded."""
 
 from __future__ import annotations
 
@@ -10,21 +10,9 @@ import os
 import pickle
 import sys
 import traceback
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-
-class RemoteTraceback(Exception):
-    """The job's traceback on the compute node, chained as the cause of the exception it raised (as
-    concurrent.futures does), so that the runner's traceback.txt shows where the job failed."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
+from pwmbench.job_output import RemoteTraceback, captured_output
 
 
 class SlurmJobError(RuntimeError):
@@ -52,7 +40,7 @@ class SlurmCall:
             if entry not in sys.path:
                 sys.path.append(entry)
         fn, kwargs = pickle.loads(self.payload)
-        with _captured(self.log):
+        with captured_output(self.log):
             try:
                 return fn(**kwargs)
             except Exception as exc:
@@ -67,32 +55,6 @@ class SlurmCall:
 
     def __repr__(self) -> str:
         return f"SlurmCall({self.key!r})"
-
-
-@contextlib.contextmanager
-def _captured(log: str | None) -> Iterator[None]:
-    """Python's and file descriptors 1/2's output (subprocesses and C libraries too) appended to `log`."""
-    if log is None:
-        yield
-        return
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with open(log, "a", buffering=1) as stream:
-        saved_fds = os.dup(1), os.dup(2)
-        saved_streams = sys.stdout, sys.stderr
-        os.dup2(stream.fileno(), 1)
-        os.dup2(stream.fileno(), 2)
-        sys.stdout = sys.stderr = stream
-        try:
-            yield
-        finally:
-            stream.flush()
-            sys.stdout, sys.stderr = saved_streams
-            os.dup2(saved_fds[0], 1)
-            os.dup2(saved_fds[1], 2)
-            os.close(saved_fds[0])
-            os.close(saved_fds[1])
 
 
 def _save_error(path: str, exc: BaseException) -> None:

@@ -129,8 +129,23 @@ def train_cell(
         stop.stop_here(checkpoint)  # a pretraining step is a boundary too
 
     try:
-        with stop:
-            _train(trainer, cfg, ident, plugins, bar, resumed_from, reporter, on_epoch, checkpoint, pretrain_save, pretrain_step, stop)
+        with stop:  # a stop request ends training at the next boundary, checkpointed
+            trainer.pretrain(save=pretrain_save, on_step=pretrain_step)
+            while trainer.epoch < cfg.max_epochs:
+                stop.stop_here(checkpoint)
+                row = trainer.train_epoch()
+                plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
+                if bar is not None:
+                    bar(row, resumed_from)
+                reporter(row)
+                if on_epoch is not None:
+                    on_epoch(trainer, row)
+                if cfg.checkpoint_every and trainer.epoch % cfg.checkpoint_every == 0 and trainer.epoch < cfg.max_epochs:
+                    checkpoint()
+            if not trainer.curves or trainer.curves[-1].get("eval_return") is None:
+                final_eval = trainer.evaluate()
+                if trainer.curves:
+                    trainer.curves[-1].update(final_eval)
     except Diverged as exc:
         status, reason = "diverged", str(exc)
         failure = {"diverged_epoch": exc.epoch, "diverged_quantity": exc.quantity}
@@ -156,27 +171,6 @@ def train_cell(
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     plugins.emit(RunEvent("finished", ident, step=trainer.epoch, status=status, reason=reason))
     return CellResult(status, out, row)
-
-
-def _train(trainer, cfg, ident, plugins, bar, resumed_from, reporter, on_epoch, checkpoint, pretrain_save, pretrain_step, stop) -> None:
-    """Pretraining, then the epochs, then a final evaluation when the last epoch had none; stops at a boundary when
-    asked to (StopRequest)."""
-    trainer.pretrain(save=pretrain_save, on_step=pretrain_step)
-    while trainer.epoch < cfg.max_epochs:
-        stop.stop_here(checkpoint)
-        row = trainer.train_epoch()
-        plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
-        if bar is not None:
-            bar(row, resumed_from)
-        reporter(row)
-        if on_epoch is not None:
-            on_epoch(trainer, row)
-        if cfg.checkpoint_every and trainer.epoch % cfg.checkpoint_every == 0 and trainer.epoch < cfg.max_epochs:
-            checkpoint()
-    if not trainer.curves or trainer.curves[-1].get("eval_return") is None:
-        final_eval = trainer.evaluate()
-        if trainer.curves:
-            trainer.curves[-1].update(final_eval)
 
 
 def _curves(trainer: PWMTrainer, ident: dict[str, str]) -> pa.Table:

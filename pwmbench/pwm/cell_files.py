@@ -24,6 +24,7 @@ from pwmbench.results import UnreadableTable, read_table
 CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
 WORLD_MODEL_FILE = "world_model.pt"  # a task-set cell's world-model job result: the trained model, its status, data usage
 MEMBERS_DIR = "members"  # a task-set cell's per-member job results: members/<task id>/member_run.arrow, member_curves.arrow
+JOB_LOG, COLLECT_LOG = "job.log", "collect.log"  # where an executor that captures output writes a job's stdout/stderr
 TRACEBACK_FILE = "traceback.txt"  # the full traceback of a failed cell (run.arrow's `traceback` column holds its start)
 
 
@@ -143,9 +144,13 @@ def clear_cell_files(out: str | os.PathLike[str]) -> None:
     """Forget a cell's results and checkpoints (`--restart`): every file pwmbench writes in a cell directory."""
     import shutil
 
+    from pwmbench.pwm.policy_file import POLICY_FILE
+    from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE
+
     out = Path(out)
-    for name in (RUN_FILE, CURVES_FILE, CHECKPOINT_FILE, PROGRESS_FILE, TRACEBACK_FILE, WORLD_MODEL_FILE, "policy.pt", "pretrained_wm.pt",
-                 "job.log", "collect.log"):
+    checkpoints = (CHECKPOINT_FILE, WORLD_MODEL_FILE)
+    for name in (RUN_FILE, CURVES_FILE, PROGRESS_FILE, TRACEBACK_FILE, POLICY_FILE, PRETRAINED_WM_FILE, JOB_LOG, COLLECT_LOG,
+                 *checkpoints, *(f"{c}.sha256" for c in checkpoints)):  # fmt: skip
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def to_plain(value: Any, where: str = "state", memo: dict[int, Any] | None = Non
     elif isinstance(value, bytes):
         return {"__bytes__": torch.frombuffer(bytearray(value), dtype=torch.uint8) if value else torch.zeros(0, dtype=torch.uint8)}
     elif isinstance(value, dict):
-        out = type(value)() if type(value) in (dict,) or value.__class__.__name__ == "OrderedDict" else {}
+        out = OrderedDict() if isinstance(value, OrderedDict) else {}  # state_dicts are OrderedDicts: keep them so
         for k, v in value.items():
             if not isinstance(k, (str, int, float, bool, type(None))):
                 raise TypeError(f"cannot checkpoint {where}: a dict key of type {type(k).__name__}")

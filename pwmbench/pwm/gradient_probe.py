@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from pwmbench.pwm.esnr import microbatch_gradients, snr_of
+from pwmbench.stats import late_half_median
 
 PROBE_METRICS = (
     "probe_horizon", "grad_sim_cosine", "grad_sim_rel_error", "grad_wm_norm", "grad_sim_norm",
@@ -162,8 +163,6 @@ class GradientProbe:
             for h in self.horizons:
                 generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 101 + h)
                 rows.append({"epoch": epoch, "env_steps": env_steps, **probe(parts, self.env, start_state, obs0, h, generator, self.batches)})
-                if hasattr(self.env, "detach"):
-                    self.env.detach()
         return rows
 
 
@@ -175,17 +174,9 @@ def probe_summary(rows: Sequence[dict[str, Any]], horizon: int) -> dict[str, Any
     horizons = sorted({int(r["probe_horizon"]) for r in rows})
     h = horizon if horizon in horizons else horizons[0]
     mine = [r for r in rows if int(r["probe_horizon"]) == h]
-    late = mine[len(mine) // 2 :]
-
-    def median(key: str) -> float | None:
-        values = sorted(float(r[key]) for r in late if r.get(key) is not None and math.isfinite(r[key]))
-        if not values:
-            return None
-        mid = len(values) // 2
-        return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
     return {
         "grad_probe_horizon": h,
-        **{f"{k}_median": median(k) for k in ("grad_sim_cosine", "grad_sim_rel_error", "grad_wm_esnr_global", "grad_sim_esnr_global", "grad_sim_rel_std")},
+        **{f"{k}_median": late_half_median(mine, k) for k in ("grad_sim_cosine", "grad_sim_rel_error", "grad_wm_esnr_global", "grad_sim_esnr_global", "grad_sim_rel_std")},
         "time_probe_mean": sum(r["time_probe"] for r in rows) / len(rows),
     }

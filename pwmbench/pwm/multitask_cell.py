@@ -286,25 +286,28 @@ def collect(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[
     return overall
 
 
-def prepare_retry(out: Path, task_ids: list[int]) -> None:
+def prepare_retry(out: Path, task_ids: list[int]) -> str | None:
     """Before a task-set cell runs again: a failed world model and failed members are no result, so their records go
-    (the world model resumes from its checkpoint; members start again); diverged ones are results and stay."""
+    (the world model resumes from its checkpoint; members start again); diverged ones are results and stay. Returns
+    the world model's recorded status afterwards (None: it is to be trained), read once (world_model.pt is large)."""
     out = Path(out)
-    if world_model_status(out) == "failed":
+    status = world_model_status(out)
+    if status == "failed":
         (out / WORLD_MODEL_FILE).unlink()
+        status = None
     for task_id in task_ids:
-        if member_status(out, task_id) == "failed" or world_model_status(out) is None:
+        if status is None or member_status(out, task_id) == "failed":
             (member_dir(out, task_id) / MEMBER_RUN_FILE).unlink(missing_ok=True)
     if run_status(out / RUN_FILE) == "failed":
         (out / RUN_FILE).unlink()
+    return status
 
 
 def train_multitask_cell(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], *, progress: Any = None) -> str:
     """The whole cell in this process: the world model, every member, the collection; returns the cell's status."""
     out = Path(out)
     ids = member_ids(taskset, cfg)
-    prepare_retry(out, ids)
-    if world_model_status(out) is None:
+    if prepare_retry(out, ids) is None:
         train_world_model(taskset, cfg, seed, out, ident, progress=progress)
     for k, task_id in enumerate(ids):
         if member_status(out, task_id) is None:

@@ -166,8 +166,6 @@ class PWMTrainer:
             return 0.0
         start = time.perf_counter()
         self.probe_curves += self.grad_probe.run(self.probe_parts(), self.env.state_dict(), self.obs, self.epoch, self.env_steps)
-        for p in (*self.actor.parameters(), *self.critic.parameters(), *self.wm.parameters()):
-            p.grad = None
         return time.perf_counter() - start
 
     # ------------------------------------------------------------------ 1. actor
