@@ -14,6 +14,7 @@ using that name raises it, while everything else keeps working (`pwmbench plugin
 from __future__ import annotations
 
 import contextlib
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +63,32 @@ def registered_label(factory: Any, kind: str = "") -> str:
     kind, name, source = info
     dist = f"{source.distribution} {source.version}" if source.distribution else "no distribution"
     return f"{kind} {name!r} ({cls_name}; plugin {source.plugin!r}, {dist})"
+
+
+def plugin_in_traceback(tb: types.TracebackType | None) -> str | None:
+    """Which plugin's code an exception came from, for the run row and `run`'s summary: walking from the innermost
+    frame out, the first frame that is a method of a registered class (`self` an instance of it: this also catches
+    pwmbench's own "must implement" errors raised on a plugin's behalf) or that runs in a registering plugin's package.
+    None when no plugin code is on the traceback (pwmbench's own failure)."""
+    registered = {f: info for f, info in list(_REGISTERED.items()) if isinstance(f, type)}
+    packages = {}
+    for factory, (_, _, source) in registered.items():
+        package = (getattr(factory, "__module__", None) or "").split(".")[0]
+        if package and package != "pwmbench" and source.how != "direct call":
+            packages.setdefault(package, source)
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        owner = frame.f_locals.get("self")
+        for cls in type(owner).__mro__ if owner is not None else ():  # the most specific registered class
+            if cls in registered:
+                return registered_label(cls)
+        source = packages.get(str(frame.f_globals.get("__name__", "")).split(".")[0])
+        if source is not None:
+            return source.describe()
+    return None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Arrow result files: the per-step curves table and the one-row run table of a training cell.
 
 Files are written to a temporary name in the same directory and renamed (atomic on POSIX), so a reader
-never sees half a file. Provenance lives in columns (not only schema metadata), because a dataset read
-from many files keeps only the first file's metadata.
+never sees half a file, with a checksum beside them (pwmbench/atomic_files.py), so a garbled one is never
+believed. Provenance lives in columns (not only schema metadata), because a dataset read from many files keeps
+only the first file's metadata.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,9 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
-SCHEMA_VERSION = 5  # 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
+from pwmbench.atomic_files import ChecksumMismatch, verify_checksum, write_atomic
+
+SCHEMA_VERSION = 6  # 6: threads (torch threads the cell computed with), failed_in (the plugin an exception came from); 5: 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 
 # Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
 CURVE_KEYS = ("epoch", "env_steps", "wall_s")
@@ -52,7 +54,8 @@ CURVES_SCHEMA = pa.schema(
 _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 RUN_FIELDS = [
     ("suite", _S), ("task", _S), ("variant", _S), ("seed", _I), ("dynamics", _S), ("dynamics_options", _S), ("preset", _S),
-    ("status", _S), ("reason", _S), ("diverged_epoch", _I), ("diverged_quantity", _S), ("traceback", _S),
+    ("status", _S), ("reason", _S), ("diverged_epoch", _I), ("diverged_quantity", _S), ("traceback", _S), ("failed_in", _S),
+    ("threads", _I),
     ("epochs", _I), ("env_steps", _I), ("wall_s", _F), ("final_return", _F), ("best_return", _F),
     ("final_rewards", _F), ("best_rewards", _F), ("threshold", _F), ("steps_to_threshold", _F), ("fps", _F),
     ("esnr_global_median", _F), ("esnr_pwm_median", _F),
@@ -85,18 +88,11 @@ STATUSES = ("ok", "failed", "diverged")
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
-    """Write an Arrow IPC file via a temporary file and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write an Arrow IPC file whole (a temporary file, then a rename) with its checksum beside it (`<name>.sha256`)."""
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return write_atomic(sink.getvalue().to_pybytes(), path, checksum=True)
 
 
 def curves_table(rows: Sequence[Mapping[str, Any]], identity: Mapping[str, str] | None = None) -> pa.Table:
@@ -145,7 +141,12 @@ def read_dir(results: str | os.PathLike[str], filename: str, skipped: list[str] 
 
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
-    """Read an Arrow IPC file written by pwmbench; refuse a newer schema version than this code knows."""
+    """Read an Arrow IPC file written by pwmbench, checked against its checksum; refuse a newer schema version than
+    this code knows."""
+    try:
+        verify_checksum(path)
+    except ChecksumMismatch as exc:
+        raise UnreadableTable(str(exc)) from None
     try:
         with ipc.open_file(path) as reader:
             table = reader.read_all()

@@ -214,10 +214,7 @@ def finished(cell: Cell, out: Path) -> str | None:
 
 
 def write_suite_record(suite: Suite, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{SUITE_FILE}.tmp"
-    tmp.write_text(json.dumps(suite.to_dict(), indent=1, default=str))
-    os.replace(tmp, out / SUITE_FILE)
+    write_text_atomic(json.dumps(suite.to_dict(), indent=1, default=str), out / SUITE_FILE)
 
 
 # the exception types of bad input (a changed config against a checkpoint, missing data, ...): a fix, not a re-run
@@ -295,8 +292,10 @@ def _record_error(cell: Cell, out: Path, exc: BaseException, job: Job | None = N
     job's directory (a task-set member's own, else the cell's)."""
     directory = Path(job.log).parent if job is not None and job.log else cell.directory(out)
     path = directory / TRACEBACK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), path)
+    try:
+        write_text_atomic("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), path)
+    except OSError as write_error:  # e.g. the disk is still full: the run goes on and says so
+        path = Path(f"{path} (not written: {write_error})")
     what = "" if job is None or job.kind in ("cell", "collect") else f" ({job.kind.replace('_', ' ')} job)"
     return Problem(cell.task, cell.variant, cell.seed, "error", one_line(f"{type(exc).__name__}: {exc}") + what, path)
 

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from pwmbench import api
+from pwmbench.atomic_files import write_text_atomic
 from pwmbench.errors import PwmbenchError
 
 from .chunks import chunk_paths, write_chunk
@@ -224,9 +225,7 @@ def collect(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "seconds": round(time.time() - started, 2),
     }
-    tmp = out / f".metadata.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, out / "metadata.json")
+    write_text_atomic(json.dumps(meta, indent=1) + "\n", out / "metadata.json")
     return meta
 
 

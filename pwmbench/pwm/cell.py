@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 import statistics
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,8 +46,11 @@ from pwmbench.pwm.cell_files import (  # noqa: F401 - re-exported: callers impor
     StopRequest,
     clear_cell_files,
     config_hash,
+    failure_record,
     plugin_versions,
+    remove_temp_files,
     run_status,
+    thread_count,
     variant_label,
     write_text_atomic,
 )
@@ -76,6 +78,7 @@ def train_cell(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(out)  # a killed writer's leftovers: this job is the directory's only writer now
     run_path, curves_path, ckpt_path = out / RUN_FILE, out / CURVES_FILE, out / CHECKPOINT_FILE
     if restart:
         clear_cell_files(out)
@@ -152,8 +155,9 @@ def train_cell(
     except KeyboardInterrupt:
         raise  # the last epoch-boundary checkpoint stands (StopRequest wrote one when it could)
     except Exception as exc:  # noqa: BLE001 - a crashed cell is a result too
-        status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        failure, full_traceback = {"traceback": traceback.format_exc(limit=8)}, traceback.format_exc()
+        status = "failed"
+        reason, failure = failure_record(exc)
+        full_traceback = failure["full_traceback"]
 
     row = _run_row(trainer, cfg, ident, status, reason, failure, plugins_versions=plugin_versions())
     row["threshold"] = threshold
@@ -225,6 +229,8 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         "diverged_epoch": failure.get("diverged_epoch"),
         "diverged_quantity": failure.get("diverged_quantity"),
         "traceback": failure.get("traceback"),
+        "failed_in": failure.get("failed_in"),
+        "threads": thread_count(),
         "epochs": trainer.epoch,
         "env_steps": trainer.env_steps,
         "wall_s": trainer.wall_s,

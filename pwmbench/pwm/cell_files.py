@@ -1,6 +1,6 @@
 """The files of a training cell and the small helpers both kinds of cell (single task, task set) share.
 
-Names of the result, checkpoint and progress files; atomic text writes; a run file's status; the config hash;
+Names of the result, checkpoint and progress files; a run file's status (an unreadable one moved aside); the config hash;
 the progress line and progress file. pwm/cell.py (single tasks) and pwm/multitask_cell.py (task sets) import
 these; neither imports the other's training code through here.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pwmbench.atomic_files import checksum_path, move_aside, remove_temp_files, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 from pwmbench.errors import PwmbenchError
 from pwmbench.plugins import get_plugins
 from pwmbench.pwm.config import PWMConfig
@@ -41,24 +42,32 @@ def run_status(path: str | os.PathLike[str]) -> str | None:
     try:
         statuses = set(read_table(path).column("status").to_pylist())
     except (UnreadableTable, KeyError) as exc:  # a result that cannot be read is no result: the cell is trained again
-        aside = Path(path).with_name(Path(path).name + ".corrupt")
-        os.replace(path, aside)
+        aside = move_aside(path)
         print(f"warning: {exc}; moved to {aside.name}, the cell will be trained again", file=sys.stderr)
         return None
     return "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
 
 
-def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write a text file via a temporary file in the same directory and os.replace (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+def failure_record(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """(reason, failure) for an exception that ended a cell or job: the reason is `Type: message`, followed by the
+    plugin whose code raised it when there is one (so a plugin author reads at once whose bug it is); `failure` holds
+    that plugin (`failed_in`), the traceback's start for the run row and the full traceback for traceback.txt."""
+    import traceback
+
+    from pwmbench.registry import plugin_in_traceback
+
+    culprit = plugin_in_traceback(exc.__traceback__)
+    reason = f"{type(exc).__name__}: {exc}" + (f" [raised in {culprit}]" if culprit else "")
+    short, full = ("".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=n)) for n in (8, None))
+    return reason, {"failed_in": culprit, "traceback": short, "full_traceback": full}
+
+
+def thread_count() -> int:
+    """The torch intra-op threads this process computes with (recorded in run rows: float sums, and with them
+    results, can differ with the thread count, so a resumed or re-run cell is only comparable at the same count)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 @dataclass(frozen=True)
@@ -135,9 +144,7 @@ class ProgressFile:
         if now - self._last < 2.0 and row["epoch"] < self.total:
             return
         self._last = now
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": row["epoch"], "max_epochs": self.total, "rewards": row.get("rewards"), "eval_return": self.last_eval, "time": now}))
-        os.replace(tmp, self.path)
+        write_text_atomic(json.dumps({"epoch": row["epoch"], "max_epochs": self.total, "rewards": row.get("rewards"), "eval_return": self.last_eval, "time": now}), self.path)
 
 
 def clear_cell_files(out: str | os.PathLike[str]) -> None:
@@ -148,10 +155,12 @@ def clear_cell_files(out: str | os.PathLike[str]) -> None:
     from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE
 
     out = Path(out)
-    checkpoints = (CHECKPOINT_FILE, WORLD_MODEL_FILE)
-    for name in (RUN_FILE, CURVES_FILE, PROGRESS_FILE, TRACEBACK_FILE, POLICY_FILE, PRETRAINED_WM_FILE, JOB_LOG, COLLECT_LOG,
-                 *checkpoints, *(f"{c}.sha256" for c in checkpoints)):  # fmt: skip
+    checksummed = (RUN_FILE, CURVES_FILE, CHECKPOINT_FILE, WORLD_MODEL_FILE)
+    for name in (PROGRESS_FILE, TRACEBACK_FILE, POLICY_FILE, PRETRAINED_WM_FILE, JOB_LOG, COLLECT_LOG, *checksummed):
         (out / name).unlink(missing_ok=True)
+    for name in checksummed:
+        checksum_path(out / name).unlink(missing_ok=True)
+    remove_temp_files(out)
     shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)
 
 

@@ -11,9 +11,8 @@ naming the file, and the cell starts that part again instead of trusting it.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -21,24 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from pwmbench.atomic_files import ChecksumMismatch, move_aside, verify_checksum, write_atomic
 from pwmbench.errors import PwmbenchError
 
 
 class CorruptCheckpoint(PwmbenchError):
     """A checkpoint that cannot be trusted: unreadable, truncated, not pwmbench's plain-data format, or its checksum
     does not match."""
-
-
-def _checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_plain(value: Any, where: str = "state", memo: dict[int, Any] | None = None) -> Any:
@@ -105,29 +93,21 @@ def from_plain(value: Any, memo: dict[int, Any] | None = None) -> Any:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_sum = _checksum_path(Path(tmp))
-    try:
-        torch.save(to_plain(state), tmp)
-        tmp_sum.write_text(_sha256(Path(tmp)) + "\n")
-        os.replace(tmp_sum, _checksum_path(path))  # the new checksum first: a crash between leaves a mismatch, never trust
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        tmp_sum.unlink(missing_ok=True)
-        raise
-    return path
+    """Write `state` as plain data, whole (a temporary file, then a rename), with its checksum beside it. The bytes
+    are built in memory first, so a full disk is reported by the write (DiskFull, naming the file), not as torch's
+    opaque stream-writer error."""
+    buffer = io.BytesIO()
+    torch.save(to_plain(state), buffer)
+    return write_atomic(buffer.getvalue(), path, checksum=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint written by `save_checkpoint`, checked against its checksum and loaded as plain data only."""
     path = Path(path)
-    expected = _checksum_path(path)
-    if expected.exists() and expected.read_text().strip() != _sha256(path):
-        raise CorruptCheckpoint(f"{path} does not match its checksum ({expected.name}): truncated or changed since it was written")
+    try:
+        verify_checksum(path)
+    except ChecksumMismatch as exc:
+        raise CorruptCheckpoint(str(exc)) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one we will not trust
@@ -140,8 +120,4 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def discard_corrupt(path: str | os.PathLike[str]) -> Path:
     """Move a corrupt checkpoint (and its checksum) aside as `<name>.corrupt`, so the work it held is done again."""
-    path = Path(path)
-    aside = path.with_name(path.name + ".corrupt")
-    os.replace(path, aside)
-    _checksum_path(path).unlink(missing_ok=True)
-    return aside
+    return move_aside(path)

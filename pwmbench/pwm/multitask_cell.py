@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,13 @@ from pwmbench.pwm.cell_files import (
     TRACEBACK_FILE,
     WORLD_MODEL_FILE,
     ProgressFile,
+    StopRequest,
     config_hash,
+    failure_record,
     plugin_versions,
+    remove_temp_files,
     run_status,
+    thread_count,
     write_text_atomic,
 )
 from pwmbench.pwm.checkpoint import CorruptCheckpoint, discard_corrupt, load_checkpoint, save_checkpoint
@@ -116,6 +119,7 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
     """The world-model job: train (resuming from the checkpoint), then write `world_model.pt`; returns its status."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(out)  # a killed writer's leftovers: this job is the cell directory's only writer now
     plugins = get_plugins()
     dataset = open_dataset(taskset, cfg)
     owm = OfflineWorldModel(taskset, dataset, cfg, seed)
@@ -139,25 +143,27 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
 
     status, reason, failure = "ok", None, {}
     try:
-        while owm.iteration < cfg.offline_wm_iterations:
-            block = min(WM_CHECKPOINT_EVERY - owm.iteration % WM_CHECKPOINT_EVERY, cfg.offline_wm_iterations - owm.iteration)
-            new = owm.train(block, log_every=WM_LOG_EVERY)
-            rows += new
-            for row in new:
-                plugins.emit(RunEvent("metrics", {**ident, "phase": "world_model"}, step=row["epoch"], metrics={k: float(v) for k, v in row.items() if k != "epoch"}))
-            reporter({**new[-1], "epoch": owm.iteration})
-            if progress is not None:
-                progress({**new[-1], "epoch": owm.iteration}, 0)
-            checkpoint()
+        with StopRequest() as stop:  # Ctrl-C/SIGTERM: stop at the next logging boundary, checkpointed (exact resume)
+            while owm.iteration < cfg.offline_wm_iterations:
+                new = owm.train(min(WM_LOG_EVERY - owm.iteration % WM_LOG_EVERY, cfg.offline_wm_iterations - owm.iteration), log_every=WM_LOG_EVERY)
+                rows += new
+                for row in new:
+                    plugins.emit(RunEvent("metrics", {**ident, "phase": "world_model"}, step=row["epoch"], metrics={k: float(v) for k, v in row.items() if k != "epoch"}))
+                reporter({**new[-1], "epoch": owm.iteration})
+                if progress is not None:
+                    progress({**new[-1], "epoch": owm.iteration}, 0)
+                if owm.iteration % WM_CHECKPOINT_EVERY == 0 or owm.iteration == cfg.offline_wm_iterations:
+                    checkpoint()
+                stop.stop_here(checkpoint)
     except Diverged as exc:
         status, reason = "diverged", f"world model: {exc}"
         failure = {"diverged_epoch": exc.epoch, "diverged_quantity": f"world model {exc.quantity}"}
     except KeyboardInterrupt:
-        checkpoint()
-        raise
+        raise  # the last boundary checkpoint stands (StopRequest wrote one when it could)
     except Exception as exc:  # noqa: BLE001 - a crashed world model is a result for its members too
-        status, reason = "failed", f"world model: {type(exc).__name__}: {exc}"
-        failure = {"traceback": traceback.format_exc(limit=8), "full_traceback": traceback.format_exc()}
+        status = "failed"
+        reason, failure = failure_record(exc)
+        reason = f"world model: {reason}"
     save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": dataset.usage(),
                      "rows": rows, "iteration": owm.iteration, "wall_s": owm.wall_s}, out / WORLD_MODEL_FILE)  # fmt: skip
     (out / PROGRESS_FILE).unlink(missing_ok=True)
@@ -170,6 +176,7 @@ def train_member(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: 
     out = Path(out)
     where = member_dir(out, task_id)
     where.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(where)
     saved = _load_world_model(out / WORLD_MODEL_FILE)
     plugins = get_plugins()
     member = taskset.tasks[task_id]
@@ -202,8 +209,8 @@ def train_member(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: 
             status, reason = "diverged", str(exc)
             failure = {"diverged_epoch": exc.epoch, "diverged_quantity": exc.quantity}
         except Exception as exc:  # noqa: BLE001 - a crashed member is a result; the others go on
-            status, reason = "failed", f"{type(exc).__name__}: {exc}"
-            failure = {"traceback": traceback.format_exc(limit=8), "full_traceback": traceback.format_exc()}
+            status = "failed"
+            reason, failure = failure_record(exc)
         (where / PROGRESS_FILE).unlink(missing_ok=True)
     row = _member_row(taskset, cfg, seed, owm, saved, ident, task_id, status, reason, failure, curves, policy, time.perf_counter() - started)
     write_table_atomic(curves_table(curves, {**ident, "task": row["task"], "member": member, "phase": "policy"}), where / MEMBER_CURVES_FILE)
@@ -235,7 +242,7 @@ def _member_row(taskset, cfg, seed, owm, saved, ident, task_id, status, reason, 
         **provenance(cfg.device, plugin_versions()),
         "status": status, "reason": reason,
         "diverged_epoch": failure.get("diverged_epoch"), "diverged_quantity": failure.get("diverged_quantity"),
-        "traceback": failure.get("traceback"),
+        "traceback": failure.get("traceback"), "failed_in": failure.get("failed_in"), "threads": thread_count(),
         "epochs": policy.iteration if policy is not None else 0, "env_steps": 0, "wall_s": saved["wall_s"] + wall_s,
         "final_return": evals[-1]["eval_return"] if evals else None,
         "best_return": max(r["eval_return"] for r in evals) if evals else None,
@@ -255,6 +262,7 @@ def collect(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[
     """The collecting job: the cell's curves.arrow (world-model rows, then every member's) and run.arrow (one row per
     member, written last), traceback.txt for failed members; returns the cell's status."""
     out = Path(out)
+    remove_temp_files(out)  # every other job of the cell has ended: what a killed one left is garbage
     saved = _load_world_model(out / WORLD_MODEL_FILE)
     missing = [t for t in task_ids if member_status(out, t) is None]
     if missing:

@@ -6,6 +6,7 @@ Loading uses `torch.load(weights_only=True)`: the file holds only tensors, numbe
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pwmbench.atomic_files import write_atomic
 from pwmbench.errors import PwmbenchError
 
 __all__ = ["POLICY_FILE", "LoadedPolicy", "load_policy", "save_policy"]
@@ -32,10 +34,9 @@ def save_policy(trainer: Any, task_name: str, path: str | os.PathLike) -> Path:
         "obs_rms": trainer.obs_rms.state_dict() if trainer.obs_rms is not None else None,
         "rew_rms": trainer.rew_rms.state_dict() if trainer.rew_rms is not None else None,  # the reward head's scale (pretrain_checkpoint)
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return write_atomic(buffer.getvalue(), path)
 
 
 class LoadedPolicy:

@@ -26,6 +26,7 @@ random subset with replacement).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pwmbench.atomic_files import write_atomic
 from pwmbench.errors import ConfigError, PwmbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,10 +117,9 @@ def save_pretrained_wm(trainer: PWMTrainer, path: str | os.PathLike) -> Path:
         "pretrain_data": trainer.cfg.pretrain_data,
         "iterations": trainer.pretraining.step if trainer.pretraining is not None else 0,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return write_atomic(buffer.getvalue(), path)
 
 
 def _read_world_model_file(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:

@@ -1,0 +1,116 @@
+"""Files written whole or not at all, optionally with a checksum beside them, and a clear error when the disk is full.
+
+Every file pwmbench writes into a results directory goes through `write_atomic`: the bytes go to a temporary file in
+the same directory (`.<name>.<random>.tmp`), which is renamed over the target, so a reader — or a run resumed after
+kill -9 — sees the old file or the new one, never half of one. Files that decide what a resumed run trusts (result
+tables, checkpoints) also get `<name>.sha256`: a truncated or garbled file is detected on read instead of being
+believed. The old checksum is removed before the rename and the new one written after it, so a crash in between
+leaves a whole file without a checksum (accepted), never a whole file with a wrong one.
+
+A write that fails because the disk (or a quota, or a file-size limit) is full raises `DiskFull` naming the file and
+what to do; the temporary file is removed, the previous file stays.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from pwmbench.errors import PwmbenchError
+
+TEMP_SUFFIX = ".tmp"
+CHECKSUM_SUFFIX = ".sha256"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFull(PwmbenchError, OSError):
+    """A file could not be written for lack of space (disk full, quota, file-size limit)."""
+
+
+class ChecksumMismatch(PwmbenchError):
+    """A file does not match the checksum written beside it: truncated or changed since it was written."""
+
+
+def checksum_path(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _no_space(exc: OSError, path: Path) -> DiskFull:
+    return DiskFull(exc.errno, f"cannot write {path}: {exc.strerror or exc} — free some space (or raise the quota / file-size limit) "
+                               "and run the same command again: finished results are kept and the rest resumes from its last checkpoint")  # fmt: skip
+
+
+def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = False) -> Path:
+    """Write `data` to `path` via a temporary file and a rename; with `checksum`, also `<path>.sha256`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if checksum:  # the files a resume trusts survive a machine crash too, not only a killed process
+                f.flush()
+                os.fsync(f.fileno())
+        if checksum:
+            checksum_path(path).unlink(missing_ok=True)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno in _NO_SPACE and not isinstance(exc, DiskFull):
+            raise _no_space(exc, path) from exc
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if checksum:
+        write_atomic((hashlib.sha256(data).hexdigest() + "\n").encode(), checksum_path(path))
+    return path
+
+
+def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
+    return write_atomic(text.encode(), path)
+
+
+def verify_checksum(path: str | os.PathLike[str]) -> None:
+    """Raise ChecksumMismatch when `<path>.sha256` exists and does not match the file (no checksum: nothing to check)."""
+    expected = checksum_path(path)
+    try:
+        want = expected.read_text().strip()
+    except FileNotFoundError:
+        return
+    if want != sha256_of(path):
+        raise ChecksumMismatch(f"{path} does not match its checksum ({expected.name}): truncated or changed since it was written")
+
+
+def move_aside(path: str | os.PathLike[str], suffix: str = ".corrupt") -> Path:
+    """Move a file that cannot be trusted to `<name>.corrupt` (kept for a post-mortem) and drop its checksum."""
+    path = Path(path)
+    aside = path.with_name(path.name + suffix)
+    os.replace(path, aside)
+    checksum_path(path).unlink(missing_ok=True)
+    return aside
+
+
+def remove_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files a killed writer left in `directory` (`.<name>.….tmp`; never read, never renamed).
+
+    Call only where no other process is writing (a cell's directory when its job starts: the results lock and the
+    job graph make the job its only writer)."""
+    removed = []
+    for stray in Path(directory).glob(f".*{TEMP_SUFFIX}"):
+        if stray.is_file():
+            stray.unlink(missing_ok=True)
+            removed.append(stray)
+    return removed
