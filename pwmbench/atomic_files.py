@@ -29,6 +29,9 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 class DiskFull(PwmbenchError, OSError):
     """A file could not be written for lack of space (disk full, quota, file-size limit)."""
 
+    def __str__(self) -> str:  # the message alone: "[Errno 28] ..." only delays what to do
+        return str(self.strerror)
+
 
 class ChecksumMismatch(PwmbenchError):
     """A file does not match the checksum written beside it: truncated or changed since it was written."""
@@ -48,8 +51,8 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 
 def _no_space(exc: OSError, path: Path) -> DiskFull:
-    return DiskFull(exc.errno, f"cannot write {path}: {exc.strerror or exc} — free some space (or raise the quota / file-size limit) "
-                               "and run the same command again: finished results are kept and the rest resumes from its last checkpoint")  # fmt: skip
+    return DiskFull(exc.errno, f"cannot write {path}: {exc.strerror or exc} — free some space and run the same command "
+                               "again (finished cells are kept; the others resume from their last checkpoints)")  # fmt: skip
 
 
 def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = False) -> Path:
@@ -63,8 +66,7 @@ def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = 
             if checksum:  # the files a resume trusts survive a machine crash too, not only a killed process
                 f.flush()
                 os.fsync(f.fileno())
-        if checksum:
-            checksum_path(path).unlink(missing_ok=True)
+        checksum_path(path).unlink(missing_ok=True)  # an old checksum never outlives its file's contents
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -92,6 +94,12 @@ def verify_checksum(path: str | os.PathLike[str]) -> None:
         return
     if want != sha256_of(path):
         raise ChecksumMismatch(f"{path} does not match its checksum ({expected.name}): truncated or changed since it was written")
+
+
+def remove(path: str | os.PathLike[str]) -> None:
+    """Delete a file and the checksum beside it (either may be missing)."""
+    Path(path).unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)
 
 
 def move_aside(path: str | os.PathLike[str], suffix: str = ".corrupt") -> Path:

@@ -79,15 +79,14 @@ def run_task_set_job(stage: str, task: str, config: dict[str, Any], seed: int, o
     raise ValueError(f"unknown task-set job stage {stage!r}")
 
 
-def job_resources(suite: Suite, kind: str, workers: int) -> Resources:
-    """A job kind's resources: the suite's [executor.resources.<kind>], cpus defaulting to this machine's CPUs shared
-    among the workers (fixed for the whole run, so a cell's thread count never depends on how many cells are left)."""
-    spec = dict(suite.executor.get("resources", {}).get(kind, {}))
-    spec.setdefault("cpus", max(1, (os.cpu_count() or 1) // max(1, workers)))
-    return Resources(**spec)
+def job_resources(suite: Suite, kind: str) -> Resources:
+    """A job kind's resources: the suite's [executor.resources.<kind>], cpus (the job's torch threads) defaulting to 1.
+    The thread count changes float sums and so the results: it is fixed by the suite alone — never by `--workers`,
+    `--only` or how many cells are left — so a cell gives the same numbers however the run is split or resumed."""
+    return Resources(**dict(suite.executor.get("resources", {}).get(kind, {})))
 
 
-def cell_jobs(suite: Suite, cell: Cell, out: Path, restart: bool, workers: int) -> list[Job]:
+def cell_jobs(suite: Suite, cell: Cell, out: Path, restart: bool) -> list[Job]:
     """The jobs of one cell still to run. A single task: one job. A task set: a world-model job, one job per member
     policy depending on it (one group: a Slurm array), and a collecting job keyed like the cell, depending on all."""
     from pwmbench.api import TaskSet
@@ -97,7 +96,7 @@ def cell_jobs(suite: Suite, cell: Cell, out: Path, restart: bool, workers: int) 
     identity = {"suite": suite.name, "variant": cell.variant}
     common = {"task": cell.task, "config": cell.config.to_dict(), "seed": cell.seed, "out_dir": str(directory), "identity": identity}
     if not isinstance(get_task(cell.task), TaskSet):
-        res = job_resources(suite, "cell", workers)
+        res = job_resources(suite, "cell")
         kwargs = {**common, "threads": res.cpus, "restart": restart, "threshold": suite.thresholds.get(cell.task)}
         return [Job(cell.key, run_cell_job, kwargs, kind="cell", resources=res, log=str(directory / JOB_LOG))]
     from pwmbench.pwm import multitask_cell as mt
@@ -108,17 +107,17 @@ def cell_jobs(suite: Suite, cell: Cell, out: Path, restart: bool, workers: int) 
     jobs: list[Job] = []
     wm_key = f"{cell.key}|world_model"
     if mt.prepare_retry(directory, ids) is None:
-        res = job_resources(suite, "world_model", workers)
+        res = job_resources(suite, "world_model")
         jobs.append(Job(wm_key, run_task_set_job, {"stage": "world_model", **common, "threads": res.cpus}, kind="world_model",
                         resources=res, log=str(directory / JOB_LOG)))  # fmt: skip
     wm_dep = (wm_key,) if jobs else ()
-    res = job_resources(suite, "member", workers)
+    res = job_resources(suite, "member")
     for task_id in ids:
         if mt.member_status(directory, task_id) is None:
             jobs.append(Job(f"{cell.key}|member|{task_id}", run_task_set_job, {"stage": "member", **common, "threads": res.cpus, "task_id": task_id},
                             kind="member", depends_on=wm_dep, resources=res, log=str(mt.member_dir(directory, task_id) / JOB_LOG),
                             group=f"{cell.key}|members"))  # fmt: skip
-    res = job_resources(suite, "collect", workers)
+    res = job_resources(suite, "collect")
     jobs.append(Job(cell.key, run_task_set_job, {"stage": "collect", **common, "threads": res.cpus, "task_ids": ids}, kind="collect",
                     depends_on=tuple(j.key for j in jobs), resources=res, log=str(directory / COLLECT_LOG)))  # fmt: skip
     return jobs
@@ -546,7 +545,7 @@ def run_suite(
             if cell.key not in running:  # finished in an earlier run: ok, or diverged (a result, but not ok)
                 summary.skipped_statuses[cell_status(cell, out) or "?"] += 1
                 summary.problems += cell_problems(cell, out, earlier=True)
-        pairs = [(job, c) for c in todo for job in cell_jobs(suite, c, out, restart, workers)]
+        pairs = [(job, c) for c in todo for job in cell_jobs(suite, c, out, restart)]
         jobs, cell_of = [job for job, _ in pairs], {job.key: c for job, c in pairs}
         if detach:
             record_dir = out / EXECUTOR_DIR
@@ -625,7 +624,10 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
     suite_file = out / SUITE_FILE
     if not suite_file.exists():
         raise ConfigError(f"{out} holds no {SUITE_FILE}: not a results directory of `pwmbench run`")
-    record = json.loads(suite_file.read_text())
+    try:
+        record = json.loads(suite_file.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{suite_file} is not valid JSON ({exc}): run the suite again to rewrite it (finished cells are kept)") from None
     rows: list[dict[str, Any]] = []
     for key in record.get("configs", {}):
         task, variant = key.split("|", 1)
@@ -668,10 +670,12 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
 
 
 def _file_state(job: str, directory: Path, run_file: Path) -> dict[str, Any]:
-    status = run_status(run_file)
+    status = run_status(run_file, repair=False)  # `status` only reads: `run` moves a corrupt result aside
     log = str(directory / JOB_LOG) if (directory / JOB_LOG).exists() else None
     if status == "ok":
         return {"job": job, "state": "done", "detail": None, "log": log}
+    if status == "corrupt":
+        return {"job": job, "state": "corrupt", "detail": f"{run_file.name} unreadable: the next run trains it again", "log": log}
     if status is not None:
         return {"job": job, "state": "failed" if status == "failed" else "diverged", "detail": status, "log": log}
     try:

@@ -350,7 +350,12 @@ def score_all(
     reps: int = BOOTSTRAP_REPS,
 ) -> Scoring:
     """Each candidate against the baseline (one Verdict each), all on the same task scales."""
-    baseline, chosen = resolve_variants(runs, suite, baseline, candidates)
+    try:
+        baseline, chosen = resolve_variants(runs, suite, baseline, candidates)
+    except UnusableResults as exc:  # missing variants may be the unreadable files' runs: say which they are
+        if not suite.get("unreadable"):
+            raise
+        raise UnusableResults(f"{exc}; " + "; ".join(f"unreadable result file left out: {u}" for u in suite["unreadable"])) from None
     scales = task_scales(runs, curves, baseline)
     cache: dict[tuple[str, tuple[str, ...]], dict[str, Estimate]] = {}
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)

@@ -100,8 +100,8 @@ def test_executor_options_and_resources_come_from_the_suite(tmp_path):
     assert executor_choice(suite, None, None) == ("ray", {"address": "auto"})
     assert executor_choice(suite, None, {"max_retries": 5}) == ("ray", {"address": "auto", "max_retries": 5})
     assert executor_choice(suite, "local", None) == ("local", {})  # the suite's options belong to its executor
-    assert job_resources(suite, "cell", workers=2) == Resources(cpus=3, gpus=1, time_min=90)
-    assert job_resources(suite, "member", workers=1).cpus == max(1, os.cpu_count() or 1)
+    assert job_resources(suite, "cell") == Resources(cpus=3, gpus=1, time_min=90)
+    assert job_resources(suite, "member").cpus == 1  # fixed by the suite alone (default 1), never by --workers
     with pytest.raises(SuiteError, match="did you mean 'world_model'"):
         parse_suite({**base, "executor": {"resources": {"world-model": {"cpus": 1}}}})
     with pytest.raises(SuiteError, match="did you mean 'memory_gb'"):
@@ -176,7 +176,7 @@ def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_on
     path.write_text(TASKSET_SUITE.format(data=tmp_path / "data"))
     suite = prepare(load_suite(path))
     (cell,) = suite.cells()
-    jobs = cell_jobs(suite, cell, tmp_path / "planned", restart=False, workers=2)
+    jobs = cell_jobs(suite, cell, tmp_path / "planned", restart=False)
     assert [(j.kind, j.depends_on) for j in jobs] == [
         ("world_model", ()), ("member", (f"{cell.key}|world_model",)), ("member", (f"{cell.key}|world_model",)),
         ("collect", (f"{cell.key}|world_model", f"{cell.key}|member|8", f"{cell.key}|member|29"))]  # fmt: skip
@@ -184,7 +184,14 @@ def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_on
 
     summary = run_suite(suite, tmp_path / "jobs", workers=2, progress=False)
     assert summary.ok, summary.problems
-    one = train_cell("mt30", cell.config, 7, tmp_path / "inline", identity={"suite": "mt-jobs", "variant": "mlp"})
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the jobs' thread count (the suite's default): float sums depend on it
+    try:
+        one = train_cell("mt30", cell.config, 7, tmp_path / "inline", identity={"suite": "mt-jobs", "variant": "mlp"})
+    finally:
+        torch.set_num_threads(threads)
     assert one.status == "ok"
     timing = {"wall_s", "time_wm", "time_policy", "time_eval", "fps"}
 
@@ -205,7 +212,7 @@ def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_on
     (cell_dir / "members" / "29" / "member_run.arrow").unlink()
     (cell_dir / "run.arrow").unlink()
     assert "queued    " + f"{cell.key}|member|29" in CliRunner().invoke(main, ["status", str(tmp_path / "jobs")]).output
-    again = [j.key for j in cell_jobs(suite, cell, tmp_path / "jobs", restart=False, workers=2)]
+    again = [j.key for j in cell_jobs(suite, cell, tmp_path / "jobs", restart=False)]
     assert again == [f"{cell.key}|member|29", cell.key]
     assert run_suite(suite, tmp_path / "jobs", workers=1, progress=False).ok
     assert table(cell_dir, "run.arrow")[1]["final_return"] == table(tmp_path / "inline", "run.arrow")[1]["final_return"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pwmbench.atomic_files import remove
 from pwmbench.interfaces import RunEvent, TaskSet
 from pwmbench.plugins import get_plugins
 from pwmbench.provenance import provenance
@@ -89,7 +90,7 @@ def train_cell(
         """A failed run (an exception) is no result: once its retry has started, its run.arrow (status failed) and
         traceback.txt go, so nothing reads the old failure as the cell's result; the retry writes its own."""
         if run_status(run_path) == "failed":
-            run_path.unlink()
+            remove(run_path)
         (out / TRACEBACK_FILE).unlink(missing_ok=True)
 
     ident = {"task": task_name, "variant": variant_label(cfg), "seed": str(seed), **(identity or {})}
@@ -171,7 +172,7 @@ def train_cell(
         write_text_atomic(full_traceback, out / TRACEBACK_FILE)
     write_table_atomic(run_table(row), run_path)
     if status == "ok":
-        ckpt_path.unlink(missing_ok=True)
+        remove(ckpt_path)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     plugins.emit(RunEvent("finished", ident, step=trainer.epoch, status=status, reason=reason))
     return CellResult(status, out, row)

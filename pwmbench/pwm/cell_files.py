@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pwmbench.atomic_files import checksum_path, move_aside, remove_temp_files, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
+from pwmbench.atomic_files import move_aside, remove, remove_temp_files, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 from pwmbench.errors import PwmbenchError
 from pwmbench.plugins import get_plugins
 from pwmbench.pwm.config import PWMConfig
@@ -33,17 +33,25 @@ class CellAlreadyDone(PwmbenchError):
     """The output directory already holds a finished run."""
 
 
-def run_status(path: str | os.PathLike[str]) -> str | None:
+def run_status(path: str | os.PathLike[str], *, repair: bool = True) -> str | None:
     """The status of a run file as a whole: "failed" when any row failed (an exception: the cell is trained again,
     resuming from its checkpoint), else "diverged" when any row diverged (a result: kept), else "ok"; None when
-    there is no run file (the cell has not finished)."""
-    if not Path(path).exists():
+    there is no run file (the cell has not finished). A run file — or the curves file beside it — that cannot be read
+    or does not match its checksum is no result: both are moved aside (`.corrupt`) and the cell is trained again;
+    with `repair=False` (read-only callers: `pwmbench status`) nothing moves and the status is "corrupt"."""
+    path = Path(path)
+    if not path.exists():
         return None
+    curves = path.with_name(path.name.replace("run.arrow", "curves.arrow"))
     try:
         statuses = set(read_table(path).column("status").to_pylist())
-    except (UnreadableTable, KeyError) as exc:  # a result that cannot be read is no result: the cell is trained again
-        aside = move_aside(path)
-        print(f"warning: {exc}; moved to {aside.name}, the cell will be trained again", file=sys.stderr)
+        if curves != path and curves.exists():
+            read_table(curves)
+    except (UnreadableTable, KeyError) as exc:
+        if not repair:
+            return "corrupt"
+        moved = [move_aside(p).name for p in (path, curves) if p.exists()]
+        print(f"warning: {exc}; moved {' and '.join(moved)} aside, the cell will be trained again", file=sys.stderr)
         return None
     return "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
 
@@ -155,11 +163,8 @@ def clear_cell_files(out: str | os.PathLike[str]) -> None:
     from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE
 
     out = Path(out)
-    checksummed = (RUN_FILE, CURVES_FILE, CHECKPOINT_FILE, WORLD_MODEL_FILE)
-    for name in (PROGRESS_FILE, TRACEBACK_FILE, POLICY_FILE, PRETRAINED_WM_FILE, JOB_LOG, COLLECT_LOG, *checksummed):
-        (out / name).unlink(missing_ok=True)
-    for name in checksummed:
-        checksum_path(out / name).unlink(missing_ok=True)
+    for name in (RUN_FILE, CURVES_FILE, CHECKPOINT_FILE, WORLD_MODEL_FILE, PROGRESS_FILE, TRACEBACK_FILE, POLICY_FILE, PRETRAINED_WM_FILE, JOB_LOG, COLLECT_LOG):
+        remove(out / name)
     remove_temp_files(out)
     shutil.rmtree(out / MEMBERS_DIR, ignore_errors=True)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pwmbench.atomic_files import remove
 from pwmbench.data.dataset import OfflineDataset
 from pwmbench.errors import ConfigError
 from pwmbench.interfaces import RunEvent, TaskSet
@@ -288,7 +289,7 @@ def collect(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[
     # any failed member makes the cell "failed": a run started again retries it (diverged members are results)
     overall = "ok" if statuses == {"ok"} else ("failed" if "failed" in statuses else "diverged")
     if overall == "ok":
-        (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+        remove(out / CHECKPOINT_FILE)
     get_plugins().emit(RunEvent("finished", ident, step=saved["iteration"], status=overall, reason=None if overall == "ok" else "; ".join(
         f"{r['task']}: {r['reason']}" for r in rows if r["status"] != "ok")))  # fmt: skip
     return overall
@@ -301,13 +302,13 @@ def prepare_retry(out: Path, task_ids: list[int]) -> str | None:
     out = Path(out)
     status = world_model_status(out)
     if status == "failed":
-        (out / WORLD_MODEL_FILE).unlink()
+        remove(out / WORLD_MODEL_FILE)
         status = None
     for task_id in task_ids:
         if status is None or member_status(out, task_id) == "failed":
-            (member_dir(out, task_id) / MEMBER_RUN_FILE).unlink(missing_ok=True)
+            remove(member_dir(out, task_id) / MEMBER_RUN_FILE)
     if run_status(out / RUN_FILE) == "failed":
-        (out / RUN_FILE).unlink()
+        remove(out / RUN_FILE)
     return status
 
 

@@ -1,0 +1,54 @@
+"""Whole-or-nothing writes, checksums beside the files a resume trusts, and the cleanup of a killed writer's temp
+files (pwmbench/atomic_files.py); what the runner makes of them is in test_faults.py."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pwmbench.atomic_files import ChecksumMismatch, checksum_path, move_aside, remove, remove_temp_files, verify_checksum, write_atomic
+from pwmbench.results import UnreadableTable, read_table, run_table, write_table_atomic
+
+
+@given(data=st.binary(min_size=1, max_size=2000), at=st.integers(0, 1999), flip=st.integers(1, 255))
+def test_any_changed_byte_is_caught_by_the_checksum(tmp_path_factory, data, at, flip):
+    path = tmp_path_factory.mktemp("c") / "file.bin"
+    write_atomic(data, path, checksum=True)
+    verify_checksum(path)  # as written: fine
+    changed = bytearray(data)
+    changed[at % len(data)] ^= flip
+    path.write_bytes(bytes(changed))
+    with pytest.raises(ChecksumMismatch, match="file.bin does not match its checksum"):
+        verify_checksum(path)
+
+
+def test_a_result_table_with_a_changed_byte_is_unreadable_not_believed(tmp_path):
+    path = write_table_atomic(run_table({"task": "t", "status": "ok", "final_return": 1.5}), tmp_path / "run.arrow")
+    data = bytearray(path.read_bytes())
+    offset = data.index(b"\x00\x00\xf8\x3f")  # 1.5 as a little-endian float64 ends in these bytes: a value, not the framing
+    data[offset + 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnreadableTable, match="does not match its checksum"):
+        read_table(path)
+
+
+def test_checksums_follow_their_files(tmp_path):
+    path = write_atomic(b"one", tmp_path / "a", checksum=True)
+    write_atomic(b"two", path)  # rewritten without a checksum: the old one goes first, it cannot mismatch
+    assert not checksum_path(path).exists()
+    verify_checksum(path)
+    write_atomic(b"three", path, checksum=True)
+    aside = move_aside(path)
+    assert aside.name == "a.corrupt" and not checksum_path(path).exists()
+    write_atomic(b"four", path, checksum=True)
+    remove(path)
+    assert list(tmp_path.iterdir()) == [aside]
+
+
+def test_a_killed_writers_temp_files_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / ".run.arrow.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".checkpoint.pt.x.tmp").write_bytes(b"half")
+    (tmp_path / "notes.tmp").write_text("a user's file: not ours")
+    (tmp_path / "run.arrow").write_bytes(b"whole")
+    removed = remove_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == [".checkpoint.pt.x.tmp", ".run.arrow.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp", "run.arrow"]
