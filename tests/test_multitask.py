@@ -264,3 +264,32 @@ def test_a_suite_collects_its_data_then_runs_both_variants(tmp_path):
 
     report = build_report(tmp_path / "out", tmp_path / "report", reps=50).read_text()
     assert "## Offline data used (task sets)" in report and "| mt30/dmc/pendulum-spin | 2 | 1,000 |" in report
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_world_model_at_a_logging_boundary_and_the_resume_is_exact(mt30_data, tmp_path):
+    """A stop request (Ctrl-C, SIGTERM) ends the world-model job at the next 100-step boundary, checkpointed: the
+    resumed job's model and logged rows equal an uninterrupted one's bit for bit."""
+    import os
+    import signal
+
+    from pwmbench.pwm import multitask_cell as mt
+    from pwmbench.pwm.checkpoint import load_checkpoint
+
+    taskset, cfg = api.task("mt30"), resolve_config({**CELL, "offline_wm_iterations": 200, "data_dir": str(mt30_data.directory)})
+    ident = {"task": "mt30", "seed": "5", "variant": "mlp"}
+    assert mt.train_world_model(taskset, cfg, 5, tmp_path / "clean", ident) == "ok"
+
+    def stop_after_the_first_block(row, _):
+        if row["epoch"] == 100:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered mid-run, as from a terminal
+
+    with pytest.raises(KeyboardInterrupt):
+        mt.train_world_model(taskset, cfg, 5, tmp_path / "stopped", ident, progress=stop_after_the_first_block)
+    assert load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["owm"]["iteration"] == 100
+    assert mt.train_world_model(taskset, cfg, 5, tmp_path / "stopped", ident) == "ok"
+    clean, resumed = (load_checkpoint(tmp_path / d / mt.WORLD_MODEL_FILE) for d in ("clean", "stopped"))
+    untimed = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time") and k != "wall_s"} for r in rows]  # noqa: E731
+    assert untimed(resumed["rows"]) == untimed(clean["rows"]) and len(clean["rows"]) == 2
+    for name, tensor in clean["owm"]["wm"].items():
+        assert torch.equal(tensor, resumed["owm"]["wm"][name]), name
