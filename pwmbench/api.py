@@ -48,7 +48,7 @@ from pwmbench.nn import (
     symlog,
     two_hot,
 )
-from pwmbench.options import resolve_options
+from pwmbench.options import Range, resolve_options
 from pwmbench.plugins import Plugins, get_plugins, set_plugins
 from pwmbench.registry import (
     DynamicsRegistry,
@@ -83,7 +83,7 @@ def executor(name: str, **options: Any) -> Executor:
 
 __all__ = [
     # errors
-    "ConfigError", "PluginError", "PwmbenchError", "check_keys", "suggest", "resolve_options",
+    "ConfigError", "PluginError", "PwmbenchError", "Range", "check_keys", "suggest", "resolve_options",
     # plugin contract
     "hookimpl", "DynamicsContext", "DynamicsModel", "Executor", "Integrator", "Job", "JobStatus", "JOB_STATES", "Resources",
     "DependencyFailed", "JobGraph", "order_jobs", "RemoteTraceback", "captured_output", "RunEvent", "Task", "TaskSet", "TaskSpec", "VecEnv",

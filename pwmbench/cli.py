@@ -208,6 +208,7 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, sett
         report = info["report"]
         click.echo(f"  parity on {task}: max gap {report['max_gap_pct']:.3f}% (tolerance ±{suite.parity_tolerance}%)" + (f", widths solved for {', '.join(info['solved'])}" if info["solved"] else ""))
     click.echo("  fairness audit: variants differ only in their dynamics blocks" + (" and declared compute matching" if suite.audit["declared_differences"] else ""))
+    click.echo(_threads_line(suite, workers))
     for name in suite.audit["declared_differences"]:
         cfg = suite.configs[(suite.tasks[0], name)]
         ratio = suite.compute_matched.get("flop_ratio")
@@ -240,6 +241,23 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, sett
         for problem in summary.problems:
             click.echo(f"  {problem.line()}", err=True)
     sys.exit(0 if summary.ok else 1)
+
+
+def _threads_line(suite, workers: int) -> str:
+    """How many torch threads each job computes with: fixed by the suite (results depend on it), never by --workers;
+    a hint when the run leaves most of the machine idle."""
+    import os
+
+    from pwmbench.runner import job_resources
+
+    by_kind = {kind: job_resources(suite, kind).cpus for kind in ("cell", "world_model", "member")}
+    threads = max(by_kind.values())
+    each = f"{threads} per job" if len(set(by_kind.values())) == 1 else ", ".join(f"{k} {n}" for k, n in by_kind.items())
+    line = f"  threads: {each} ([executor.resources.<kind>] cpus; results depend on it, --workers does not change it)"
+    cpus = os.cpu_count() or 1
+    if workers * threads * 2 <= cpus:
+        line += f"; {workers} × {threads} of {cpus} CPUs busy: --workers {max(1, cpus // threads)} uses the rest"
+    return line
 
 
 def _sigterm_is_ctrl_c() -> None:

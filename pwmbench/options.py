@@ -9,18 +9,21 @@ the plugin. Strings are coerced, because the command line only has strings: "256
 "[256, 256]" → [256, 256].
 
 Type specs (in `option_types`): `int`, `float`, `bool`, `str`, `list`, `tuple`, `dict`, `typing.Any`,
-`list[int]`, `tuple[int, ...]`, `tuple[float, float]`, `int | None` / `Optional[int]`, `Literal["a", "b"]`.
+`list[int]`, `tuple[int, ...]`, `tuple[float, float]`, `int | None` / `Optional[int]`, `Literal["a", "b"]`, and a
+number with limits: `Annotated[int, Range(1, 1000)]` (bounds inclusive; either may be None).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import re
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from pwmbench.errors import ConfigError, check_keys
 
@@ -29,8 +32,29 @@ _FALSE = ("false", "no", "off", "0")
 _NONE = ("none", "null")
 
 
+@dataclass(frozen=True)
+class Range:
+    """Inclusive limits of a number option, declared in `option_types` as `Annotated[int, Range(1, 1000)]`: a value
+    outside them is refused by name before anything is built (a typo'd 1e9 substeps would otherwise hang a run)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __contains__(self, value: Any) -> bool:
+        return math.isfinite(value) and (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"≥ {self.low}"
+        return f"≤ {self.high}" if self.low is None else f"in [{self.low}, {self.high}]"
+
+
 class _Mismatch(Exception):
     """A value does not fit a type spec (internal: turned into a ConfigError naming the option)."""
+
+
+class _OutOfRange(_Mismatch):
+    """A value of the right type outside its declared `Range`."""
 
 
 def infer_type(default: Any) -> Any:
@@ -71,6 +95,8 @@ def describe_type(spec: Any) -> str:
     origin, args = typing.get_origin(spec), typing.get_args(spec)
     if spec is Any:
         return "any value"
+    if origin is Annotated:
+        return " ".join([describe_type(args[0]), *(str(m) for m in spec.__metadata__ if isinstance(m, Range))])
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -104,13 +130,21 @@ def coerce(value: Any, spec: Any) -> Any:
     raises ConfigError (without naming the option: `resolve_options` does that)."""
     try:
         return _coerce(value, spec)
-    except _Mismatch:
+    except _OutOfRange:
         raise ConfigError(f"expected {describe_type(spec)}, got {_show(value)}") from None
+    except _Mismatch:  # a wrong type: the limits are beside the point
+        plain = typing.get_args(spec)[0] if typing.get_origin(spec) is Annotated else spec
+        raise ConfigError(f"expected {describe_type(plain)}, got {_show(value)}") from None
 
 
 def _coerce(value: Any, spec: Any) -> Any:
     origin, args = typing.get_origin(spec), typing.get_args(spec)
     if spec is Any or spec is object:
+        return value
+    if origin is Annotated:
+        value = _coerce(value, args[0])
+        if not all(value in m for m in spec.__metadata__ if isinstance(m, Range)):
+            raise _OutOfRange
         return value
     if origin is typing.Literal:
         if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):
@@ -235,20 +269,24 @@ def resolve_options(
             out[name] = coerce(value, specs[name])
         except ConfigError as exc:
             prefix = f"{where}: " if where else ""
-            raise ConfigError(f"{prefix}option {name!r} of {owner} must be {describe_type(specs[name])}, got {_show(value)}"
-                              + ("" if str(exc).startswith("expected") else f" ({exc})")) from None  # fmt: skip
+            text = str(exc)
+            if text.startswith("expected "):  # "expected an int, got ..." → "must be an int, got ..."
+                raise ConfigError(f"{prefix}option {name!r} of {owner} must be {text.removeprefix('expected ')}") from None
+            raise ConfigError(f"{prefix}option {name!r} of {owner} must be {describe_type(specs[name])}, got {_show(value)} ({exc})") from None
     return out
 
 
+MAX_WIDTH = 65_536  # any hidden width or latent size: 16× the largest preset's (pwm_317M, 4096); more is a typo
+
+
 def check_units(value: Any, owner: str = "the world model", where: str | None = None) -> tuple[int, ...]:
-    """The dynamics network's hidden widths (`units` dynamics option): a non-empty list of positive ints."""
+    """The dynamics network's hidden widths (`units` dynamics option): a non-empty list of ints in [1, MAX_WIDTH]."""
     parsed = _parse_text(value) if isinstance(value, str) else value
     ok = isinstance(parsed, (list, tuple)) and len(parsed) > 0 and all(
-        isinstance(u, numbers.Integral) and not isinstance(u, bool) and u >= 1 for u in parsed
+        isinstance(u, numbers.Integral) and not isinstance(u, bool) and 1 <= u <= MAX_WIDTH for u in parsed
     )
     if not ok:
         prefix = f"{where}: " if where else ""
-        hint = f"; for one layer of {parsed} write units = [{parsed}]" if isinstance(parsed, int) and not isinstance(parsed, bool) and parsed >= 1 else ""
-        raise ConfigError(f"{prefix}option 'units' of {owner} must be a non-empty list of positive ints (hidden widths, e.g. [512, 512]), got {_show(value)}{hint}")
+        hint = f"; for one layer of {parsed} write units = [{parsed}]" if isinstance(parsed, int) and not isinstance(parsed, bool) and 1 <= parsed <= MAX_WIDTH else ""
+        raise ConfigError(f"{prefix}option 'units' of {owner} must be a non-empty list of positive ints (hidden widths ≤ {MAX_WIDTH}, e.g. [512, 512]), got {_show(value)}{hint}")
     return tuple(int(u) for u in parsed)
-

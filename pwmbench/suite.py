@@ -34,14 +34,16 @@
 
 Variants are built as one shared base config plus each variant's dynamics block, so the fairness audit can
 diff them: a variant that sets any other config key is refused with the diff shown. Unknown keys, wrong
-types and impossible values are errors naming the file, the key and the nearest valid key.
+types and impossible values are errors naming the file, the key and the nearest valid key. The suite's name is a
+results directory (results/<name>), so it is one plain path component; variant names (plain, sweep-expanded and
+compute-matched) are unique, also as the directory names their cells get (`safe_name`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -49,10 +51,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pwmbench.errors import ConfigError, PwmbenchError, check_keys
+from pwmbench.errors import ConfigError, PwmbenchError, check_keys, suggest
 from pwmbench.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
 from pwmbench.pwm.config import KEYS as CONFIG_KEYS
-from pwmbench.pwm.config import PWMConfig, resolve_config
+from pwmbench.pwm.config import MAX_COUNT, PWMConfig, resolve_config
 
 DEFAULT_SEEDS = (42, 123, 456)
 TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain", "executor")
@@ -63,6 +65,9 @@ PRETRAIN_KEYS = ("data", "iterations", "episodes", "dir", "policy", "seed", "num
 VARIANT_KEYS = ("dynamics", "parity", "sweep")
 COMPUTE_KEYS = ("variant", "match", "wm_iterations", "name")
 PARITY_POLICIES = ("check", "match")
+SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")  # one path component: results/<name> stays in results/
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed, RandomState) takes 32-bit seeds
+MAX_NAME_CHARS = 200  # variant names become directory names (a file name is at most 255 bytes)
 
 
 class SuiteError(ConfigError):
@@ -99,7 +104,9 @@ class Cell:
 
 
 def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text.replace("/", "__"))
+    """A task or variant name as one directory name: no separators, never empty, ".", ".." or hidden."""
+    name = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text.replace("/", "__"))
+    return name if name and not name.startswith(".") else f"_{name}"
 
 
 @dataclass
@@ -178,6 +185,15 @@ def _expect(where: str, key: str, value: Any, kind: type | tuple[type, ...], wha
     return value
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool: TOML's true is not 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any, low: int, high: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value and (high is None or value <= high)
+
+
 def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     where = str(path) if path else "suite"
     try:
@@ -185,21 +201,28 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     except ConfigError as exc:
         raise SuiteError(str(exc)) from None
     name = _expect(where, "name", data.get("name", path.stem if path else "suite"), str, "a string")
+    if not SUITE_NAME.fullmatch(name) or ".." in name:
+        raise SuiteError(f"{where}: 'name' must be one plain directory name (results/<name>): letters, digits, '_', '-' and '.', "
+                         f"1 to 100 characters, not starting with '.' and without '..', got {name!r}")  # fmt: skip
+    description = _expect(where, "description", data.get("description", ""), str, "a string")
     tasks = _expect(where, "tasks", data.get("tasks"), list, "a non-empty list of task names")
-    if not tasks or not all(isinstance(t, str) for t in tasks) or len(set(tasks)) != len(tasks):
+    if not tasks or not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
         raise SuiteError(f"{where}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
     seeds = data.get("seeds", list(DEFAULT_SEEDS))
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise SuiteError(f"{where}: 'seeds' must be a non-empty list of distinct non-negative integers, got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s, 0, MAX_SEED) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SuiteError(f"{where}: 'seeds' must be a non-empty list of distinct integers in [0, 2**32 - 1], got {seeds!r}")
     tolerance = data.get("parity_tolerance", DEFAULT_TOLERANCE_PCT)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) or tolerance <= 0:
-        raise SuiteError(f"{where}: 'parity_tolerance' must be a positive number (percent), got {tolerance!r}")
+    if not _is_number(tolerance) or tolerance <= 0:  # a large one is how a test suite turns the gate off
+        raise SuiteError(f"{where}: 'parity_tolerance' must be a positive finite number (percent), got {tolerance!r}")
     thresholds = _expect(where, "thresholds", data.get("thresholds", {}), dict, "a table of task → return")
     for task, value in thresholds.items():
         if task not in tasks:
-            raise SuiteError(f"{where}: thresholds names {task!r}, which is not in 'tasks'")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SuiteError(f"{where}: thresholds.{task} must be a number, got {value!r}")
+            try:
+                check_keys([task], tasks, kind="task in thresholds (not in 'tasks')", where=where)
+            except ConfigError as exc:
+                raise SuiteError(str(exc)) from None
+        if not _is_number(value):
+            raise SuiteError(f"{where}: thresholds.{task} must be a finite number (a return), got {value!r}")
 
     base = dict(_expect(where, "base", data.get("base", {}), dict, "a table of config keys"))
     for key in ("dynamics", "dynamics_options"):
@@ -216,9 +239,8 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     variants: list[Variant] = []
     for vname, block in raw_variants.items():
         variants.extend(_parse_variant(where, vname, _expect(where, f"variants.{vname}", block, dict, "a table")))
+    _check_unique_names(where, variants)
     names = [v.name for v in variants]
-    if len(set(names)) != len(names):
-        raise SuiteError(f"{where}: variant names repeat after sweep expansion: {names}")
     baseline = data.get("baseline", names[0])
     if baseline not in names:
         raise SuiteError(f"{where}: baseline {baseline!r} is not a variant (variants: {', '.join(names)})")
@@ -226,16 +248,33 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     compute = dict(_expect(where, "compute_matched", data.get("compute_matched", {}), dict, "a table"))
     if compute:
         variants.append(_parse_compute_matched(where, compute, variants, base))
+        _check_unique_names(where, variants)
     collect = _parse_data(where, data.get("data", {}), base)
     pretrain = _parse_pretrain(where, data.get("pretrain", {}), base)
     executor = parse_executor(where, data.get("executor", {}))
-    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, str(data.get("description", "")), compute, collect, pretrain, executor)
+    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, description, compute, collect, pretrain, executor)
+
+
+def _check_unique_names(where: str, variants: list[Variant]) -> None:
+    """Plain, sweep-expanded and compute-matched variant names are distinct, also as cell directory names (a clash
+    would make two variants share, and overwrite, their cells' results)."""
+    seen: dict[str, str] = {}
+    for v in variants:
+        if not v.name or len(v.name) > MAX_NAME_CHARS:
+            raise SuiteError(f"{where}: variant name {v.name!r} must be 1 to {MAX_NAME_CHARS} characters")
+        other = seen.setdefault(safe_name(v.name), v.name)
+        if other != v.name:
+            raise SuiteError(f"{where}: variants {other!r} and {v.name!r} would share the cell directory {safe_name(v.name)!r}; rename one")
+        elif sum(w.name == v.name for w in variants) > 1:
+            raise SuiteError(f"{where}: variant name {v.name!r} is given twice (by [variants] blocks, sweep points or compute_matched.name); "
+                             "variant names must be unique")  # fmt: skip
 
 
 def parse_executor(where: str, block: Any) -> dict[str, Any]:
     """[executor]: `name` (optional: `--executor` overrides it), `[executor.resources.<kind>]` tables (cpus, gpus,
     memory_gb, time_min for kind cell, world_model, member or collect), and any other key as an option of the executor
-    (the executor validates its own options when it is built). Returns {"name", "options", "resources"}."""
+    (checked here by building the named executor once; unnamed, by the executor the run picks). Returns {"name",
+    "options", "resources"}."""
     from pwmbench.interfaces import Resources
 
     here = f"{where} [executor]"
@@ -248,10 +287,38 @@ def parse_executor(where: str, block: Any) -> dict[str, Any]:
         check_keys(resources, JOB_KINDS, kind="job kind", where=f"{here} resources")
         for kind, spec in resources.items():
             check_keys(_expect(here, f"resources.{kind}", spec, dict, "a table"), RESOURCE_KEYS, kind="resource", where=f"{here} resources.{kind}")
-            Resources(**spec)
+            try:
+                Resources(**spec)
+            except ConfigError as exc:
+                raise SuiteError(f"{here} resources.{kind}: {exc}") from None
+            for key in ("cpus", "gpus", "time_min"):  # whole numbers that a scheduler can be asked for
+                if spec.get(key) is not None and not _is_int(spec[key], 0, MAX_COUNT):
+                    raise SuiteError(f"{here} resources.{kind}: {key} must be a whole number at most {MAX_COUNT:,}, got {spec[key]!r}")
     except ConfigError as exc:
         raise SuiteError(str(exc)) from None
+    if name is not None:
+        _check_executor_options(here, name, block)
     return {"name": name, "options": block, "resources": resources}
+
+
+def _check_executor_options(here: str, name: str, options: dict[str, Any]) -> None:
+    """The named executor exists and takes these options: a trial construction (executors only check their options
+    when built; none starts anything before `run`). A missing optional dependency (Ray, submitit) is left to the run,
+    which may choose another executor."""
+    from pwmbench.errors import PluginError
+    from pwmbench.plugins import get_plugins
+
+    try:
+        factory = get_plugins().executors.get(name)
+    except PwmbenchError as exc:
+        raise SuiteError(f"{here}: name: {exc}") from None
+    try:
+        factory(workers=1, **options)
+    except (ConfigError, TypeError) as exc:
+        near = [f"{key!r} (did you mean {close!r}?)" for key in options if (close := suggest(key, ("name", "resources")))]
+        raise SuiteError(f"{here}: executor {name!r}: {exc}" + (f"; [executor] itself takes 'name' and 'resources', not {', '.join(near)}" if near else "")) from None
+    except PluginError:
+        pass
 
 
 def _parse_pretrain(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,10 +346,10 @@ def _parse_pretrain(where: str, block: Any, base: Mapping[str, Any]) -> dict[str
     for key in ("data", "dir", "policy"):
         if key in block and (not isinstance(block[key], str) or not block[key]):
             raise SuiteError(f"{here}: {key!r} must be a non-empty string, got {block[key]!r}")
-    for key, low in (("episodes", 1), ("num_envs", 1), ("seed", 0), ("iterations", 0)):
+    for key, low, high in (("episodes", 1, MAX_COUNT), ("num_envs", 1, MAX_COUNT), ("seed", 0, MAX_SEED), ("iterations", 0, MAX_COUNT)):
         value = block.get(key, low)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise SuiteError(f"{here}: {key!r} must be an integer ≥ {low}, got {value!r}")
+        if not _is_int(value, low, high):
+            raise SuiteError(f"{here}: {key!r} must be an integer in [{low}, {high:,}], got {value!r}")
     return block
 
 
@@ -318,12 +385,15 @@ def _parse_data(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, An
     for key in ("taskset", "episodes_per_task"):
         if key not in block:
             raise SuiteError(f"{where}: [data] needs {key!r}")
-    count = block["episodes_per_task"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise SuiteError(f"{where}: data.episodes_per_task must be a positive integer, got {count!r}")
+    for key in ("taskset", "policy"):
+        if key in block and (not isinstance(block[key], str) or not block[key]):
+            raise SuiteError(f"{where}: data.{key} must be a non-empty string, got {block[key]!r}")
+    for key, low, high in (("episodes_per_task", 1, MAX_COUNT), ("num_envs", 1, MAX_COUNT), ("seed", 0, MAX_SEED)):
+        if key in block and not _is_int(block[key], low, high):
+            raise SuiteError(f"{where}: data.{key} must be an integer in [{low}, {high:,}], got {block[key]!r}")
     ids = block.get("task_ids")
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
-        raise SuiteError(f"{where}: data.task_ids must be a list of task ids, got {ids!r}")
+    if ids is not None and (not isinstance(ids, list) or not ids or not all(_is_int(i, 0, MAX_COUNT) for i in ids) or len(set(ids)) != len(ids)):
+        raise SuiteError(f"{where}: data.task_ids must be a non-empty list of distinct task ids ≥ 0, got {ids!r}")
     return block
 
 
@@ -357,6 +427,8 @@ def _parse_variant(where: str, name: str, block: Mapping[str, Any]) -> list[Vari
     for key, value in block.items():
         if key in VARIANT_KEYS:
             continue
+        if key == "dynamics_options":
+            raise SuiteError(f"{here}: 'dynamics_options' is not a variant key: write the options of {dynamics!r} in the block itself (e.g. units = [256, 256])")
         if key in option_names:
             options[key] = value
         elif key in CONFIG_KEYS:
@@ -395,13 +467,16 @@ def _parse_compute_matched(where: str, block: dict[str, Any], variants: list[Var
         raise SuiteError(str(exc)) from None
     names = {v.name: v for v in variants}
     for key in ("variant", "match"):
-        if block.get(key) not in names:
+        if not isinstance(block.get(key), str) or block[key] not in names:
             raise SuiteError(f"{here}: {key} must name a variant ({', '.join(names)}), got {block.get(key)!r}")
     iterations = block.get("wm_iterations", "auto")
-    if iterations != "auto" and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1):
-        raise SuiteError(f"{here}: wm_iterations must be \"auto\" or a positive integer, got {iterations!r}")
+    if iterations != "auto" and not _is_int(iterations, 1, MAX_COUNT):
+        raise SuiteError(f"{here}: wm_iterations must be \"auto\" or a positive integer (at most {MAX_COUNT:,}), got {iterations!r}")
     source = names[block["variant"]]
-    name = block.get("name", f"{source.name}-compute-matched")
+    name = _expect(here, "name", block.get("name", f"{source.name}-compute-matched"), str, "a variant name")
+    if name in names:
+        raise SuiteError(f"{here}: name {name!r} is already the name of a variant ([variants] or a sweep point): the compute-matched "
+                         f"baseline needs its own name (default: {source.name}-compute-matched)")  # fmt: skip
     return Variant(name, source.dynamics, dict(source.options), source.parity, dict(source.overrides), {"wm_iterations": iterations, "match": block["match"]})
 
 

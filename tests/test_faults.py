@@ -124,7 +124,7 @@ def test_results_do_not_depend_on_workers_or_only(reference, tmp_path):
     assert {result(c)[1]["threads"] for c in cell_dirs(out)} == {1}
 
 
-@settings(max_examples=3)
+@settings(max_examples=2)
 @given(moments=st.lists(st.floats(0.1, 0.9), min_size=1, max_size=2))
 def test_kill_9_of_the_process_group_at_random_moments_then_resume_gives_the_uninterrupted_results(reference, moments):
     suite, reference_out, wall = reference
@@ -287,7 +287,7 @@ def interrupted(reference, tmp_path_factory):
     return out
 
 
-@settings(max_examples=6)
+@settings(max_examples=5)
 @given(target=st.sampled_from(["run.arrow", "curves.arrow", "checkpoint.pt", "progress.json", "suite.json"]),
        how=st.sampled_from(["truncated", "garbled", "empty", "garbage"]), at=st.floats(0.1, 0.9))  # fmt: skip
 def test_a_corrupt_file_is_named_never_trusted_and_its_cell_trained_again(reference, interrupted, target, how, at):
@@ -297,7 +297,10 @@ def test_a_corrupt_file_is_named_never_trusted_and_its_cell_trained_again(refere
         shutil.copytree(interrupted if target in ("checkpoint.pt", "progress.json") else reference_out, out)
         broken = sorted(out.rglob(target))[0]
         _corrupt(broken, how, at)
-        for args in (["status", out], ["score", out, "--bootstrap", "100"], ["report", out, "--out", Path(tmp) / "report", "--bootstrap", "100"]):
+        commands = [["status", out], ["score", out, "--bootstrap", "100"]]
+        if target in ("run.arrow", "curves.arrow", "suite.json"):  # what a report reads (it draws plots: slow)
+            commands.append(["report", out, "--out", Path(tmp) / "report", "--bootstrap", "100"])
+        for args in commands:
             said = CliRunner().invoke(main, [str(a) for a in args])
             assert said.exception is None or isinstance(said.exception, SystemExit), (args, said.output)  # no traceback
             if target == "suite.json" and args[0] != "report" and how != "garbled":

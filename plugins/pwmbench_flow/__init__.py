@@ -16,7 +16,7 @@ input's `units[0]` weights and parity is decided by the hidden widths alone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from pwmbench.api import (
     DynamicsContext,
     DynamicsModel,
     NormedLinear,
+    Range,
     check_substeps,
     hookimpl,
     join_inputs,
@@ -37,6 +38,7 @@ from pwmbench.api import (
 __version__ = "0.1.0"
 
 X0_MODES = ("rollout", "teacher")
+MAX_SUBSTEPS = 1_000  # RK4 × 1000 is 4000 velocity evaluations per predicted step: more is a typo (1e9 would hang a run)
 
 
 class FeatureAffine(nn.Module):
@@ -73,6 +75,7 @@ class FlowDynamics(DynamicsModel):
     """Rectified-flow dynamics integrated with Heun/Euler/... over K substeps."""
 
     default_options: dict[str, Any] = {"integrator": "heun", "substeps": 2, "x0": "rollout"}
+    option_types: ClassVar[dict[str, Any]] = {"substeps": Annotated[int, Range(1, MAX_SUBSTEPS)]}
 
     def __init__(self, ctx: DynamicsContext, integrator: str = "heun", substeps: int = 2, x0: str = "rollout") -> None:
         super().__init__(ctx)

@@ -6,10 +6,36 @@ Only the world-model shape lives here; the algorithm's hyper-parameters are in t
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys, unknown_name_message
+from pwmbench.options import MAX_WIDTH
+
+MAX_BINS = 10_001  # two-hot reward bins (PWM's presets use 101)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _typed(preset_name: str, key: str, value: Any) -> Any:
+    """`value` checked against the type of world-model setting `key` (lists for width tuples, ints for floats)."""
+    if key in ("units", "encoder_units"):
+        ok = isinstance(value, (list, tuple)) and all(_is_int(u) for u in value)
+        value = tuple(value) if ok else value
+        what = "a list of integer widths"
+    elif key in ("latent_dim", "num_bins", "simnorm_dim"):
+        ok, what = _is_int(value), "an integer"
+    elif key == "rew_rms":
+        ok, what = isinstance(value, bool), "true or false"
+    else:  # vmin, vmax
+        ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        value = float(value) if ok else value
+    if not ok:
+        raise ConfigError(f"world-model setting {key!r} (preset {preset_name!r}) must be {what}, got {value!r} ({type(value).__name__})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -25,20 +51,35 @@ class WorldModelPreset:
     simnorm_dim: int = 8
 
     def with_overrides(self, **overrides: Any) -> WorldModelPreset:
-        """A copy with some fields changed; unknown field names are errors with a suggestion."""
+        """A copy with some fields changed; unknown field names are errors with a suggestion, and a value of the wrong
+        type is one naming the setting (a width of 1.7 is refused, not truncated to 1)."""
         check_keys(overrides, [f.name for f in fields(self) if f.name != "name"], kind="world-model setting")
-        for key in ("units", "encoder_units"):
-            if key in overrides:
-                overrides[key] = tuple(int(u) for u in overrides[key])
+        for key, value in overrides.items():
+            overrides[key] = _typed(self.name, key, value)
         out = replace(self, **overrides)
         out.validate()
         return out
 
     def validate(self) -> None:
-        if not self.units or any(u < 1 for u in self.units) or any(u < 1 for u in self.encoder_units):
-            raise ConfigError(f"preset {self.name!r}: hidden widths must be ≥ 1, got {self.units} / {self.encoder_units}")
+        """Ranges: widths and latent_dim in [1, MAX_WIDTH] (MAX_WIDTH is 16× the largest preset's width: more is a typo
+        that would only fail at training time), latent_dim a multiple of simnorm_dim, a scalar (1) or two-hot (≥ 3)
+        reward head, a finite vmin < vmax."""
+        for key in ("units", "encoder_units"):
+            widths = getattr(self, key)
+            if not widths or not all(_is_int(u) and 1 <= u <= MAX_WIDTH for u in widths):
+                raise self._error(key, f"a non-empty list of integer widths in [1, {MAX_WIDTH}]", widths)
+        for key, high in (("latent_dim", MAX_WIDTH), ("simnorm_dim", MAX_WIDTH), ("num_bins", MAX_BINS)):
+            if not _is_int(getattr(self, key)) or not 1 <= getattr(self, key) <= high:
+                raise self._error(key, f"an integer in [1, {high}]", getattr(self, key))
+        if self.num_bins == 2:
+            raise self._error("num_bins", "1 (a scalar reward head) or ≥ 3 (two-hot bins)", self.num_bins)
         if self.latent_dim % self.simnorm_dim:
             raise ConfigError(f"preset {self.name!r}: latent_dim {self.latent_dim} is not a multiple of simnorm_dim {self.simnorm_dim}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (self.vmin, self.vmax)) or self.vmin >= self.vmax:
+            raise ConfigError(f"preset {self.name!r}: need finite vmin < vmax (the two-hot reward range), got vmin={self.vmin!r}, vmax={self.vmax!r}")
+
+    def _error(self, key: str, what: str, value: Any) -> ConfigError:
+        return ConfigError(f"world-model setting {key!r} (preset {self.name!r}) must be {what}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

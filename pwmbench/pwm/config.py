@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +19,11 @@ from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys
 from pwmbench.nn.presets import preset as get_preset
+from pwmbench.options import MAX_WIDTH
+
+MAX_COUNT = 2**31 - 1  # every int field (counts, iterations, widths' ceiling is MAX_WIDTH)
+LOGSTD_LIMIT = 10.0  # |init_logstd|, |min_logstd|: std between 4.5e-5 and 2.2e4 (actions live in [-1, 1])
+DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")  # torch device types a run can use; existence is checked at training time
 
 
 @dataclass(frozen=True)
@@ -93,44 +99,66 @@ class PWMConfig:
     grad_probe_batches: int = 8  # micro-batches (groups of envs) for the probe's ESNR and gradient variance
 
     def validate(self) -> None:
-        get_preset(self.preset).with_overrides(**self.world_model)
-        positive = ("policy_batch_size", "esnr_batches", "horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
-        for f in fields(self):  # NaN/inf pass every < / > check below: refuse them first, by name
+        """Every field's range, the error naming the field. Bounds beyond PWM's own: counts fit a 32-bit int (more is a
+        typo that would fail, or never finish, at training time), learning rates are at most 1, log-stds within
+        ±LOGSTD_LIMIT, the device one torch knows by type ("cpu", "cuda", "cuda:N", "mps"; it need not exist here)."""
+        try:
+            get_preset(self.preset).with_overrides(**self.world_model)
+        except ConfigError as exc:
+            raise ConfigError(f"world_model: {exc}") from None
+        for f in fields(self):  # NaN/inf pass every < / > check below: refuse them first, by name; then the int ceiling
             value = getattr(self, f.name)
             for v in value if isinstance(value, tuple) else (value,):
                 if isinstance(v, float) and not math.isfinite(v):
                     raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
-        for key in ("actor_lr", "critic_lr", "model_lr", "actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "rew_clip"):
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_COUNT:
+                    raise ConfigError(f"{f.name} must be at most {MAX_COUNT:,} (a 32-bit int), got {value!r}")
+        positive = ("policy_batch_size", "esnr_batches", "horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        for key in ("actor_units", "critic_units"):
+            widths = getattr(self, key)
+            if not widths or not all(1 <= u <= MAX_WIDTH for u in widths):
+                raise ConfigError(f"{key} must be a non-empty list of integer widths in [1, {MAX_WIDTH}], got {list(widths)}")
+        for key in ("actor_lr", "critic_lr", "model_lr"):
+            if not 0 < getattr(self, key) <= 1:
+                raise ConfigError(f"{key} must be in (0, 1], got {getattr(self, key)}")
+        for key in ("actor_grad_norm", "critic_grad_norm", "wm_grad_norm", "rew_clip"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
-        if self.min_lr < 0 or len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"need min_lr ≥ 0 and two Adam betas in [0, 1), got min_lr={self.min_lr}, betas={list(self.betas)}")
-        if self.grad_probe_horizons is not None and (not self.grad_probe_horizons or any(isinstance(h, bool) or h < 1 for h in self.grad_probe_horizons)):
+        if not 0 <= self.min_lr <= min(self.actor_lr, self.critic_lr, self.model_lr):
+            raise ConfigError(f"min_lr (where the linear schedule ends) must be in [0, the smallest learning rate], got {self.min_lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be two Adam betas in [0, 1), got {list(self.betas)}")
+        if self.grad_probe_horizons is not None and (not self.grad_probe_horizons or any(h < 1 for h in self.grad_probe_horizons)):
             raise ConfigError(f"grad_probe_horizons must be a non-empty list of integers ≥ 1, got {list(self.grad_probe_horizons)}")
+        if self.task_ids is not None and (not self.task_ids or any(i < 0 for i in self.task_ids) or len(set(self.task_ids)) != len(self.task_ids)):
+            raise ConfigError(f"task_ids must be a non-empty list of distinct task ids ≥ 0, got {list(self.task_ids)}")
         if self.grad_probe_batches < 2:
             raise ConfigError(f"grad_probe_batches must be ≥ 2 (a variance needs two micro-batches), got {self.grad_probe_batches}")
-        for key in ("wm_iterations", "eval_every", "checkpoint_every", "esnr_every", "offline_wm_iterations", "grad_probe_every"):
-            if getattr(self, key) < 0:
+        for key in ("wm_iterations", "eval_every", "checkpoint_every", "esnr_every", "offline_wm_iterations", "grad_probe_every", "diagnostics_windows", "initial_wm_iterations", "pretrain_wm_iterations"):
+            if (getattr(self, key) or 0) < 0:
                 raise ConfigError(f"{key} must be ≥ 0, got {getattr(self, key)}")
         if self.num_envs is not None and self.num_envs < 1:
             raise ConfigError(f"num_envs must be ≥ 1, got {self.num_envs}")
         if not 0 < self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ConfigError(f"need 0 < gamma ≤ 1 and 0 ≤ lam ≤ 1, got gamma={self.gamma}, lam={self.lam}")
-        if self.lr_schedule not in ("linear", "constant"):
-            raise ConfigError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
-        if self.wm_recipe not in (None, "tdmpc2", "pwm-single"):
-            raise ConfigError(f"wm_recipe must be 'tdmpc2' or 'pwm-single', got {self.wm_recipe!r}")
-        if self.critic_targets not in ("pwm-code", "td-lambda"):
-            raise ConfigError(f"critic_targets must be 'pwm-code' or 'td-lambda', got {self.critic_targets!r}")
-        if self.pretrain_wm_iterations is not None and self.pretrain_wm_iterations < 0:
-            raise ConfigError(f"pretrain_wm_iterations must be ≥ 0, got {self.pretrain_wm_iterations}")
-        if self.diagnostics_windows < 0:
-            raise ConfigError(f"diagnostics_windows must be ≥ 0, got {self.diagnostics_windows}")
+        if self.wm_rho is not None and not 0 < self.wm_rho <= 1:
+            raise ConfigError(f"wm_rho (the world-model loss discount) must be in (0, 1], got {self.wm_rho}")
+        for key in ("init_logstd", "min_logstd"):
+            if abs(getattr(self, key)) > LOGSTD_LIMIT:
+                raise ConfigError(f"{key} must be in [-{LOGSTD_LIMIT}, {LOGSTD_LIMIT}] (a log standard deviation), got {getattr(self, key)}")
         if self.min_logstd > self.init_logstd:
             raise ConfigError(f"min_logstd {self.min_logstd} is above init_logstd {self.init_logstd}")
+        for key, choices in (("lr_schedule", ("linear", "constant")), ("wm_recipe", (None, "tdmpc2", "pwm-single")), ("critic_targets", ("pwm-code", "td-lambda"))):
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"{key} must be one of {', '.join(repr(c) for c in choices if c is not None)}, got {getattr(self, key)!r}")
+        if not DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device must be \"cpu\", \"cuda\", \"cuda:N\" (N = 0, 1, ...) or \"mps\", got {self.device!r}")
+        for key in ("data_dir", "pretrain_data", "pretrain_checkpoint", "dynamics"):
+            if getattr(self, key) == "":
+                raise ConfigError(f"{key} must not be an empty string")
 
     @property
     def rho(self) -> float:
@@ -165,23 +193,35 @@ def _coerce(key: str, value: Any) -> Any:
             return value
         if origin is tuple and isinstance(value, (list, tuple)):
             item = typing.get_args(option)[0]
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            kinds = (int,) if item is int else (int, float)  # a width of 1.7 is an error, not 1
+            if all(isinstance(v, kinds) and not isinstance(v, bool) for v in value):
                 return tuple(item(v) for v in value)
         if origin is dict and isinstance(value, dict):
             return dict(value)
-    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    expected = " or ".join(_describe(o) for o in options)
     raise ConfigError(f"config key {key!r} expects {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _describe(hint: Any) -> str:
+    """A field type in words: tuple[int, ...] → 'a list of ints'."""
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return f"a list of {item.__name__}s"
+    return getattr(hint, "__name__", str(hint))
 
 
 def resolve_config(overrides: dict[str, Any] | None = None, where: str | None = None) -> PWMConfig:
     """Defaults → preset (sets rew_rms unless overridden) → overrides; validated."""
     overrides = dict(overrides or {})
     check_keys(overrides, KEYS, kind="config key", where=where)
-    values = {k: _coerce(k, v) for k, v in overrides.items()}
-    cfg = PWMConfig(**values)
-    if cfg.rew_rms is None:
-        cfg = dataclasses.replace(cfg, rew_rms=get_preset(cfg.preset).rew_rms)
-    cfg.validate()
+    try:
+        values = {k: _coerce(k, v) for k, v in overrides.items()}
+        cfg = PWMConfig(**values)
+        if cfg.rew_rms is None:
+            cfg = dataclasses.replace(cfg, rew_rms=get_preset(cfg.preset).rew_rms)
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
     return cfg
 
 
