@@ -50,6 +50,12 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def no_space(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """`exc` as a DiskFull naming `path` when it is a lack of space, else `exc` itself (for writers outside
+    `write_atomic`, e.g. the results lock)."""
+    return _no_space(exc, Path(path)) if exc.errno in _NO_SPACE and not isinstance(exc, DiskFull) else exc
+
+
 def _no_space(exc: OSError, path: Path) -> DiskFull:
     return DiskFull(exc.errno, f"cannot write {path}: {exc.strerror or exc} — free some space and run the same command "
                                "again (finished cells are kept; the others resume from their last checkpoints)")  # fmt: skip

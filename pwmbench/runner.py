@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pwmbench.atomic_files import no_space
 from pwmbench.errors import ConfigError, PwmbenchError
 from pwmbench.interfaces import DependencyFailed, Job, Resources
 from pwmbench.pwm.cell_files import (
@@ -170,8 +171,12 @@ def results_lock(out: Path) -> Iterator[Path]:
                 f"wait for it to finish, or run into another --out. If that process is gone (e.g. on another machine "
                 f"that was shut down), delete {path}."
             ) from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+        except OSError as exc:  # a full disk: no lock file left half-written, and an error that says what to do
+            path.unlink(missing_ok=True)
+            raise no_space(exc, path) from None
         break
     else:
         raise ResultsLocked(f"could not take the lock {path}: it keeps changing hands")

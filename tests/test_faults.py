@@ -225,8 +225,9 @@ def _namespace_mounts() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("fraction", [0.15, 0.5])
+@pytest.mark.parametrize("fraction", [0.0, 0.15, 0.5])
 def test_a_full_disk_is_a_clear_error_and_the_run_resumes_cleanly_when_space_returns(reference, tmp_path, fraction):
+    """The disk fills up before anything is written (0: not even the results lock fits), or part-way through."""
     prefix = _namespace_mounts()
     if prefix is None:  # the RLIMIT test above covers the error itself on such machines
         pytest.skip("cannot mount a tmpfs here (neither root nor user namespaces)")
@@ -236,9 +237,12 @@ def test_a_full_disk_is_a_clear_error_and_the_run_resumes_cleanly_when_space_ret
     mnt, copy = tmp_path / "disk", tmp_path / "copy"
     mnt.mkdir()
     cmd = " ".join(command(suite, mnt / "out"))
+    fill = f"dd if=/dev/zero of={mnt}/filler bs=4k 2>/dev/null; true" if fraction == 0 else "true"
     script = f"""
         mount -t tmpfs -o size={size_k}k tmpfs {mnt} || exit 97
+        {fill}
         {cmd} > {tmp_path}/full.log 2>&1; echo $? > {tmp_path}/full.rc
+        rm -f {mnt}/filler
         find {mnt} -name '*.tmp' > {tmp_path}/full.tmp
         mount -o remount,size=64m {mnt}
         {cmd} > {tmp_path}/again.log 2>&1; echo $? > {tmp_path}/again.rc
