@@ -645,7 +645,7 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
 
                 if (directory / WORLD_MODEL_FILE).exists():
                     try:
-                        wm = load_checkpoint(directory / WORLD_MODEL_FILE)["status"]
+                        wm = load_checkpoint(directory / WORLD_MODEL_FILE, peek=True)["status"]
                     except PwmbenchError as exc:
                         wm = f"corrupt ({exc})"
                     rows.append({"job": f"{cell.key}|world_model", "state": "done" if wm == "ok" else wm, "detail": None})

@@ -293,3 +293,33 @@ def test_ctrl_c_stops_the_world_model_at_a_logging_boundary_and_the_resume_is_ex
     assert untimed(resumed["rows"]) == untimed(clean["rows"]) and len(clean["rows"]) == 2
     for name, tensor in clean["owm"]["wm"].items():
         assert torch.equal(tensor, resumed["owm"]["wm"][name]), name
+
+
+@pytest.mark.slow
+def test_a_garbled_world_model_is_caught_by_the_member_that_loads_it_and_trained_again(mt30_data, tmp_path):
+    """Planning reads only a world model's status (memory-mapped, no hashing of a file that may be GBs); the member
+    job that loads the weights checks the checksum, moves a garbled file aside and fails naming it; the next run
+    trains the world model again and ends as a clean run."""
+    from pwmbench.pwm import multitask_cell as mt
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.checkpoint import CorruptCheckpoint
+    from pwmbench.results import read_table
+
+    cfg = resolve_config({**CELL, "data_dir": str(mt30_data.directory)})
+    taskset, ident = api.task("mt30"), {"task": "mt30", "seed": "3", "variant": "mlp"}
+    clean = train_cell("mt30", cfg, 3, tmp_path / "clean")
+    out = tmp_path / "garbled"
+    assert mt.train_world_model(taskset, cfg, 3, out, ident) == "ok"
+    path = out / mt.WORLD_MODEL_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside a weight tensor: the file still opens
+    path.write_bytes(bytes(data))
+    assert mt.world_model_status(out) == "ok"  # the peek does not read the weights
+    with pytest.raises(CorruptCheckpoint, match="world_model.pt does not match its checksum.*moved aside"):
+        mt.train_member(taskset, cfg, 3, out, ident, 8)
+    assert not path.exists() and path.with_name("world_model.pt.corrupt").exists()
+    assert mt.world_model_status(out) is None
+    assert train_cell("mt30", cfg, 3, out).status == "ok"
+    keep = ("task", "final_return", "wm_iterations", "data_transitions_sampled")
+    rows = [[{k: r[k] for k in keep} for r in read_table(d / "run.arrow").to_pylist()] for d in (clean.out_dir, out)]
+    assert rows[0] == rows[1]

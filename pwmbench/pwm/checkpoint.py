@@ -101,15 +101,20 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     return write_atomic(buffer.getvalue(), path, checksum=True)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A checkpoint written by `save_checkpoint`, checked against its checksum and loaded as plain data only."""
+def load_checkpoint(path: str | os.PathLike[str], *, peek: bool = False) -> dict[str, Any]:
+    """A checkpoint written by `save_checkpoint`, checked against its checksum and loaded as plain data only.
+
+    `peek=True` is for reading a few small entries of a large file (a task-set world model's status): the tensors are
+    memory-mapped, not read, and the checksum is not computed (it would read every byte); whoever loads the file for
+    its weights checks it."""
     path = Path(path)
+    if not peek:
+        try:
+            verify_checksum(path)
+        except ChecksumMismatch as exc:
+            raise CorruptCheckpoint(str(exc)) from None
     try:
-        verify_checksum(path)
-    except ChecksumMismatch as exc:
-        raise CorruptCheckpoint(str(exc)) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=peek)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one we will not trust
         first = (str(exc).splitlines() or [""])[0][:160]
         raise CorruptCheckpoint(f"{path} cannot be read as a pwmbench checkpoint ({type(exc).__name__}{': ' + first if first else ''})") from None
@@ -119,5 +124,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def discard_corrupt(path: str | os.PathLike[str]) -> Path:
-    """Move a corrupt checkpoint (and its checksum) aside as `<name>.corrupt`, so the work it held is done again."""
-    return move_aside(path)
+    """Move a corrupt checkpoint (and its checksum) aside as `<name>.corrupt`, so the work it held is done again.
+    Jobs that read the same file (a task set's members) may find it corrupt at once: the first one moves it."""
+    try:
+        return move_aside(path)
+    except FileNotFoundError:
+        return Path(path).with_name(Path(path).name + ".corrupt")

@@ -89,19 +89,25 @@ def _member_ids(taskset: TaskSet, cfg: PWMConfig, dataset: OfflineDataset) -> li
 
 
 def _load_world_model(path: Path) -> dict[str, Any]:
+    """The world-model job's result, checked: a corrupt one is moved aside (the next run trains the world model again,
+    and its members with it) and the job that found it fails saying so."""
     if not path.exists():
         raise ConfigError(f"{path} does not exist: the cell's world-model job has not finished (run it first)")
-    return load_checkpoint(path)
+    try:
+        return load_checkpoint(path)
+    except CorruptCheckpoint as exc:
+        discard_corrupt(path)
+        raise CorruptCheckpoint(f"{exc}; moved aside: the next run trains the world model again") from None
 
 
 def world_model_status(out: Path) -> str | None:
-    """The status recorded in the cell's `world_model.pt` ("ok", "diverged", "failed"), or None without one (a
-    corrupt one is moved aside: the world model is trained again)."""
+    """The status recorded in the cell's `world_model.pt` ("ok", "diverged", "failed"), or None without one (an
+    unreadable one is moved aside: the world model is trained again). Only the small entries are read."""
     path = Path(out) / WORLD_MODEL_FILE
     if not path.exists():
         return None
     try:
-        return load_checkpoint(path)["status"]
+        return load_checkpoint(path, peek=True)["status"]  # not the weights: members and collect check those
     except CorruptCheckpoint as exc:
         print(f"warning: {exc}; moved to {discard_corrupt(path).name}, the world model is trained again", file=sys.stderr)
         return None
