@@ -53,16 +53,29 @@ def build_report(results: str | Path, out: str | Path, candidates: list[str] | N
     (out / "verdict.json").write_text(json.dumps(scoring.to_dict(), indent=1, default=str))
     path = out / "report.md"
     plots += _gradient_plots(curves, out)
-    path.write_text(_markdown(runs, suite, scoring, plots, curves))
+    path.write_text(_markdown(runs, suite, scoring, plots, curves, protocol=_copy_protocol(out)))
     return path
 
 
-def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scoring, plots: list[str], curves: list[dict[str, Any]] | None = None) -> str:
+def _copy_protocol(out: Path) -> str:
+    """The protocol beside the report (`protocol.md`), so its link works wherever the report is published; from an
+    install without the docs, the reference names the pwmbench version instead."""
+    source = Path(__file__).resolve().parents[1] / PROTOCOL
+    if source.is_file():
+        (out / "protocol.md").write_text(source.read_text())
+        return "[protocol.md](protocol.md)"
+    from pwmbench import __version__
+
+    return f"{PROTOCOL} of pwmbench {__version__}"
+
+
+def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scoring, plots: list[str], curves: list[dict[str, Any]] | None = None,
+              protocol: str = PROTOCOL) -> str:  # fmt: skip
     curves = curves or []
     b = scoring.baseline
     names = ", ".join(v.candidate for v in scoring.verdicts)
     lines = [f"# pwmbench report — {suite.get('name', 'results')}: {names} vs {b}", "",
-             f"How to read it: [{PROTOCOL}]({PROTOCOL}) (parity, fairness audit, seeds, score references, statistics).", "",
+             f"How to read it: {protocol} (parity, fairness audit, seeds, score references, statistics).", "",
              "## Verdicts", "", "```", format_summary(scoring), "```", ""]  # fmt: skip
     lines += _scales(scoring.scales)
     for v in scoring.verdicts:

@@ -176,7 +176,9 @@ def test_report_has_the_tables_paragraph_plots_and_csv(tmp_path):
     assert "| dmc/a | 110.0 ± 10.0 | 160.0 ± 10.0 | 0.110 | 0.160 | +5.0 | +45.5 | 10.0 | 15.0 | 1.50 |" in text
     assert "| **mean over tasks** |" in text and "## flow vs mlp" in text and "1.50× the wall-clock" in text
     assert "## Score scale per task" in text and "| dmc/a | final return | 0 | 1,000 | fixed | test |" in text
-    assert "VERDICT: accepted" in text and "## Settings that matter" in text and "docs/protocol.md" in text
+    assert "VERDICT: accepted" in text and "## Settings that matter" in text
+    # the protocol travels with the report: its link works wherever the report is published
+    assert "How to read it: [protocol.md](protocol.md)" in text and "# The comparison protocol" in (tmp_path / "out" / "protocol.md").read_text()
     assert "§" not in text
     for name in ("learning_curves.png", "dynamics_loss.png", "grad_norms.png", "interval_estimates.png", "performance_profiles.png",
                  "per_task_scores.png", "normalised_curves.png", "runs.csv", "curves.csv", "summary.csv", "verdict.json"):  # fmt: skip
