@@ -136,6 +136,8 @@ def write_report(summary: dict, out: Path) -> None:
     import numpy as np
 
     tasks = list(summary["tasks"])
+    variants = list(dict.fromkeys(v for entry in summary["tasks"].values() for v in entry["variants"]))
+    colour = {v: f"C{i}" for i, v in enumerate(variants)}  # one colour per variant in every panel; the metric is the line style
     fig, axes = plt.subplots(2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
     lines = [f"# PWM learns on {', '.join(tasks)}: baseline vs flow", "", f"Settings (everything else PWM's defaults): `{json.dumps(summary['settings'])}`", ""]
     lines += ["| task | random policy | variant | final eval return (mean ± std, 3 seeds) | per-seed |", "|---|---|---|---|---|"]
@@ -145,8 +147,8 @@ def write_report(summary: dict, out: Path) -> None:
             steps = np.array([s for s, _ in v["curves"][0]])
             values = np.array([[r for _, r in c] for c in v["curves"]])
             mean, std = values.mean(0), values.std(0)
-            ax.plot(steps, mean, label=variant)
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+            ax.plot(steps, mean, color=colour[variant], label=variant)
+            ax.fill_between(steps, mean - std, mean + std, color=colour[variant], alpha=0.25)
             lines.append(f"| {task} | {entry['random_return']:.1f} | {variant} | {v['final_return_mean']:.1f} ± {v['final_return_std']:.1f} | {', '.join(f'{x:.1f}' for x in v['final_returns'])} |")
         ax.axhline(entry["random_return"], color="grey", linestyle="--", label="random policy")
         ax.set_title(task)
@@ -162,7 +164,7 @@ def write_report(summary: dict, out: Path) -> None:
                 n = min(len(c) for c in runs)
                 steps = np.array([s for s, _ in runs[0][:n]])
                 values = np.array([[x for _, x in c[:n]] for c in runs])
-                ax.plot(steps, values.mean(0), style, label=f"{variant} {key}")
+                ax.plot(steps, values.mean(0), style, color=colour[variant], label=f"{variant} {key}")
             copies = [c for c in v["model_curves"]["model_error_copy"] if c]
             if copies and variant == next(iter(summary["tasks"][task]["variants"])):
                 n = min(len(c) for c in copies)
@@ -207,7 +209,11 @@ def main() -> None:
     parser.add_argument("--pretrain-episodes", type=int, default=0, help="collect N random-policy episodes per task and pretrain on them (0: no pretraining)")
     parser.add_argument("--pretrain-iterations", type=int, default=None, help="world-model pretraining steps (default: the task's PWM number, else 50,000)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="change the budget (same for both variants)")
+    parser.add_argument("--replot", action="store_true", help="redraw OUT/learning_curves.png and summary.md from OUT/summary.json; train nothing")
     args = parser.parse_args()
+    if args.replot:
+        write_report(json.loads((args.out / "summary.json").read_text()), args.out)
+        return
     from pwmbench.pwm.config import parse_set
 
     budget = {**BUDGET, **parse_set(args.sets)}
