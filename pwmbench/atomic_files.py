@@ -74,13 +74,10 @@ def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = 
                 os.fsync(f.fileno())
         checksum_path(path).unlink(missing_ok=True)  # an old checksum never outlives its file's contents
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if exc.errno in _NO_SPACE and not isinstance(exc, DiskFull):
-            raise _no_space(exc, path) from exc
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (full := no_space(exc, path)) is not exc:
+            raise full from exc
         raise
     if checksum:
         write_atomic((hashlib.sha256(data).hexdigest() + "\n").encode(), checksum_path(path))
@@ -89,6 +86,18 @@ def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = 
 
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
     return write_atomic(text.encode(), path)
+
+
+def torch_save_atomic(obj: object, path: str | os.PathLike[str], *, checksum: bool = False) -> Path:
+    """`torch.save(obj)` through `write_atomic`: serialised in memory first, so a full disk is a DiskFull naming the
+    file rather than torch's opaque stream-writer error, and the file is never half-written."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_atomic(buffer.getvalue(), path, checksum=checksum)
 
 
 def verify_checksum(path: str | os.PathLike[str]) -> None:

@@ -279,14 +279,22 @@ def resolve_options(
 MAX_WIDTH = 65_536  # any hidden width or latent size: 16× the largest preset's (pwm_317M, 4096); more is a typo
 
 
+def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
+    """An integer (not a bool: TOML's true is not 1) within the inclusive limits given."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and (low is None or value >= low) and (high is None or value <= high))  # fmt: skip
+
+
+def is_widths(value: Any) -> bool:
+    """Hidden widths: a non-empty list of integers in [1, MAX_WIDTH] (a 1.7 is not a width, it is a typo)."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(is_int(u, 1, MAX_WIDTH) for u in value)
+
+
 def check_units(value: Any, owner: str = "the world model", where: str | None = None) -> tuple[int, ...]:
     """The dynamics network's hidden widths (`units` dynamics option): a non-empty list of ints in [1, MAX_WIDTH]."""
     parsed = _parse_text(value) if isinstance(value, str) else value
-    ok = isinstance(parsed, (list, tuple)) and len(parsed) > 0 and all(
-        isinstance(u, numbers.Integral) and not isinstance(u, bool) and 1 <= u <= MAX_WIDTH for u in parsed
-    )
-    if not ok:
+    if not is_widths(parsed):
         prefix = f"{where}: " if where else ""
-        hint = f"; for one layer of {parsed} write units = [{parsed}]" if isinstance(parsed, int) and not isinstance(parsed, bool) and 1 <= parsed <= MAX_WIDTH else ""
+        hint = f"; for one layer of {parsed} write units = [{parsed}]" if is_int(parsed, 1, MAX_WIDTH) else ""
         raise ConfigError(f"{prefix}option 'units' of {owner} must be a non-empty list of positive ints (hidden widths ≤ {MAX_WIDTH}, e.g. [512, 512]), got {_show(value)}{hint}")
     return tuple(int(u) for u in parsed)

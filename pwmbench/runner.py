@@ -641,14 +641,12 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
             directory = cell.directory(out)
             rows.append(_file_state(cell.key, directory, directory / RUN_FILE))
             if (directory / WORLD_MODEL_FILE).exists() or (directory / MEMBERS_DIR).is_dir():
-                from pwmbench.pwm.checkpoint import load_checkpoint
+                from pwmbench.pwm.multitask_cell import world_model_status
 
-                if (directory / WORLD_MODEL_FILE).exists():
-                    try:
-                        wm = load_checkpoint(directory / WORLD_MODEL_FILE, peek=True)["status"]
-                    except PwmbenchError as exc:
-                        wm = f"corrupt ({exc})"
-                    rows.append({"job": f"{cell.key}|world_model", "state": "done" if wm == "ok" else wm, "detail": None})
+                wm = world_model_status(directory, repair=False)  # `status` only reads: `run` moves a corrupt one aside
+                if wm is not None:
+                    detail = f"{WORLD_MODEL_FILE} unreadable: the next run trains it again" if wm == "corrupt" else None
+                    rows.append({"job": f"{cell.key}|world_model", "state": "done" if wm == "ok" else wm, "detail": detail})
                 for member in sorted((directory / MEMBERS_DIR).glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else 0):
                     rows.append(_file_state(f"{cell.key}|member|{member.name}", member, member / "member_run.arrow"))
     note = None

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from pwmbench.errors import ConfigError, PwmbenchError, check_keys, suggest
+from pwmbench.options import is_int
 from pwmbench.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
 from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import MAX_COUNT, PWMConfig, resolve_config
@@ -190,10 +191,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_int(value: Any, low: int, high: int | None = None) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value and (high is None or value <= high)
-
-
 def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     where = str(path) if path else "suite"
     try:
@@ -209,7 +206,7 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     if not tasks or not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
         raise SuiteError(f"{where}: 'tasks' must be a non-empty list of distinct task names, got {tasks!r}")
     seeds = data.get("seeds", list(DEFAULT_SEEDS))
-    if not isinstance(seeds, list) or not seeds or not all(_is_int(s, 0, MAX_SEED) for s in seeds) or len(set(seeds)) != len(seeds):
+    if not isinstance(seeds, list) or not seeds or not all(is_int(s, 0, MAX_SEED) for s in seeds) or len(set(seeds)) != len(seeds):
         raise SuiteError(f"{where}: 'seeds' must be a non-empty list of distinct integers in [0, 2**32 - 1], got {seeds!r}")
     tolerance = data.get("parity_tolerance", DEFAULT_TOLERANCE_PCT)
     if not _is_number(tolerance) or tolerance <= 0:  # a large one is how a test suite turns the gate off
@@ -292,7 +289,7 @@ def parse_executor(where: str, block: Any) -> dict[str, Any]:
             except ConfigError as exc:
                 raise SuiteError(f"{here} resources.{kind}: {exc}") from None
             for key in ("cpus", "gpus", "time_min"):  # whole numbers that a scheduler can be asked for
-                if spec.get(key) is not None and not _is_int(spec[key], 0, MAX_COUNT):
+                if spec.get(key) is not None and not is_int(spec[key], 0, MAX_COUNT):
                     raise SuiteError(f"{here} resources.{kind}: {key} must be a whole number at most {MAX_COUNT:,}, got {spec[key]!r}")
     except ConfigError as exc:
         raise SuiteError(str(exc)) from None
@@ -348,7 +345,7 @@ def _parse_pretrain(where: str, block: Any, base: Mapping[str, Any]) -> dict[str
             raise SuiteError(f"{here}: {key!r} must be a non-empty string, got {block[key]!r}")
     for key, low, high in (("episodes", 1, MAX_COUNT), ("num_envs", 1, MAX_COUNT), ("seed", 0, MAX_SEED), ("iterations", 0, MAX_COUNT)):
         value = block.get(key, low)
-        if not _is_int(value, low, high):
+        if not is_int(value, low, high):
             raise SuiteError(f"{here}: {key!r} must be an integer in [{low}, {high:,}], got {value!r}")
     return block
 
@@ -389,10 +386,10 @@ def _parse_data(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, An
         if key in block and (not isinstance(block[key], str) or not block[key]):
             raise SuiteError(f"{where}: data.{key} must be a non-empty string, got {block[key]!r}")
     for key, low, high in (("episodes_per_task", 1, MAX_COUNT), ("num_envs", 1, MAX_COUNT), ("seed", 0, MAX_SEED)):
-        if key in block and not _is_int(block[key], low, high):
+        if key in block and not is_int(block[key], low, high):
             raise SuiteError(f"{where}: data.{key} must be an integer in [{low}, {high:,}], got {block[key]!r}")
     ids = block.get("task_ids")
-    if ids is not None and (not isinstance(ids, list) or not ids or not all(_is_int(i, 0, MAX_COUNT) for i in ids) or len(set(ids)) != len(ids)):
+    if ids is not None and (not isinstance(ids, list) or not ids or not all(is_int(i, 0, MAX_COUNT) for i in ids) or len(set(ids)) != len(ids)):
         raise SuiteError(f"{where}: data.task_ids must be a non-empty list of distinct task ids ≥ 0, got {ids!r}")
     return block
 
@@ -470,7 +467,7 @@ def _parse_compute_matched(where: str, block: dict[str, Any], variants: list[Var
         if not isinstance(block.get(key), str) or block[key] not in names:
             raise SuiteError(f"{here}: {key} must name a variant ({', '.join(names)}), got {block.get(key)!r}")
     iterations = block.get("wm_iterations", "auto")
-    if iterations != "auto" and not _is_int(iterations, 1, MAX_COUNT):
+    if iterations != "auto" and not is_int(iterations, 1, MAX_COUNT):
         raise SuiteError(f"{here}: wm_iterations must be \"auto\" or a positive integer (at most {MAX_COUNT:,}), got {iterations!r}")
     source = names[block["variant"]]
     name = _expect(here, "name", block.get("name", f"{source.name}-compute-matched"), str, "a variant name")

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyarrow import ipc
+from toy_task import suite_base
 
 from pwmbench.atomic_files import DiskFull, write_atomic
 from pwmbench.cli import main
@@ -35,22 +36,7 @@ name = "faults"
 tasks = ["toy/point"]
 seeds = [7]
 parity_tolerance = 50.0
-[base]
-world_model = { units = [32, 32], encoder_units = [32], latent_dim = 16 }
-actor_units = [32, 32]
-critic_units = [32, 32]
-horizon = 4
-num_envs = 4
-max_epochs = 24
-wm_batch_size = 8
-wm_iterations = 2
-initial_wm_iterations = 4
-critic_iterations = 2
-wm_buffer_size = 2000
-eval_every = 5
-eval_episodes = 2
-checkpoint_every = 3
-[variants.mlp]
+""" + suite_base(max_epochs=24, checkpoint_every=3) + """[variants.mlp]
 dynamics = "mlp"
 [variants.flow]
 dynamics = "flow"

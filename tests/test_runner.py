@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from pyarrow import ipc
+from toy_task import suite_base
 
 from pwmbench.api import ConfigError, Executor, hookimpl
 from pwmbench.cli import main
@@ -23,22 +24,7 @@ name = "toy"
 tasks = ["toy/point"]
 seeds = {seeds}
 parity_tolerance = {tolerance}
-[base]
-world_model = {{ units = [32, 32], encoder_units = [32], latent_dim = 16 }}
-actor_units = [32, 32]
-critic_units = [32, 32]
-horizon = 4
-num_envs = 4
-max_epochs = {epochs}
-wm_batch_size = 8
-wm_iterations = 2
-initial_wm_iterations = 4
-critic_iterations = 2
-wm_buffer_size = 2000
-eval_every = 5
-eval_episodes = 2
-checkpoint_every = 5
-[variants.mlp]
+{base}[variants.mlp]
 dynamics = "mlp"
 [variants.{second}]
 dynamics = "{second_dynamics}"
@@ -54,7 +40,7 @@ def workers_see_the_toy_plugin(monkeypatch):
 
 def write_suite(tmp_path, epochs=12, second="flow", second_dynamics="flow", tolerance=2.0, seeds=(1, 2), options=""):
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(epochs=epochs, second=second, second_dynamics=second_dynamics, tolerance=tolerance, seeds=list(seeds), options=options))
+    path.write_text(SUITE.format(base=suite_base(epochs), second=second, second_dynamics=second_dynamics, tolerance=tolerance, seeds=list(seeds), options=options))
     return path
 
 

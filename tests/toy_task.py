@@ -142,3 +142,23 @@ def _fragile_class():
 def pwmbench_register_dynamics(registry):
     registry.add("exploding", _exploding_class())
     registry.add("fragile", _fragile_class())
+
+
+def suite_base(max_epochs: int, checkpoint_every: int = 5) -> str:
+    """The [base] table of the small suites the runner and fault tests train on this task (seconds per cell)."""
+    return f"""[base]
+world_model = {{ units = [32, 32], encoder_units = [32], latent_dim = 16 }}
+actor_units = [32, 32]
+critic_units = [32, 32]
+horizon = 4
+num_envs = 4
+max_epochs = {max_epochs}
+wm_batch_size = 8
+wm_iterations = 2
+initial_wm_iterations = 4
+critic_iterations = 2
+wm_buffer_size = 2000
+eval_every = 5
+eval_episodes = 2
+checkpoint_every = {checkpoint_every}
+"""

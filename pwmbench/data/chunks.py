@@ -21,7 +21,6 @@ Why a reader of our own:
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from pwmbench.atomic_files import write_atomic
+from pwmbench.atomic_files import torch_save_atomic
 from pwmbench.errors import PwmbenchError
 
 __all__ = ["REQUIRED_KEYS", "Chunk", "ChunkError", "chunk_paths", "episode_lengths", "read_chunk", "write_chunk"]
@@ -253,6 +252,4 @@ def write_chunk(path: str | os.PathLike, obs: torch.Tensor, action: torch.Tensor
     if terminated is not None:
         tensors["terminated"] = terminated.float()
     td = TensorDict(tensors, batch_size=[n, length])
-    buffer = io.BytesIO()
-    torch.save(td, buffer)
-    return write_atomic(buffer.getvalue(), path)
+    return torch_save_atomic(td, path)

@@ -11,23 +11,19 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys, unknown_name_message
-from pwmbench.options import MAX_WIDTH
+from pwmbench.options import MAX_WIDTH, is_int, is_widths
 
 MAX_BINS = 10_001  # two-hot reward bins (PWM's presets use 101)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _typed(preset_name: str, key: str, value: Any) -> Any:
     """`value` checked against the type of world-model setting `key` (lists for width tuples, ints for floats)."""
     if key in ("units", "encoder_units"):
-        ok = isinstance(value, (list, tuple)) and all(_is_int(u) for u in value)
+        ok = isinstance(value, (list, tuple)) and all(is_int(u) for u in value)
         value = tuple(value) if ok else value
         what = "a list of integer widths"
     elif key in ("latent_dim", "num_bins", "simnorm_dim"):
-        ok, what = _is_int(value), "an integer"
+        ok, what = is_int(value), "an integer"
     elif key == "rew_rms":
         ok, what = isinstance(value, bool), "true or false"
     else:  # vmin, vmax
@@ -66,10 +62,10 @@ class WorldModelPreset:
         reward head, a finite vmin < vmax."""
         for key in ("units", "encoder_units"):
             widths = getattr(self, key)
-            if not widths or not all(_is_int(u) and 1 <= u <= MAX_WIDTH for u in widths):
+            if not is_widths(widths):
                 raise self._error(key, f"a non-empty list of integer widths in [1, {MAX_WIDTH}]", widths)
         for key, high in (("latent_dim", MAX_WIDTH), ("simnorm_dim", MAX_WIDTH), ("num_bins", MAX_BINS)):
-            if not _is_int(getattr(self, key)) or not 1 <= getattr(self, key) <= high:
+            if not is_int(getattr(self, key), 1, high):
                 raise self._error(key, f"an integer in [1, {high}]", getattr(self, key))
         if self.num_bins == 2:
             raise self._error("num_bins", "1 (a scalar reward head) or ≥ 3 (two-hot bins)", self.num_bins)

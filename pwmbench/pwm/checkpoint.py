@@ -11,7 +11,6 @@ naming the file, and the cell starts that part again instead of trusting it.
 
 from __future__ import annotations
 
-import io
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pwmbench.atomic_files import ChecksumMismatch, move_aside, verify_checksum, write_atomic
+from pwmbench.atomic_files import ChecksumMismatch, move_aside, torch_save_atomic, verify_checksum
 from pwmbench.errors import PwmbenchError
 
 
@@ -96,9 +95,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     """Write `state` as plain data, whole (a temporary file, then a rename), with its checksum beside it. The bytes
     are built in memory first, so a full disk is reported by the write (DiskFull, naming the file), not as torch's
     opaque stream-writer error."""
-    buffer = io.BytesIO()
-    torch.save(to_plain(state), buffer)
-    return write_atomic(buffer.getvalue(), path, checksum=True)
+    return torch_save_atomic(to_plain(state), path, checksum=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, peek: bool = False) -> dict[str, Any]:

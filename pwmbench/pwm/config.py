@@ -19,7 +19,7 @@ from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys
 from pwmbench.nn.presets import preset as get_preset
-from pwmbench.options import MAX_WIDTH
+from pwmbench.options import MAX_WIDTH, is_widths
 
 MAX_COUNT = 2**31 - 1  # every int field (counts, iterations, widths' ceiling is MAX_WIDTH)
 LOGSTD_LIMIT = 10.0  # |init_logstd|, |min_logstd|: std between 4.5e-5 and 2.2e4 (actions live in [-1, 1])
@@ -119,7 +119,7 @@ class PWMConfig:
                 raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         for key in ("actor_units", "critic_units"):
             widths = getattr(self, key)
-            if not widths or not all(1 <= u <= MAX_WIDTH for u in widths):
+            if not is_widths(widths):
                 raise ConfigError(f"{key} must be a non-empty list of integer widths in [1, {MAX_WIDTH}], got {list(widths)}")
         for key in ("actor_lr", "critic_lr", "model_lr"):
             if not 0 < getattr(self, key) <= 1:

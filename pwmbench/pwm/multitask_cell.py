@@ -100,15 +100,18 @@ def _load_world_model(path: Path) -> dict[str, Any]:
         raise CorruptCheckpoint(f"{exc}; moved aside: the next run trains the world model again") from None
 
 
-def world_model_status(out: Path) -> str | None:
+def world_model_status(out: Path, *, repair: bool = True) -> str | None:
     """The status recorded in the cell's `world_model.pt` ("ok", "diverged", "failed"), or None without one (an
-    unreadable one is moved aside: the world model is trained again). Only the small entries are read."""
+    unreadable one is moved aside: the world model is trained again; with `repair=False`, for read-only callers,
+    nothing moves and the status is "corrupt"). Only the small entries are read."""
     path = Path(out) / WORLD_MODEL_FILE
     if not path.exists():
         return None
     try:
         return load_checkpoint(path, peek=True)["status"]  # not the weights: members and collect check those
     except CorruptCheckpoint as exc:
+        if not repair:
+            return "corrupt"
         print(f"warning: {exc}; moved to {discard_corrupt(path).name}, the world model is trained again", file=sys.stderr)
         return None
 
@@ -159,9 +162,9 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
                 reporter({**new[-1], "epoch": owm.iteration})
                 if progress is not None:
                     progress({**new[-1], "epoch": owm.iteration}, 0)
+                stop.stop_here(checkpoint)  # first: a stop at a checkpoint boundary writes the checkpoint once
                 if owm.iteration % WM_CHECKPOINT_EVERY == 0 or owm.iteration == cfg.offline_wm_iterations:
                     checkpoint()
-                stop.stop_here(checkpoint)
     except Diverged as exc:
         status, reason = "diverged", f"world model: {exc}"
         failure = {"diverged_epoch": exc.epoch, "diverged_quantity": f"world model {exc.quantity}"}

@@ -6,7 +6,6 @@ Loading uses `torch.load(weights_only=True)`: the file holds only tensors, numbe
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pwmbench.atomic_files import write_atomic
+from pwmbench.atomic_files import torch_save_atomic
 from pwmbench.errors import PwmbenchError
 
 __all__ = ["POLICY_FILE", "LoadedPolicy", "load_policy", "save_policy"]
@@ -34,9 +33,7 @@ def save_policy(trainer: Any, task_name: str, path: str | os.PathLike) -> Path:
         "obs_rms": trainer.obs_rms.state_dict() if trainer.obs_rms is not None else None,
         "rew_rms": trainer.rew_rms.state_dict() if trainer.rew_rms is not None else None,  # the reward head's scale (pretrain_checkpoint)
     }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return write_atomic(buffer.getvalue(), path)
+    return torch_save_atomic(state, path)
 
 
 class LoadedPolicy:

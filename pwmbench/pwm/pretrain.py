@@ -26,7 +26,6 @@ random subset with replacement).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pwmbench.atomic_files import write_atomic
+from pwmbench.atomic_files import torch_save_atomic
 from pwmbench.errors import ConfigError, PwmbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,9 +116,7 @@ def save_pretrained_wm(trainer: PWMTrainer, path: str | os.PathLike) -> Path:
         "pretrain_data": trainer.cfg.pretrain_data,
         "iterations": trainer.pretraining.step if trainer.pretraining is not None else 0,
     }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return write_atomic(buffer.getvalue(), path)
+    return torch_save_atomic(state, path)
 
 
 def _read_world_model_file(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
