@@ -309,6 +309,9 @@ def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[st
             ax.set_title(task)
             ax.set_xlabel("policy iterations" if task in offline else "env steps")
             ax.set_ylabel(ylabel)
+            if not ax.lines:  # e.g. task-set members log no dynamics_loss of their own: say so, no empty legend
+                ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
+                continue
             if metric == "dynamics_loss":
                 ax.set_yscale("log")
             ax.legend(fontsize=8)

@@ -178,6 +178,26 @@ def test_a_signal_stops_training_at_the_epoch_boundary_and_the_resumed_run_is_ex
     assert curves(tmp_path / "stopped") == curves(tmp_path / "straight")
 
 
+def test_a_stop_on_a_checkpoint_epoch_writes_the_checkpoint_once(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import pwmbench.pwm.cell as cell
+
+    writes = []
+    original = cell.save_checkpoint
+    monkeypatch.setattr(cell, "save_checkpoint", lambda state, path: (writes.append(state["epoch"]), original(state, path)))
+
+    def signal_on_checkpoint_epoch(trainer, row):
+        if trainer.epoch == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    cfg = resolve_config({**SMALL, "checkpoint_every": 2})
+    with pytest.raises(KeyboardInterrupt):
+        train_cell("toy/point", cfg, 42, tmp_path / "stopped", on_epoch=signal_on_checkpoint_epoch)
+    assert writes == [2, 4]  # the periodic one at epoch 4 is the stop's checkpoint: not written a second time
+
+
 def test_a_nan_stops_the_run_as_diverged_and_keeps_what_was_done(tmp_path, monkeypatch):
     original = PWMTrainer.update_world_model
 
