@@ -61,15 +61,16 @@ def _no_space(exc: OSError, path: Path) -> DiskFull:
                                "again (finished cells are kept; the others resume from their last checkpoints)")  # fmt: skip
 
 
-def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = False) -> Path:
-    """Write `data` to `path` via a temporary file and a rename; with `checksum`, also `<path>.sha256`."""
-    path = Path(path)
+def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = False, durable: bool | None = None) -> Path:
+    """Write `data` to `path` via a temporary file and a rename; with `checksum`, also `<path>.sha256`. `durable`
+    (default: with a checksum) fsyncs the bytes before the rename, so they survive a machine crash too."""
+    path, durable = Path(path), checksum if durable is None else durable
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            if checksum:  # the files a resume trusts survive a machine crash too, not only a killed process
+            if durable:  # what a resume trusts (checksummed files) outlives a machine crash too
                 f.flush()
                 os.fsync(f.fileno())
         checksum_path(path).unlink(missing_ok=True)  # an old checksum never outlives its file's contents
@@ -80,7 +81,7 @@ def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = 
             raise full from exc
         raise
     if checksum:
-        write_atomic((hashlib.sha256(data).hexdigest() + "\n").encode(), checksum_path(path))
+        write_atomic((hashlib.sha256(data).hexdigest() + "\n").encode(), checksum_path(path), durable=True)  # not an empty one after a crash
     return path
 
 

@@ -6,7 +6,6 @@ accessor functions in `api` stay short.
 
 from __future__ import annotations
 
-import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError, PluginError, PwmbenchError
-from pwmbench.options import resolve_options
+from pwmbench.options import is_number, resolve_options
 
 VelocityFn = Callable[[Tensor, Any], Tensor]
 
@@ -243,7 +242,7 @@ class TaskSpec:
         if refs[0] is not None:
             if self.score != "return":
                 raise ConfigError(f"TaskSpec({self.name!r}): score references only apply to score='return' tasks")
-            if not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) for r in refs) or refs[1] == refs[0]:
+            if not all(is_number(r) for r in refs) or refs[1] == refs[0]:
                 raise ConfigError(f"TaskSpec({self.name!r}): random_score and reference_score must be finite and differ, got {refs}")
 
     @property
@@ -337,7 +336,7 @@ class Resources:
                 raise ConfigError(f"resources.{key} must be an int ≥ {1 if key == 'cpus' else 0}, got {value!r}")
         for key in ("memory_gb", "time_min"):
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0):
+            if value is not None and (not is_number(value) or value <= 0):
                 raise ConfigError(f"resources.{key} must be a positive number, got {value!r}")
 
 

@@ -285,6 +285,11 @@ def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
             and (low is None or value >= low) and (high is None or value <= high))  # fmt: skip
 
 
+def is_number(value: Any) -> bool:
+    """A finite real number (not a bool: TOML's true is not 1)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def is_widths(value: Any) -> bool:
     """Hidden widths: a non-empty list of integers in [1, MAX_WIDTH] (a 1.7 is not a width, it is a typo)."""
     return isinstance(value, (list, tuple)) and len(value) > 0 and all(is_int(u, 1, MAX_WIDTH) for u in value)

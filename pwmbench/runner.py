@@ -641,14 +641,14 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
             directory = cell.directory(out)
             rows.append(_file_state(cell.key, directory, directory / RUN_FILE))
             if (directory / WORLD_MODEL_FILE).exists() or (directory / MEMBERS_DIR).is_dir():
-                from pwmbench.pwm.multitask_cell import world_model_status
+                from pwmbench.pwm.multitask_cell import MEMBER_RUN_FILE, world_model_status
 
                 wm = world_model_status(directory, repair=False)  # `status` only reads: `run` moves a corrupt one aside
                 if wm is not None:
                     detail = f"{WORLD_MODEL_FILE} unreadable: the next run trains it again" if wm == "corrupt" else None
                     rows.append({"job": f"{cell.key}|world_model", "state": "done" if wm == "ok" else wm, "detail": detail})
                 for member in sorted((directory / MEMBERS_DIR).glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else 0):
-                    rows.append(_file_state(f"{cell.key}|member|{member.name}", member, member / "member_run.arrow"))
+                    rows.append(_file_state(f"{cell.key}|member|{member.name}", member, member / MEMBER_RUN_FILE))
     note = None
     submission = out / EXECUTOR_DIR / "submission.json"
     if submission.exists():

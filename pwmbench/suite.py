@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from pwmbench.errors import ConfigError, PwmbenchError, check_keys, suggest
-from pwmbench.options import is_int
+from pwmbench.options import is_int, is_number
 from pwmbench.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
 from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import MAX_COUNT, PWMConfig, resolve_config
@@ -186,11 +185,6 @@ def _expect(where: str, key: str, value: Any, kind: type | tuple[type, ...], wha
     return value
 
 
-def _is_number(value: Any) -> bool:
-    """A finite int or float (not a bool: TOML's true is not 1)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     where = str(path) if path else "suite"
     try:
@@ -209,7 +203,7 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     if not isinstance(seeds, list) or not seeds or not all(is_int(s, 0, MAX_SEED) for s in seeds) or len(set(seeds)) != len(seeds):
         raise SuiteError(f"{where}: 'seeds' must be a non-empty list of distinct integers in [0, 2**32 - 1], got {seeds!r}")
     tolerance = data.get("parity_tolerance", DEFAULT_TOLERANCE_PCT)
-    if not _is_number(tolerance) or tolerance <= 0:  # a large one is how a test suite turns the gate off
+    if not is_number(tolerance) or tolerance <= 0:  # a large one is how a test suite turns the gate off
         raise SuiteError(f"{where}: 'parity_tolerance' must be a positive finite number (percent), got {tolerance!r}")
     thresholds = _expect(where, "thresholds", data.get("thresholds", {}), dict, "a table of task → return")
     for task, value in thresholds.items():
@@ -218,7 +212,7 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
                 check_keys([task], tasks, kind="task in thresholds (not in 'tasks')", where=where)
             except ConfigError as exc:
                 raise SuiteError(str(exc)) from None
-        if not _is_number(value):
+        if not is_number(value):
             raise SuiteError(f"{where}: thresholds.{task} must be a finite number (a return), got {value!r}")
 
     base = dict(_expect(where, "base", data.get("base", {}), dict, "a table of config keys"))

@@ -6,32 +6,13 @@ Only the world-model shape lives here; the algorithm's hyper-parameters are in t
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys, unknown_name_message
-from pwmbench.options import MAX_WIDTH, is_int, is_widths
+from pwmbench.options import MAX_WIDTH, is_int, is_number, is_widths
 
 MAX_BINS = 10_001  # two-hot reward bins (PWM's presets use 101)
-
-
-def _typed(preset_name: str, key: str, value: Any) -> Any:
-    """`value` checked against the type of world-model setting `key` (lists for width tuples, ints for floats)."""
-    if key in ("units", "encoder_units"):
-        ok = isinstance(value, (list, tuple)) and all(is_int(u) for u in value)
-        value = tuple(value) if ok else value
-        what = "a list of integer widths"
-    elif key in ("latent_dim", "num_bins", "simnorm_dim"):
-        ok, what = is_int(value), "an integer"
-    elif key == "rew_rms":
-        ok, what = isinstance(value, bool), "true or false"
-    else:  # vmin, vmax
-        ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        value = float(value) if ok else value
-    if not ok:
-        raise ConfigError(f"world-model setting {key!r} (preset {preset_name!r}) must be {what}, got {value!r} ({type(value).__name__})")
-    return value
 
 
 @dataclass(frozen=True)
@@ -51,7 +32,7 @@ class WorldModelPreset:
         type is one naming the setting (a width of 1.7 is refused, not truncated to 1)."""
         check_keys(overrides, [f.name for f in fields(self) if f.name != "name"], kind="world-model setting")
         for key, value in overrides.items():
-            overrides[key] = _typed(self.name, key, value)
+            overrides[key] = self._typed(key, value)
         out = replace(self, **overrides)
         out.validate()
         return out
@@ -71,11 +52,27 @@ class WorldModelPreset:
             raise self._error("num_bins", "1 (a scalar reward head) or ≥ 3 (two-hot bins)", self.num_bins)
         if self.latent_dim % self.simnorm_dim:
             raise ConfigError(f"preset {self.name!r}: latent_dim {self.latent_dim} is not a multiple of simnorm_dim {self.simnorm_dim}")
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (self.vmin, self.vmax)) or self.vmin >= self.vmax:
+        if not (is_number(self.vmin) and is_number(self.vmax)) or self.vmin >= self.vmax:
             raise ConfigError(f"preset {self.name!r}: need finite vmin < vmax (the two-hot reward range), got vmin={self.vmin!r}, vmax={self.vmax!r}")
 
-    def _error(self, key: str, what: str, value: Any) -> ConfigError:
-        return ConfigError(f"world-model setting {key!r} (preset {self.name!r}) must be {what}, got {value!r}")
+    def _typed(self, key: str, value: Any) -> Any:
+        """`value` checked against the type of world-model setting `key` (lists for width tuples, ints for floats)."""
+        if key in ("units", "encoder_units"):
+            ok, what = isinstance(value, (list, tuple)) and all(is_int(u) for u in value), "a list of integer widths"
+            value = tuple(value) if ok else value
+        elif key in ("latent_dim", "num_bins", "simnorm_dim"):
+            ok, what = is_int(value), "an integer"
+        elif key == "rew_rms":
+            ok, what = isinstance(value, bool), "true or false"
+        else:  # vmin, vmax
+            ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            value = float(value) if ok else value
+        if not ok:
+            raise self._error(key, what, value, shown=f"{value!r} ({type(value).__name__})")
+        return value
+
+    def _error(self, key: str, what: str, value: Any, shown: str | None = None) -> ConfigError:
+        return ConfigError(f"world-model setting {key!r} (preset {self.name!r}) must be {what}, got {shown or repr(value)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -114,13 +114,19 @@ def train_cell(
 
     status, reason, failure, full_traceback = "ok", None, {}, None
 
-    saved = [ckpt_path.exists()]  # the checkpoint on disk holds the trainer's state now: a stop then writes nothing
+    def progress_mark() -> tuple[int, int | None]:
+        return trainer.epoch, trainer.pretraining.step if trainer.pretraining is not None else None
+
+    saved_at = progress_mark() if ckpt_path.exists() else None  # where the checkpoint on disk stands
 
     def checkpoint() -> None:
-        if not saved[0]:
+        """Write the checkpoint unless the one on disk already holds this point (a stop request on a periodic
+        checkpoint's boundary writes it once)."""
+        nonlocal saved_at
+        if saved_at != progress_mark():
             save_checkpoint(trainer.state_dict(), ckpt_path)
             write_table_atomic(_curves(trainer, ident), curves_path)
-            saved[0] = True
+            saved_at = progress_mark()
 
     def pretrain_save() -> None:
         """Every few thousand pretraining steps and at the phase's end (then with pretrained_wm.pt first)."""
@@ -132,7 +138,6 @@ def train_cell(
     stop = StopRequest()
 
     def pretrain_step(step: int) -> None:
-        saved[0] = False  # a step changed the state (a save at this step comes after this call)
         if on_pretrain_step is not None:
             on_pretrain_step(trainer, step)
         stop.stop_here(checkpoint)  # a pretraining step is a boundary too
@@ -143,7 +148,6 @@ def train_cell(
             while trainer.epoch < cfg.max_epochs:
                 stop.stop_here(checkpoint)
                 row = trainer.train_epoch()
-                saved[0] = False
                 plugins.emit(RunEvent("metrics", ident, step=trainer.epoch, metrics={k: v for k, v in row.items() if isinstance(v, float)}))
                 if bar is not None:
                     bar(row, resumed_from)
