@@ -11,6 +11,16 @@ from pwmbench.errors import PwmbenchError
 Check = tuple[str, bool, str]
 
 
+def _decision_text(suite) -> str:
+    """The [decision] settings, and a warning (not a failure) when the seeds cannot detect the margin."""
+    from pwmbench.decision import power_warning
+
+    d = suite.decision
+    text = f"{d.metric}, margin {d.margin:g}, α {d.alpha:g}, model quality {d.model_quality}, scored at the {d.score_at} evaluation"
+    warning = power_warning(len(suite.seeds), d)
+    return text + (f"; WARNING: {warning} (docs/protocol.md#seeds-and-power)" if warning else f"; {len(suite.seeds)} seeds detect the margin at noise_sd {d.noise_sd:g}")
+
+
 def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Check]:
     checks: list[Check] = []
 
@@ -36,6 +46,7 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
         return checks
     checks[-1] = (checks[-1][0], True, f"{suite.name}: {len(suite.tasks)} tasks × {len(suite.variants)} variants × {len(suite.seeds)} seeds")
     record("seeds", lambda: f"{list(suite.seeds)}" + ("" if tuple(suite.seeds) == (42, 123, 456) else " (not the protocol's default 42, 123, 456: docs/protocol.md#seeds-and-determinism)"))
+    record("decision settings and the seeds' power", lambda: _decision_text(suite))
     for variant in suite.variants:
         if variant.dynamics == "flow":
             record(f"flow model and integrator of {variant.name} import", lambda v=variant: _flow_check(v))

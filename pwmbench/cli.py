@@ -298,25 +298,48 @@ def status_cmd(results, as_json) -> None:
     sys.exit(0 if rows and all(r["state"] == "done" for r in rows) else 1)
 
 
+def decision_options(command):
+    """The [decision] settings as flags (score, report): each overrides the suite's value (docs/protocol.md#the-decision)."""
+    for option in reversed([
+        click.option("--metric", type=click.Choice(["iqm", "mean", "median"]), default=None, help="Aggregate the decision is taken on (suite default: iqm)."),
+        click.option("--margin", type=float, default=None, help="Non-inferiority margin δ in normalised points (suite default: 0.02)."),
+        click.option("--alpha", type=float, default=None, help="Error rate of the scoring, split over candidates (suite default: 0.05)."),
+        click.option("--model-quality", type=click.Choice(["gate", "report"]), default=None, help="Gate decisions on model quality, or only report it."),
+        click.option("--score-at", type=click.Choice(["final", "peak"]), default=None, help="Score the final evaluation, or the peak of the seed-averaged curve (PWM)."),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def _decision(suite: dict, metric, margin, alpha, model_quality, score_at):
+    from pwmbench.decision import DecisionSettings
+
+    given = {"metric": metric, "margin": margin, "alpha": alpha, "model_quality": model_quality, "score_at": score_at}
+    return DecisionSettings.from_record(suite.get("decision")).replace(where="pwmbench score", **{k: v for k, v in given.items() if v is not None})
+
+
 @main.command("score")
 @click.argument("results", type=click.Path(file_okay=False))
 @click.option("--candidate", "candidates", multiple=True, help="Variant compared with the baseline (repeatable; default: every other variant).")
 @click.option("--baseline", default=None, help="Baseline variant (default: the suite's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
-def score_cmd(results, candidates, baseline, as_json, reps) -> None:
-    """Score every candidate against the baseline (docs/protocol.md): exit 0 when every candidate passes every
-    required criterion, 1 when one fails (named in the last line), 2 when the results cannot be scored."""
+@decision_options
+def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alpha, model_quality, score_at) -> None:
+    """Decide every candidate against the baseline (docs/protocol.md#the-decision): exit 0 when every candidate is
+    accepted (better or non-inferior, every required criterion), 1 when one is not (named in the last line), 3 when
+    none fails but one is inconclusive (we cannot tell yet), 2 when the results cannot be scored."""
     from pwmbench.errors import PwmbenchError
     from pwmbench.scoring import format_scoring, load_results, score_all
 
     try:
         runs, suite, curves = load_results(results, curves=True)
-        scoring = score_all(runs, suite, curves, candidates=list(candidates) or None, baseline=baseline, reps=reps)
+        settings = _decision(suite, metric, margin, alpha, model_quality, score_at)
+        scoring = score_all(runs, suite, curves, candidates=list(candidates) or None, baseline=baseline, reps=reps, settings=settings)
     except (PwmbenchError, ValueError) as exc:
         _fail(str(exc))
     click.echo(json.dumps(scoring.to_dict(), indent=2, default=str) if as_json else format_scoring(scoring))
-    sys.exit(0 if scoring.passed else 1)
+    sys.exit(scoring.exit_code)
 
 
 @main.command("report")
@@ -325,13 +348,16 @@ def score_cmd(results, candidates, baseline, as_json, reps) -> None:
 @click.option("--candidate", "candidates", multiple=True, help="Variant compared with the baseline (repeatable; default: every other variant).")
 @click.option("--baseline", default=None, help="Baseline variant (default: the suite's).")
 @click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
-def report_cmd(results, out_dir, candidates, baseline, reps) -> None:
-    """Write the Markdown report (every candidate's verdict, summary, plots) and CSV exports of a results directory."""
+@click.option("--latex", is_flag=True, help="Also write summary.tex (the summary and per-task tables, booktabs) for a paper.")
+@decision_options
+def report_cmd(results, out_dir, candidates, baseline, reps, latex, metric, margin, alpha, model_quality, score_at) -> None:
+    """Write the Markdown report (decisions first, summary, plots as PNG and PDF) and CSV exports of a results directory."""
     from pwmbench.errors import PwmbenchError
     from pwmbench.report import build_report
 
     try:
-        path = build_report(results, out_dir, candidates=list(candidates) or None, baseline=baseline, reps=reps)
+        flags = {"metric": metric, "margin": margin, "alpha": alpha, "model_quality": model_quality, "score_at": score_at}
+        path = build_report(results, out_dir, candidates=list(candidates) or None, baseline=baseline, reps=reps, latex=latex, decision=flags)
     except (PwmbenchError, ValueError) as exc:
         _fail(str(exc))
     click.echo(f"report: {path}")

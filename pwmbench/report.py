@@ -13,6 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pwmbench import report_plots
+from pwmbench.decision import DecisionSettings
 from pwmbench.scoring import (
     PROTOCOL,
     Scoring,
@@ -21,6 +23,8 @@ from pwmbench.scoring import (
     format_summary,
     format_verdict,
     load_results,
+    overall_line,
+    summary_rows,
     raw_score,
     run_failure,
     score_all,
@@ -41,12 +45,20 @@ def _mean(xs: list[float]) -> float:
 
 
 def build_report(results: str | Path, out: str | Path, candidates: list[str] | None = None, baseline: str | None = None,
-                 reps: int = BOOTSTRAP_REPS) -> Path:  # fmt: skip
+                 reps: int = BOOTSTRAP_REPS, latex: bool = False, decision: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """report.md, its figures (PNG and PDF), CSV exports and verdict.json in `out`; summary.tex too with `latex`.
+    `decision`: [decision] settings overriding the suite's (the score command's flags)."""
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs, suite, curves = load_results(results, curves=True)
-    scoring = score_all(runs, suite, curves, candidates=candidates, baseline=baseline, reps=reps)
-    plots = _plots(curves, scoring, out) + _score_plots(runs, curves, scoring, out)
+    settings = DecisionSettings.from_record(suite.get("decision")).replace(where="pwmbench report", **{k: v for k, v in (decision or {}).items() if v is not None})
+    scoring = score_all(runs, suite, curves, candidates=candidates, baseline=baseline, reps=reps, settings=settings)
+    plots = [p for p in [report_plots.paired_differences(scoring.verdicts, out, settings.margin)] if p]
+    plots += _plots(curves, scoring, out) + _score_plots(runs, curves, scoring, out)
+    if latex:
+        from pwmbench.report_latex import write_latex
+
+        write_latex(scoring, out / "summary.tex")
     _csv(runs, out / "runs.csv")
     _csv(curves, out / "curves.csv")
     _csv([{"candidate": v.candidate, **t.to_dict()} for v in scoring.verdicts for t in v.tasks], out / "summary.csv")
@@ -75,8 +87,10 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
     b = scoring.baseline
     names = ", ".join(v.candidate for v in scoring.verdicts)
     lines = [f"# pwmbench report — {suite.get('name', 'results')}: {names} vs {b}", "",
-             f"How to read it: {protocol} (parity, fairness audit, seeds, score references, statistics).", "",
-             "## Verdicts", "", "```", format_summary(scoring), "```", ""]  # fmt: skip
+             f"**{overall_line(scoring)}**", ""]
+    lines += _decisions(scoring)
+    lines += [f"How to read it: {protocol} (the decision, parity, fairness audit, seeds, score references, statistics).", "",
+              "## Verdicts", "", "```", format_summary(scoring), "```", ""]  # fmt: skip
     lines += _scales(scoring.scales)
     for v in scoring.verdicts:
         lines += _candidate_section(v, suite)
@@ -110,6 +124,30 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
     return "\n".join(lines) + "\n"
 
 
+def _decisions(scoring: Scoring) -> list[str]:
+    """The decision on each candidate, its interval and every reason, first thing in the report."""
+    st = scoring.settings
+    metric = st.metric.upper() if st.metric == "iqm" else st.metric
+    lines = ["## Decisions", "",
+             f"Δ = {metric}(candidate) − {metric}({scoring.baseline}) of normalised scores, paired by seed; better: the "
+             f"interval's lower bound > 0 (and the exact paired permutation test p < α); non-inferior: > −δ = −{st.margin:g}; "
+             f"worse: its upper bound < −δ; otherwise inconclusive. Model quality: {st.model_quality}. Scored at the {st.score_at} evaluation.", "",
+             f"| candidate | decision | Δ {metric} | interval | permutation p | seed pairs | MDE (80% power) | seeds needed | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in summary_rows(scoring):
+        v = scoring.verdict(s["candidate"])
+        d = v.decision
+        diff = d.difference
+        lines.append(f"| {v.candidate} | **{d.outcome}** | {_fmt(diff.value, 4, sign=True)} | [{_fmt(diff.low, 4, sign=True)}, {_fmt(diff.high, 4, sign=True)}] "
+                     f"({100 * d.level:.1f}%) | {_fmt(d.p_value, 3)} | {d.pairs} | {_fmt(d.minimum_detectable_effect, 3)} | "
+                     f"{'-' if d.seeds_needed is None else d.seeds_needed} | {v.status} |")  # fmt: skip
+    lines.append("")
+    for v in scoring.verdicts:
+        d = v.decision
+        lines.append(f"- **{v.candidate}: {d.outcome}** — " + "; ".join(d.reasons) + ("" if not d.warnings else " — warning: " + "; ".join(d.warnings)))
+    return lines + [""]
+
+
 def _scales(scales: dict[str, TaskScale]) -> list[str]:
     lines = ["## Score scale per task", "",
              "Each task's raw result is normalised to (raw − random) / (reference − random), so 0 is the random reference "
@@ -127,20 +165,23 @@ def _candidate_section(v: Verdict, suite: dict[str, Any]) -> list[str]:
     lines = [f"## {c} vs {b}", "",
              f"Raw results are mean ± std over finished seeds; scores are normalised (see the scale table); Δ is in normalised "
              f"points (100 × score difference), Δ% only where {b}'s score is at least 0.05 from zero.", "",
-             f"| task | {b} raw | {c} raw | {b} score | {c} score | Δ points | Δ% | {b} time (s) | {c} time (s) | speed ratio | Welch p | failed runs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"Per task, the paired sign-flip test over the seed pairs (exact; Holm-adjusted over every candidate × task test of "
+             f"this report), Wilcoxon's signed-rank test from 6 pairs, and Welch's unpaired test as a descriptive figure.", "",
+             f"| task | {b} raw | {c} raw | {b} score | {c} score | Δ points | Δ% | {b} time (s) | {c} time (s) | speed ratio | pairs | sign-flip p | Holm p | Wilcoxon p | Welch p | failed runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for t in v.tasks:
         failed = "; ".join([f"{b} {x}" for x in t.baseline_failed] + [f"{c} {x}" for x in t.candidate_failed]) or "0"
         lines.append(
             f"| {t.task} | {_fmt(t.baseline_mean)} ± {_fmt(t.baseline_std)} | {_fmt(t.candidate_mean)} ± {_fmt(t.candidate_std)} | "
             f"{_fmt(t.baseline_score, 3)} | {_fmt(t.candidate_score, 3)} | {_fmt(t.delta_points, 1, sign=True)} | {_fmt(t.delta_pct, 1, sign=True)} | "
-            f"{_fmt(t.baseline_time)} | {_fmt(t.candidate_time)} | {_fmt(t.speed_ratio, 2)} | {_fmt(t.p_value, 3)} | {failed} |"
+            f"{_fmt(t.baseline_time)} | {_fmt(t.candidate_time)} | {_fmt(t.speed_ratio, 2)} | {len(t.pairs())} | {_fmt(t.sign_flip_p, 3)} | "
+            f"{_fmt(t.holm_p, 3)} | {_fmt(t.wilcoxon_p, 3)} | {_fmt(t.p_value, 3)} | {failed} |"
         )
     both = [t for t in v.tasks if t.comparable]
     avg_points = _mean([t.delta_points for t in both])
     avg_ratio = _mean([t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio])
     lines.append(f"| **mean over tasks** | | | {_fmt(_mean([t.baseline_score for t in both]), 3)} | {_fmt(_mean([t.candidate_score for t in both]), 3)} | "
-                 f"{_fmt(avg_points, 1, sign=True)} | | {_fmt(_mean([t.baseline_time for t in both]))} | {_fmt(_mean([t.candidate_time for t in both]))} | {_fmt(avg_ratio, 2)} | | |")  # fmt: skip
+                 f"{_fmt(avg_points, 1, sign=True)} | | {_fmt(_mean([t.baseline_time for t in both]))} | {_fmt(_mean([t.candidate_time for t in both]))} | {_fmt(avg_ratio, 2)} | | | | | | |")  # fmt: skip
     gap = next((cr.value for cr in v.criteria if cr.name.startswith("parameter parity gap")), "-")
     ps = ", ".join(f"{t.task} p = {_fmt(t.p_value, 3)}" for t in both)
     agg = v.aggregates
@@ -149,7 +190,7 @@ def _candidate_section(v: Verdict, suite: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"Across {len(both)} task(s), {c} changes the normalised score by {_fmt(avg_points, 1, sign=True)} points on average "
-        f"relative to {b} (per-task Welch's t-tests: {ps or 'none'}). The interquartile mean of normalised scores is "
+        f"relative to {b} (per-task Welch's t-tests, descriptive: {ps or 'none'}). The interquartile mean of normalised scores is "
         f"{_fmt(iqm_c.get('value'), 3)} [95% CI {_fmt(iqm_c.get('ci_low'), 3)}, {_fmt(iqm_c.get('ci_high'), 3)}] for {c} against "
         f"{_fmt(iqm_b.get('value'), 3)} [{_fmt(iqm_b.get('ci_low'), 3)}, {_fmt(iqm_b.get('ci_high'), 3)}] for {b}, and the "
         f"probability that {c} beats {b} on a task is {_fmt(poi.get('value'), 2)} [{_fmt(poi.get('ci_low'), 2)}, {_fmt(poi.get('ci_high'), 2)}] "
@@ -218,11 +259,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _model_quality(runs: list[dict[str, Any]]) -> list[str]:
     """World-model quality next to the returns, per task × variant: the held-out errors of pwm/diagnostics.py at the
-    last evaluation, mean ± std over the ok seeds, and whether the model is worse than predicting "no change"."""
+    last evaluation, mean ± std over the ok seeds, and the model-quality gate's outcome (pwmbench/quality_gate.py)."""
+    from pwmbench import quality_gate
+
     columns = (("model_error_1_final", "one-step error"), ("model_error_copy_final", '"no change" error'),
                ("model_error_ratio_copy_final", "ratio"), ("model_error_H_final", "H-step error"),
                ("model_error_copy_H_final", '"no change" at H'), ("model_error_ratio_copy_H_final", "ratio at H"),
-               ("model_reward_error_H_final", "reward MSE on the rollout"))  # fmt: skip
+               ("model_reward_error_H_final", "reward MSE on the rollout"), ("model_reward_error_mean_H_final", "mean-reward MSE"),
+               ("model_reward_ratio_mean_H_final", "reward ratio"))  # fmt: skip
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         if r["status"] == "ok" and any(r.get(c) is not None for c, _ in columns):
@@ -232,28 +276,24 @@ def _model_quality(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["## Model quality", "",
              "The world model on held-out real episodes (the evaluation's own, never trained on) at the last evaluation, "
              "mean ± std over seeds. Errors are latent MSEs on each model's own latent scale; a ratio is the model's error "
-             'over that of predicting "no change" (z_{t+1} = z_t, or z_H = z_0 at H steps), so a ratio above 1 means the '
-             'model predicts worse than no change at all. Reward MSE is on normalised rewards along the open-loop rollout.', "",
-             "| task | variant | seeds | " + " | ".join(name for _, name in columns) + " | verdict |",
+             'over a trivial predictor\'s: "no change" (z_{t+1} = z_t, or z_H = z_0 at H steps) for the latents, the '
+             "held-out windows' mean reward for rewards (normalised rewards along the open-loop rollout). The gate "
+             "(protocol: the model-quality gate) needs the one-sided 95% upper bound over seeds of the H-step ratio and of "
+             "the reward ratio below 1; the one-step ratio is shown, not gated.", "",
+             "| task | variant | seeds | " + " | ".join(name for _, name in columns) + " | gate |",
              "|---|---|---|" + "---|" * len(columns) + "---|"]  # fmt: skip
     for (task, variant), group in sorted(by.items()):
-        cells, means = [], {}
+        cells = []
         for column, _ in columns:
             values = [float(r[column]) for r in group if r.get(column) is not None and math.isfinite(r[column])]
             if values:
-                means[column], sd = _mean_std(values)
-                cells.append(f"{means[column]:.3g} ± {sd:.2g}")
+                m, sd = _mean_std(values)
+                cells.append(f"{m:.3g} ± {sd:.2g}")
             else:
                 cells.append("-")
-        worse = [what for column, what in (("model_error_ratio_copy_final", "one step"), ("model_error_ratio_copy_H_final", "H steps"))
-                 if means.get(column, 0.0) > 1.0]  # fmt: skip
-        if worse:
-            verdict = "**worse than no change** (" + ", ".join(worse) + ")"
-        elif "model_error_ratio_copy_final" in means or "model_error_ratio_copy_H_final" in means:
-            verdict = "better than no change"
-        else:
-            verdict = "-"
-        lines.append(f"| {task} | {variant} | {len(group)} | " + " | ".join(cells) + f" | {verdict} |")
+        _, failures = quality_gate.check(group, [variant], [task])
+        gate = "passes" if not failures else "**fails**: " + "; ".join(f.split(": ", 1)[1] for f in failures)
+        lines.append(f"| {task} | {variant} | {len(group)} | " + " | ".join(cells) + f" | {gate} |")
     return lines + [""]
 
 
@@ -316,8 +356,7 @@ def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[st
                 ax.set_yscale("log")
             ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
+        report_plots.save_figure(fig, out, fname)
         names.append(fname)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     for ax, metric in zip(axes, ("actor_grad_norm", "critic_grad_norm", "wm_grad_norm")):
@@ -328,8 +367,7 @@ def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[st
         ax.set_title(f"{metric} (log10, all tasks and seeds)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "grad_norms.png", dpi=110)
-    plt.close(fig)
+    report_plots.save_figure(fig, out, "grad_norms.png")
     names.append("grad_norms.png")
     return names
 
@@ -348,8 +386,6 @@ def _normalised_scores(runs: list[dict[str, Any]], scoring: Scoring) -> dict[str
 def _score_plots(runs: list[dict[str, Any]], curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[str]:
     """rliable's pictures on the normalised scores: interval estimates, performance profiles, per-task bars and the
     normalised learning curves aggregated across tasks."""
-    from pwmbench import report_plots
-
     scores = _normalised_scores(runs, scoring)
     if not scores:
         return []
@@ -446,7 +482,6 @@ def _gradient_plots(curves: list[dict[str, Any]], out: Path) -> list[str]:
                 ax.set_ylabel(label, fontsize=8)
                 ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
+        report_plots.save_figure(fig, out, fname)
         names.append(fname)
     return names

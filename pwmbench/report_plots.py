@@ -6,9 +6,9 @@ score distribution), per-task bars with every seed visible, and IQM learning cur
 training" axis. Scores are normalised (1 = the task's reference score, 0 = its random score). Every interval comes
 from `pwmbench.stats` (stratified bootstrap, seeded), so the pictures agree with the report's numbers.
 
-Each function writes one PNG into `out` (matplotlib's Agg backend, imported inside the function so that importing
-this module stays cheap; dpi 110, like `report._plots`) and returns its file name, or None when there is nothing to
-draw.
+Each function writes one PNG into `out`, and the same figure as a PDF beside it for papers (matplotlib's Agg backend,
+imported inside the function so that importing this module stays cheap; dpi 110), and returns the PNG's file name,
+or None when there is nothing to draw.
 """
 
 from __future__ import annotations
@@ -56,12 +56,68 @@ def _triple(estimate: Estimate | Mapping[str, float] | None) -> tuple[float, flo
     return tuple(math.nan if estimate.get(k) is None else float(estimate[k]) for k in ("value", "ci_low", "ci_high"))
 
 
-def _save(fig, out: Path, fname: str) -> str:
+def save_figure(fig, out: Path, fname: str) -> str:
+    """`fname` (PNG, for the Markdown report) and the same figure as vector PDF beside it (for a paper)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / fname, dpi=DPI)
+    fig.savefig((out / fname).with_suffix(".pdf"))
     _pyplot().close(fig)
     return fname
+
+
+_save = save_figure
+
+
+# ------------------------------------------------------------------------------------------ paired differences
+def paired_differences(verdicts: Sequence[Any], out: Path, margin: float) -> str | None:
+    """Per task, each seed pair's difference candidate − baseline (normalised points, one dot per seed, a line at the
+    pairs' mean) for every candidate; on the right, each candidate's aggregate difference with the decision's
+    interval. Lines at 0 and at −δ: the decision in one picture."""
+    entries = [(v, t, t.pairs()) for v in verdicts for t in v.tasks]
+    if not any(p for _, _, p in entries):
+        return None
+    plt = _pyplot()
+    tasks = sorted({t.task for _, t, p in entries if p})
+    names = [v.candidate for v in verdicts]
+    colours = _colours(names)
+    width = 0.8 / max(len(names), 1)
+    fig, (ax, agg) = plt.subplots(1, 2, figsize=(max(5.0, 1.3 * len(tasks) * max(1, len(names)) ** 0.5 + 2.5), 4.2),
+                                  gridspec_kw={"width_ratios": [max(len(tasks), 1), max(0.6 * len(names), 1)]}, squeeze=True)  # fmt: skip
+    for i, v in enumerate(verdicts):
+        first = True
+        for j, task in enumerate(tasks):
+            t = next((t for t in v.tasks if t.task == task), None)
+            pairs = t.pairs() if t is not None else {}
+            if not pairs:
+                continue
+            x = j - 0.4 + width * (i + 0.5)
+            d = [100 * (c - b) for c, b in pairs.values()]
+            ax.scatter([x] * len(d), d, color=colours[v.candidate], s=22, zorder=3, label=v.candidate if first else None)
+            ax.hlines(float(np.mean(d)), x - width * 0.4, x + width * 0.4, color=colours[v.candidate], lw=2)
+            for (seed, _), y in zip(pairs.items(), d):
+                ax.annotate(str(seed), (x, y), xytext=(3, 0), textcoords="offset points", fontsize=6, va="center")
+            first = False
+    for a in (ax, agg):
+        a.axhline(0.0, color="black", lw=0.8)
+        a.axhline(-100 * margin, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=20 if len(tasks) > 3 else 0, ha="right" if len(tasks) > 3 else "center", fontsize=8)
+    ax.set_ylabel("candidate − baseline (normalised points)")
+    ax.set_title("per task: each seed pair (dot, seed labelled), their mean (line)", fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    for i, v in enumerate(verdicts):
+        d = v.decision
+        if d is None or not math.isfinite(d.difference.value):
+            continue
+        value, low, high = (100 * x for x in (d.difference.value, d.difference.low, d.difference.high))
+        agg.errorbar([i], [value], yerr=[[max(value - low, 0)], [max(high - value, 0)]], fmt="o", color=colours[v.candidate], capsize=4)
+        agg.annotate(d.outcome, (i, high), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+    agg.set_xticks(range(len(names)), names, fontsize=8)
+    agg.set_xlim(-0.6, len(names) - 0.4)
+    metric = verdicts[0].decision.settings.metric if verdicts and verdicts[0].decision else "iqm"
+    agg.set_title(f"Δ {metric.upper() if metric == 'iqm' else metric} (decision interval); −δ dashed", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out, "paired_differences.png")
 
 
 def _count(n: int, noun: str) -> str:

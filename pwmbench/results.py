@@ -18,7 +18,7 @@ from pyarrow import ipc
 
 from pwmbench.atomic_files import ChecksumMismatch, verify_checksum, write_atomic
 
-SCHEMA_VERSION = 6  # 6: threads (torch threads the cell computed with), failed_in (the plugin an exception came from); 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
+SCHEMA_VERSION = 7  # 7: model_reward_error_mean_H / model_reward_ratio_mean_H (the mean-reward predictor of the model-quality gate); 6: threads (torch threads the cell computed with), failed_in (the plugin an exception came from); 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 
 # Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
 CURVE_KEYS = ("epoch", "env_steps", "wall_s")
@@ -36,7 +36,7 @@ CURVE_METRICS = (
     "pi_loss", "pi_grad_norm", "pi_entropy", "pi_scale",
     # model quality on the held-out evaluation episodes (pwm/diagnostics.py), on evaluation epochs
     "model_error_1", "model_error_copy", "model_error_ratio_copy", "model_error_H", "model_error_copy_H",
-    "model_error_ratio_copy_H", "model_reward_error_H", "model_windows",
+    "model_error_ratio_copy_H", "model_reward_error_H", "model_reward_error_mean_H", "model_reward_ratio_mean_H", "model_windows",
     # gradient quality against the simulator (pwm/gradient_probe.py): rows of phase "probe", one per horizon
     "probe_horizon", "grad_sim_cosine", "grad_sim_rel_error", "grad_wm_norm", "grad_sim_norm",
     "grad_wm_esnr_global", "grad_wm_esnr_pwm", "grad_sim_esnr_global", "grad_sim_esnr_pwm",
@@ -73,7 +73,7 @@ RUN_FIELDS = [
     # model quality at the last evaluation (pwm/diagnostics.py)
     ("model_error_1_final", _F), ("model_error_copy_final", _F), ("model_error_ratio_copy_final", _F),
     ("model_error_H_final", _F), ("model_error_copy_H_final", _F), ("model_error_ratio_copy_H_final", _F),
-    ("model_reward_error_H_final", _F),
+    ("model_reward_error_H_final", _F), ("model_reward_error_mean_H_final", _F), ("model_reward_ratio_mean_H_final", _F),
     # world-model recipe and single-task pretraining (pwm/recipes.py, pwm/pretrain.py)
     ("wm_recipe", _S), ("pretrain_iterations", _I), ("pretrain_wall_s", _F),
     # the task's score definition at run time (TaskSpec.score_record) and the success rate it may be scored on

@@ -8,8 +8,12 @@ Reads only the Arrow tables and suite.json, never the models. The protocol it im
   same baseline has the same scores whichever candidate it meets.
 - A run that failed, diverged or ended without a finite score is a failed run: counted, named and failing the required
   "no NaN, divergence or crash" criterion — never silently dropped, trimmed or resampled.
-- Required criteria decide the exit code; ideal ones are reported beside them. Every non-baseline variant (sweep points,
+- The first required criterion is the candidate's *decision* (pwmbench/decision.py: better / non-inferior / worse /
+  inconclusive from a paired interval against a margin, gated on model quality); parity and "no NaN, divergence or
+  crash" are the others. Ideal ones are reported beside them. Every non-baseline variant (sweep points,
   compute-matched variants) gets its own verdict; `score_all` returns them together with a summary.
+- Per task: the paired sign-flip test (and Wilcoxon's from 6 pairs), Holm-adjusted over every (candidate × task) test
+  of one scoring; Welch's unpaired test stays as a descriptive column.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pwmbench import quality_gate
+from pwmbench.decision import Decision, DecisionSettings, decide
 from pwmbench.errors import PwmbenchError, suggest
+from pwmbench.paired_stats import holm, sign_flip_p, wilcoxon_p
 from pwmbench.results import read_dir
-from pwmbench.stats import BOOTSTRAP_REPS, Estimate, aggregate, mean_difference_ci, probability_of_improvement_ci, welch, welch_power
+from pwmbench.stats import BOOTSTRAP_REPS, Estimate, aggregate, iqm, mean_difference_ci, probability_of_improvement_ci, welch
 
-WELCH_ALPHA = 0.05
 PCT_MIN_BASELINE = 0.05  # Δ% is shown only when the baseline's normalised score is at least this far from 0
 PROTOCOL = "docs/protocol.md"
 
@@ -67,12 +73,54 @@ def run_failure(row: dict[str, Any]) -> str | None:
     if row["status"] != "ok":
         reason = (row.get("reason") or "").strip().splitlines()
         return f"{row['status']}" + (f" ({reason[0][:120]})" if reason else "")
+    if row.get("_no_peak"):
+        return "no evaluation curve to take the peak from (score_at = 'peak')"
     value = raw_score(row)
     if value is None:
         return "no evaluation recorded"
     if not math.isfinite(value):
         return f"non-finite final score {value}"
     return None
+
+
+def _curve_value(row: dict[str, Any], success: bool) -> float | None:
+    value = row.get("eval_success") if success else row.get("eval_return")
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def at_peak(runs: list[dict[str, Any]], curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PWM's convention (its results notebook, `process_*_data_iqm` then `argmax`): each (task, variant) is scored at
+    the peak of its seed-aggregated evaluation curve — the evaluation step where the IQM over its finished seeds
+    (rliable's; the mean for 3 seeds) is highest, the earliest on a tie — and each run at its value there. Returns copies of the run rows with final_return / final_success / final_score replaced; a finished
+    run without a curve value at that step is marked so that it counts as a failed run (never guessed)."""
+    points: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
+    kinds = {(r["task"], r["variant"]): r.get("score_kind") == "success" for r in runs}
+    for c in curves:
+        if c.get("phase") in ("pretrain", "probe") or (c["task"], c["variant"]) not in kinds:
+            continue
+        value = _curve_value(c, kinds[(c["task"], c["variant"])])
+        if value is not None:
+            points[(c["task"], c["variant"], int(c["seed"]))][int(c["env_steps"])] = value
+    out = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[(r["task"], r["variant"])].append(r)
+    for (task, variant), rows in groups.items():
+        ok = [r for r in rows if r["status"] == "ok" and points.get((task, variant, int(r["seed"])))]
+        steps = sorted(set.intersection(*(set(points[(task, variant, int(r["seed"]))]) for r in ok))) if ok else []
+        peak = max(steps, key=lambda x: (iqm([points[(task, variant, int(r["seed"]))][x] for r in ok]), -x)) if steps else None
+        for r in rows:
+            row = dict(r)
+            curve = points.get((task, variant, int(r["seed"])), {})
+            if r["status"] == "ok":
+                if peak is None or peak not in curve:
+                    row["_no_peak"] = True
+                else:
+                    key = "final_success" if kinds[(task, variant)] else "final_return"
+                    row[key] = row["final_score"] = curve[peak]
+                    row["peak_env_steps"] = peak
+            out.append(row)
+    return out
 
 
 def _declared(task: str, rows: list[dict[str, Any]]) -> TaskScale | None:
@@ -174,6 +222,11 @@ class TaskComparison:
     candidate_steps: float | None = None
     baseline_failed: list[str] = field(default_factory=list)
     candidate_failed: list[str] = field(default_factory=list)
+    baseline_seeds: list[int] = field(default_factory=list)  # the seed of each entry of `baseline`
+    candidate_seeds: list[int] = field(default_factory=list)
+    sign_flip_p: float = math.nan  # paired tests over the seeds both arms finished (set by score_all)
+    wilcoxon_p: float = math.nan
+    holm_p: float = math.nan  # sign_flip_p, Holm-adjusted over every (candidate × task) test of the scoring
 
     baseline_mean = property(lambda self: _mean(self.baseline))
     candidate_mean = property(lambda self: _mean(self.candidate))
@@ -203,6 +256,13 @@ class TaskComparison:
     def comparable(self) -> bool:
         return bool(self.scale is not None and self.baseline and self.candidate)
 
+    def pairs(self) -> dict[int, tuple[float, float]]:
+        """seed → (candidate, baseline) normalised score, for the seeds both arms finished."""
+        if self.scale is None:
+            return {}
+        base = dict(zip(self.baseline_seeds, self.baseline_scores))
+        return {s: (c, base[s]) for s, c in zip(self.candidate_seeds, self.candidate_scores) if s in base}
+
     @property
     def delta_points(self) -> float:
         """100 × (candidate − baseline) normalised mean score: a change on the task's own 0–100 scale."""
@@ -229,7 +289,8 @@ class TaskComparison:
             "delta_points": self.delta_points, "delta_pct": self.delta_pct,
             "baseline_failed": self.baseline_failed, "candidate_failed": self.candidate_failed,
             "baseline_time_s": self.baseline_time, "candidate_time_s": self.candidate_time,
-            "speed_ratio": self.speed_ratio, "welch_p": self.p_value,
+            "speed_ratio": self.speed_ratio, "welch_p": self.p_value, "pairs": len(self.pairs()),
+            "sign_flip_p": self.sign_flip_p, "wilcoxon_p": self.wilcoxon_p, "sign_flip_p_holm": self.holm_p,
             "baseline_steps_to_threshold": self.baseline_steps, "candidate_steps_to_threshold": self.candidate_steps,
         }  # fmt: skip
 
@@ -242,10 +303,19 @@ class Verdict:
     criteria: list[Criterion]
     aggregates: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    decision: Decision | None = None
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.criteria if c.required)
+
+    @property
+    def status(self) -> str:
+        """"accepted"; "inconclusive" (nothing fails, but the decision cannot be made yet); "not accepted"."""
+        if self.passed:
+            return "accepted"
+        only_decision = all(c.passed or c.name.startswith("decision") for c in self.criteria if c.required)
+        return "inconclusive" if only_decision and self.decision is not None and self.decision.outcome == "inconclusive" else "not accepted"
 
     @property
     def failed_required(self) -> list[Criterion]:
@@ -256,6 +326,8 @@ class Verdict:
             "baseline": self.baseline,
             "candidate": self.candidate,
             "passed": self.passed,
+            "status": self.status,
+            **(self.decision.to_dict() if self.decision else {}),
             "failed_required": [c.name for c in self.failed_required],
             "criteria": [c.to_dict() for c in self.criteria],
             "tasks": [t.to_dict() for t in self.tasks],
@@ -274,10 +346,18 @@ class Scoring:
     reps: int
     baseline_failed: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # result files that could not be read (left out, named)
+    settings: DecisionSettings = field(default_factory=DecisionSettings)
 
     @property
     def passed(self) -> bool:
         return all(v.passed for v in self.verdicts)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every candidate accepted; 1 one is not accepted (fails a required criterion, or is worse); 3 none fails
+        but at least one is inconclusive."""
+        statuses = {v.status for v in self.verdicts}
+        return 0 if statuses == {"accepted"} else (1 if "not accepted" in statuses else 3)
 
     def verdict(self, candidate: str) -> Verdict:
         return next(v for v in self.verdicts if v.candidate == candidate)
@@ -286,6 +366,8 @@ class Scoring:
         return {
             "baseline": self.baseline,
             "passed": self.passed,
+            "exit_code": self.exit_code,
+            "decision_settings": self.settings.to_dict(),
             "bootstrap_resamples": self.reps,
             "protocol": PROTOCOL,
             "scales": {t: s.to_dict() for t, s in self.scales.items()},
@@ -348,32 +430,65 @@ def score_all(
     candidates: list[str] | None = None,
     baseline: str | None = None,
     reps: int = BOOTSTRAP_REPS,
+    settings: DecisionSettings | None = None,
 ) -> Scoring:
-    """Each candidate against the baseline (one Verdict each), all on the same task scales."""
+    """Each candidate against the baseline (one Verdict each, with its decision), all on the same task scales.
+    `settings`: the decision's settings (default: the suite record's [decision], else the defaults)."""
     try:
         baseline, chosen = resolve_variants(runs, suite, baseline, candidates)
     except UnusableResults as exc:  # missing variants may be the unreadable files' runs: say which they are
         if not suite.get("unreadable"):
             raise
         raise UnusableResults(f"{exc}; " + "; ".join(f"unreadable result file left out: {u}" for u in suite["unreadable"])) from None
+    settings = settings if settings is not None else DecisionSettings.from_record(suite.get("decision"))
+    if settings.score_at == "peak":
+        if not curves:
+            raise UnusableResults("score_at = 'peak' needs the evaluation curves (curves.arrow), and none could be read")
+        runs = at_peak(runs, curves)
     scales = task_scales(runs, curves, baseline)
     cache: dict[tuple[str, tuple[str, ...]], dict[str, Estimate]] = {}
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         by[(r["task"], r["variant"])].append(r)
-    verdicts = [_verdict(runs, by, suite, scales, baseline, c, reps, cache) for c in chosen]
+    verdicts = [_verdict(runs, by, suite, scales, baseline, c, reps, cache, settings, len(chosen)) for c in chosen]
+    _paired_tests(verdicts)
     failed = [f"{r['task']}/seed {r['seed']}: {why}" for r in runs if r["variant"] == baseline and (why := run_failure(r))]
-    scoring = Scoring(baseline, scales, verdicts, reps, failed)
+    scoring = Scoring(baseline, scales, verdicts, reps, failed, settings=settings)
     scoring.unreadable = list(suite.get("unreadable", []))
     for v in verdicts:
         v.notes += [f"unreadable result file left out: {u}" for u in scoring.unreadable]
     return scoring
 
 
+def _paired_tests(verdicts: list[Verdict]) -> None:
+    """Per (candidate, task): the sign-flip test over seed pairs, Wilcoxon's where n allows, and the sign-flip p
+    Holm-adjusted over every such test of the scoring (one family: all candidates × tasks)."""
+    tests = []
+    for v in verdicts:
+        for t in v.tasks:
+            pairs = t.pairs()
+            if pairs:
+                c, b = [x for x, _ in pairs.values()], [y for _, y in pairs.values()]
+                t.sign_flip_p, t.wilcoxon_p = sign_flip_p(c, b), wilcoxon_p(c, b)
+                tests.append(t)
+    for t, adjusted in zip(tests, holm([t.sign_flip_p for t in tests])):
+        t.holm_p = adjusted
+    alpha = verdicts[0].decision.settings.alpha if verdicts and verdicts[0].decision else 0.05
+    for v in verdicts:
+        both = [t for t in v.tasks if t.comparable]
+        sig = [t for t in both if t.candidate_score > t.baseline_score and t.holm_p < alpha]
+        v.criteria.insert(_ideal_at(v), Criterion(f"{v.candidate} significantly better on most tasks (paired sign-flip test, Holm-adjusted p < {alpha:g})",
+                                                  f"{len(sig)}/{len(both)} tasks", "> 50%", bool(both) and len(sig) > 0.5 * len(both), False))  # fmt: skip
+
+
+def _ideal_at(v: Verdict) -> int:
+    return next((i for i, c in enumerate(v.criteria) if not c.required), len(v.criteria))
+
+
 def compare(runs: list[dict[str, Any]], suite: dict[str, Any], candidate: str | None = None, baseline: str | None = None,
-            reps: int = BOOTSTRAP_REPS, curves: list[dict[str, Any]] | None = None) -> Verdict:  # fmt: skip
+            reps: int = BOOTSTRAP_REPS, curves: list[dict[str, Any]] | None = None, settings: DecisionSettings | None = None) -> Verdict:  # fmt: skip
     """One candidate's verdict (the first other variant when not named)."""
-    scoring = score_all(runs, suite, curves, candidates=[candidate] if candidate else None, baseline=baseline, reps=reps)
+    scoring = score_all(runs, suite, curves, candidates=[candidate] if candidate else None, baseline=baseline, reps=reps, settings=settings)
     return scoring.verdicts[0]
 
 
@@ -386,9 +501,9 @@ def _comparisons(by: dict[tuple[str, str], list[dict[str, Any]]], tasks: list[st
             ok = [r for r in rows if run_failure(r) is None]
             failed = [f"seed {r['seed']}: {run_failure(r)}" for r in rows if run_failure(r) is not None]
             steps = [r["steps_to_threshold"] for r in ok if r.get("threshold") is not None]
-            arms[variant] = ([raw_score(r) for r in ok], failed, _mean([r["wall_s"] for r in ok if r.get("wall_s") is not None]), _steps(steps))
-        (b, b_failed, b_time, b_steps), (c, c_failed, c_time, c_steps) = arms[baseline], arms[candidate]
-        out.append(TaskComparison(task, scales.get(task), b, c, b_time, c_time, welch(c, b)[1], b_steps, c_steps, b_failed, c_failed))
+            arms[variant] = ([raw_score(r) for r in ok], failed, _mean([r["wall_s"] for r in ok if r.get("wall_s") is not None]), _steps(steps), [int(r["seed"]) for r in ok])
+        (b, b_failed, b_time, b_steps, b_seeds), (c, c_failed, c_time, c_steps, c_seeds) = arms[baseline], arms[candidate]
+        out.append(TaskComparison(task, scales.get(task), b, c, b_time, c_time, welch(c, b)[1], b_steps, c_steps, b_failed, c_failed, b_seeds, c_seeds))
     return out
 
 
@@ -399,11 +514,25 @@ def _steps(values: list[float | None]) -> float | None:
     return statistics.mean(values)
 
 
-def _verdict(runs, by, suite, scales, baseline, candidate, reps, cache) -> Verdict:
+def _verdict(runs, by, suite, scales, baseline, candidate, reps, cache, settings: DecisionSettings, candidates: int) -> Verdict:
     tasks = sorted({r["task"] for r in runs if r["variant"] in (baseline, candidate)})
     comparisons = _comparisons(by, tasks, scales, baseline, candidate)
-    criteria, aggregates, notes = _criteria(comparisons, runs, suite, baseline, candidate, by, reps, cache)
-    return Verdict(baseline, candidate, comparisons, criteria, aggregates, notes)
+    missing = [_missing(t, baseline, candidate) for t in comparisons if not t.pairs()]
+    checks, gate_failures = quality_gate.check(runs, (baseline, candidate), [t.task for t in comparisons if t.pairs()])
+    decision = decide({t.task: t.pairs() for t in comparisons}, settings, candidates=candidates, reps=reps,
+                      missing=missing, gate_failures=gate_failures, gate=checks)  # fmt: skip
+    criteria, aggregates, notes = _criteria(comparisons, runs, suite, baseline, candidate, by, reps, cache, decision, missing)
+    return Verdict(baseline, candidate, comparisons, criteria, aggregates, notes, decision)
+
+
+def _missing(t: TaskComparison, b: str, c: str) -> str:
+    """Why a task has no seed pair, in a few words naming the arm."""
+    if t.scale is None and t.baseline == []:
+        return f"{t.task} ({b}: no finished run)"
+    lacking = [v for v, values in ((b, t.baseline), (c, t.candidate)) if not values]
+    if lacking:
+        return f"{t.task} ({' and '.join(lacking)}: no finished run)"
+    return f"{t.task} (no seed finished by both arms)"
 
 
 def _aggregate(cache, variant: str, scores: dict[str, list[float]], reps: int) -> dict[str, Estimate]:
@@ -413,7 +542,7 @@ def _aggregate(cache, variant: str, scores: dict[str, list[float]], reps: int) -
     return cache[key]
 
 
-def _criteria(comparisons, runs, suite, b, c, by, reps, cache):
+def _criteria(comparisons, runs, suite, b, c, by, reps, cache, decision: Decision, missing: list[str]):
     notes: list[str] = []
     both = [t for t in comparisons if t.comparable]
     unscaled = [t.task for t in comparisons if t.scale is None]
@@ -423,7 +552,10 @@ def _criteria(comparisons, runs, suite, b, c, by, reps, cache):
     if fallback:
         notes.append(f"fallback normalisation (the task declares no references; anchored on {b} alone, the same for every candidate): {', '.join(fallback)}")
     wins = sum(t.candidate_score >= t.baseline_score for t in both)
-    crit = [Criterion(f"{c} ≥ {b} normalised score (mean over finished seeds) on ≥ 50% of tasks", f"{wins}/{len(both)} tasks", "≥ 50%", bool(both) and wins >= 0.5 * len(both), True)]
+    d = decision
+    metric = d.settings.metric.upper() if d.settings.metric == "iqm" else d.settings.metric
+    value = f"{d.outcome}: Δ {metric} {d.difference.value:+.4f} [{d.difference.low:+.4f}, {d.difference.high:+.4f}]" if d.pairs else d.outcome
+    crit = [Criterion(f"decision ({c} vs {b}): better or non-inferior", value, f"lower bound > −{d.settings.margin:g}", d.outcome in ("better", "non-inferior"), True)]
 
     gaps = [abs(info["gap_pct"][c]) for info in suite.get("parity", {}).values() if c in info.get("gap_pct", {})]
     if not gaps:  # no suite record: use the counts in the run rows
@@ -438,16 +570,17 @@ def _criteria(comparisons, runs, suite, b, c, by, reps, cache):
 
     relevant = [r for r in runs if r["variant"] in (b, c)]
     bad = [f"{r['task']}/{r['variant']}/{r['seed']}: {why}" for r in sorted(relevant, key=lambda r: (r["task"], r["variant"], r["seed"])) if (why := run_failure(r))]
-    crit.append(Criterion("no NaN, divergence or crash", f"{len(bad)} of {len(relevant)} runs" + (f" ({'; '.join(bad[:3])}{'; …' if len(bad) > 3 else ''})" if bad else ""), "0", not bad, True))
+    detail = "; ".join([*bad[:3], *(["…"] if len(bad) > 3 else []), *(f"task without a usable run: {m}" for m in missing)])
+    crit.append(Criterion("no NaN, divergence or crash", f"{len(bad)} of {len(relevant)} runs" + (f" ({detail})" if detail else ""), "0", not bad and not missing, True))
     if bad:
         notes.append(f"failed runs are left out of every statistic and listed here: {'; '.join(bad)}")
+    if missing:
+        notes.append(f"tasks with no seed finished by both arms (out of the decision, which is then at most inconclusive): {'; '.join(missing)}")
 
     # ---- ideal targets
-    sig = [t for t in both if t.candidate_score > t.baseline_score and t.p_value < WELCH_ALPHA]
-    seeds = min((min(len(t.baseline), len(t.candidate)) for t in both), default=0)
-    crit.append(Criterion(f"{c} significantly better (Welch p < {WELCH_ALPHA}) on most tasks", f"{len(sig)}/{len(both)} tasks", "> 50%", bool(both) and len(sig) > 0.5 * len(both), False))
-    if seeds:
-        notes.append(f"Welch's t-test with {seeds} seeds per arm has power ≈ {welch_power(seeds):.2f} to detect a 1-σ difference at α = {WELCH_ALPHA}: a non-significant p is weak evidence of no difference.")
+    crit.append(Criterion(f"{c} ≥ {b} normalised score on ≥ 50% of tasks (the original count rule: no margin, no interval)",
+                          f"{wins}/{len(both)} tasks" + (f" ({len(missing)} without a usable run)" if missing else ""), "≥ 50%",
+                          bool(both) and not missing and wins >= 0.5 * len(both), False))  # fmt: skip
 
     aggregates: dict[str, Any] = {}
     if both:
@@ -468,6 +601,10 @@ def _criteria(comparisons, runs, suite, b, c, by, reps, cache):
         crit.append(Criterion(f"aggregate IQM (normalised) of {c} higher than {b}'s", f"{iqm_c.value:.3f} [{iqm_c.low:.3f}, {iqm_c.high:.3f}] vs {iqm_b.value:.3f} [{iqm_b.low:.3f}, {iqm_b.high:.3f}]", "> baseline", iqm_c.value > iqm_b.value, False))
         crit.append(Criterion(f"probability of improvement P({c} > {b})", f"{poi.value:.2f} [{poi.low:.2f}, {poi.high:.2f}]", "> 0.5", poi.value > 0.5, False))
 
+    if d.pairs:
+        needed = "-" if d.seeds_needed is None else f"{d.seeds_needed}"
+        notes.append(f"power: {d.seeds} seed pairs detect a paired difference of {d.minimum_detectable_effect:.3g} normalised points with 80% power "
+                     f"(paired t, α = {1 - d.level:.3g}); the observed effect (d_z = {d.effect_size:.2f}) needs {needed} seeds per arm for 80% power")  # fmt: skip
     with_steps = [t for t in both if t.baseline_steps is not None or t.candidate_steps is not None]
     if with_steps:
         faster = sum(t.candidate_steps is not None and (t.baseline_steps is None or t.candidate_steps <= t.baseline_steps) for t in with_steps)
@@ -527,13 +664,24 @@ def format_verdict(verdict: Verdict) -> str:
     for c in verdict.criteria:
         result = "n/a" if c.passed is None else ("pass" if c.passed else "FAIL")
         rows.append((c.name, c.value, c.threshold, result, "required" if c.required else "ideal"))
-    lines = [f"{verdict.candidate} vs {verdict.baseline}", *_table(rows)]
+    lines = [f"{verdict.candidate} vs {verdict.baseline}"]
+    d = verdict.decision
+    if d is not None:
+        lines.append(f"decision: {d.outcome.upper()}")
+        lines += [f"  because {r}" for r in d.reasons]
+        lines += [f"  warning: {w}" for w in d.warnings]
+    lines += _table(rows)
     lines += [f"note: {n}" for n in verdict.notes]
-    if verdict.passed:
-        lines.append(f"VERDICT ({verdict.candidate}): accepted — every required criterion passes")
-    else:
-        lines.append(f"VERDICT ({verdict.candidate}): not accepted — failed: " + "; ".join(c.name for c in verdict.failed_required))
+    lines.append(verdict_line(verdict))
     return "\n".join(lines)
+
+
+def verdict_line(verdict: Verdict) -> str:
+    if verdict.status == "accepted":
+        return f"VERDICT ({verdict.candidate}): accepted — {verdict.decision.outcome if verdict.decision else 'every required criterion passes'}"
+    if verdict.status == "inconclusive":
+        return f"VERDICT ({verdict.candidate}): inconclusive — we cannot tell yet: {verdict.decision.reasons[-1]}"
+    return f"VERDICT ({verdict.candidate}): not accepted — failed: " + "; ".join(c.name for c in verdict.failed_required)
 
 
 def summary_rows(scoring: Scoring) -> list[dict[str, Any]]:
@@ -545,8 +693,11 @@ def summary_rows(scoring: Scoring) -> list[dict[str, Any]]:
         wins = sum(t.candidate_score >= t.baseline_score for t in both)
         ratios = [t.speed_ratio for t in both if t.speed_ratio == t.speed_ratio]
         gap = next((c.value for c in v.criteria if c.name.startswith("parameter parity gap")), "-")
+        d = v.decision
         out.append({
-            "candidate": v.candidate, "passed": v.passed, "failed_required": [c.name for c in v.failed_required],
+            "candidate": v.candidate, "passed": v.passed, "status": v.status, "failed_required": [c.name for c in v.failed_required],
+            "decision": d.outcome if d else None, "difference": d.difference.to_dict() if d else None,
+            "seeds_needed": d.seeds_needed if d else None, "minimum_detectable_effect": d.minimum_detectable_effect if d else None,
             "tasks_won": wins, "tasks": len(both),
             "iqm": agg.get("candidate", {}).get("iqm"), "baseline_iqm": agg.get("baseline", {}).get("iqm"),
             "mean": agg.get("candidate", {}).get("mean"), "probability_of_improvement": agg.get("probability_of_improvement"),
@@ -564,10 +715,14 @@ def _ci(est: dict[str, float] | None, digits: int = 3) -> str:
 
 
 def format_summary(scoring: Scoring) -> str:
-    rows = [("candidate", "verdict", f"tasks ≥ {scoring.baseline}", "IQM [95% CI]", f"P(> {scoring.baseline})", "Δ points", "time ratio", "failed runs")]
+    st = scoring.settings
+    metric = st.metric.upper() if st.metric == "iqm" else st.metric
+    rows = [("candidate", "decision", f"Δ {metric} [interval]", "verdict", "seeds needed", "IQM [95% CI]", f"P(> {scoring.baseline})", "time ratio", "failed runs")]
     for s in summary_rows(scoring):
-        rows.append((s["candidate"], "accepted" if s["passed"] else "NOT accepted", f"{s['tasks_won']}/{s['tasks']}", _ci(s["iqm"]),
-                     _ci(s["probability_of_improvement"], 2), f"{s['delta_points']:+.1f}", f"{s['speed_ratio']:.2f}×", str(s["failed_runs"])))  # fmt: skip
+        diff = s["difference"]
+        rows.append((s["candidate"], s["decision"] or "-", f"{diff['value']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]" if diff else "-",
+                     s["status"], "-" if s["seeds_needed"] is None else str(s["seeds_needed"]), _ci(s["iqm"]),
+                     _ci(s["probability_of_improvement"], 2), f"{s['speed_ratio']:.2f}×", str(s["failed_runs"])))  # fmt: skip
     base_iqm = next((s["baseline_iqm"] for s in summary_rows(scoring) if s["baseline_iqm"]), None)
     lines = [f"summary: {len(scoring.verdicts)} candidate(s) vs {scoring.baseline}" + (f" (baseline IQM {_ci(base_iqm)})" if base_iqm else ""), *_table(rows)]
     fallback = sorted(t for t, s in scoring.scales.items() if not s.fixed)
@@ -577,13 +732,21 @@ def format_summary(scoring: Scoring) -> str:
         lines.append(f"note: failed {scoring.baseline} runs: {'; '.join(scoring.baseline_failed)}")
     for u in scoring.unreadable:
         lines.append(f"note: unreadable result file left out: {u}")
-    rejected = [v for v in scoring.verdicts if not v.passed]
-    lines.append(f"protocol: {PROTOCOL}; {scoring.reps:,} bootstrap resamples")
-    if rejected:
-        lines.append("VERDICT: not accepted — " + "; ".join(f"{v.candidate} fails {', '.join(c.name for c in v.failed_required)}" for v in rejected))
-    else:
-        lines.append("VERDICT: accepted — every candidate passes every required criterion")
+    lines.append(f"protocol: {PROTOCOL}; decision on {metric}, margin δ = {st.margin:g}, α = {st.alpha:g}, model quality: {st.model_quality}, "
+                 f"scored at the {st.score_at} evaluation; {scoring.reps:,} bootstrap resamples")  # fmt: skip
+    lines.append(overall_line(scoring))
     return "\n".join(lines)
+
+
+def overall_line(scoring: Scoring) -> str:
+    rejected = [v for v in scoring.verdicts if v.status == "not accepted"]
+    unsure = [v for v in scoring.verdicts if v.status == "inconclusive"]
+    if rejected:
+        return "VERDICT: not accepted — " + "; ".join(f"{v.candidate} fails {', '.join(c.name for c in v.failed_required)}" for v in rejected)
+    if unsure:
+        return ("VERDICT: inconclusive — we cannot tell yet: " + "; ".join(f"{v.candidate} ({v.decision.reasons[-1]})" for v in unsure)
+                + " (docs/protocol.md#what-inconclusive-means)")  # fmt: skip
+    return "VERDICT: accepted — " + "; ".join(f"{v.candidate} {v.decision.outcome}" for v in scoring.verdicts)
 
 
 def format_scoring(scoring: Scoring) -> str:

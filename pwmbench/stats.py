@@ -2,13 +2,13 @@
 
 - Welch's t-test per task, exactly as scipy computes it (two constant, different arms: t = ±inf, p = 0). With 3
   seeds per arm its power is low (≈ 0.16 to detect a 1-σ effect at α = 0.05), so a non-significant p says little.
-- Aggregates over tasks (rliable's estimators, Agarwal et al. 2021): median, interquartile mean (IQM), mean and
-  optimality gap of normalised scores, the probability of improvement P(X > Y) averaged over tasks, performance
+- Aggregates over tasks (rliable's estimators, Agarwal et al. 2021): median (of the per-task means, as rliable's
+  `aggregate_median`), interquartile mean (IQM), mean and optimality gap of normalised scores, the probability of improvement P(X > Y) averaged over tasks, performance
   profiles; each with a stratified-bootstrap 95% percentile CI (seeds resampled within each task, 50,000 resamples
   by default, vectorised).
 - Every task weighs the same. When every task has the same number of runs the estimators are rliable's on the
   flattened runs × tasks array; when they differ (a run failed), each run carries weight 1 / (its task's runs), so a
-  task with fewer finished runs is not under-weighted (the IQM and median become the weighted quantile versions).
+  task with fewer finished runs is not under-weighted (the IQM becomes the weighted quantile version).
 - Non-finite scores are refused (ValueError): a failed or diverged run is the caller's to count and report, never
   something a statistic trims away or resamples around.
 """
@@ -99,7 +99,7 @@ def _trimmed(sorted_rows: np.ndarray) -> np.ndarray:
 
 
 def _weighted_quantile_mean(values: np.ndarray, weights: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Per row: the mean of the weighted empirical quantile function over [lo, hi] (hi = lo: the quantile itself).
+    """Per row: the mean of the weighted empirical quantile function over [lo, hi] (lo < hi).
 
     Each run owns the probability interval of its weight; the overlap of each interval with [lo, hi] weighs its value.
     """
@@ -108,9 +108,6 @@ def _weighted_quantile_mean(values: np.ndarray, weights: np.ndarray, lo: float, 
     w = weights[order]
     upper = np.cumsum(w, axis=1)
     lower = upper - w
-    if hi == lo:  # a quantile: the value whose interval holds lo (the two neighbours' mean on a shared boundary)
-        inside = (lower < lo + 1e-12) & (upper > lo - 1e-12)
-        return (x * inside).sum(axis=1) / inside.sum(axis=1)
     overlap = np.clip(np.minimum(upper, hi) - np.maximum(lower, lo), 0.0, None)
     return (x * overlap).sum(axis=1) / (hi - lo)
 
@@ -136,12 +133,11 @@ class _Runs:
         task_means = np.stack([r.mean(axis=1) for r in rows])  # [T, R]
         gaps = np.stack([np.maximum(1.0 - r, 0.0).mean(axis=1) for r in rows])
         if self.balanced:
-            ordered = np.sort(flat, axis=1)
-            median, middle = np.median(ordered, axis=1), _trimmed(ordered)
+            middle = _trimmed(np.sort(flat, axis=1))
         else:
-            median = _weighted_quantile_mean(flat, self.weights, 0.5, 0.5)
             middle = _weighted_quantile_mean(flat, self.weights, 0.25, 0.75)
-        return {"median": median, "iqm": middle, "mean": task_means.mean(axis=0), "optimality_gap": gaps.mean(axis=0)}
+        # rliable's median: the median over tasks of each task's mean score (not the median over all runs)
+        return {"median": np.median(task_means, axis=0), "iqm": middle, "mean": task_means.mean(axis=0), "optimality_gap": gaps.mean(axis=0)}
 
     def point(self) -> dict[str, float]:
         return {k: float(v[0]) for k, v in self.statistics([a[None, :] for a in self.arrays]).items()}

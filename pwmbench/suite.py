@@ -26,6 +26,14 @@
     iterations = 50000                     # optional: pretrain_wm_iterations (default: the task's, PWM's numbers)
     # or: data = "DIR" (an existing dataset; "{task}" is replaced by the task name)
 
+    [decision]                             # how `pwmbench score` decides (docs/protocol.md#the-decision); all optional
+    metric = "iqm"                         # "iqm", "mean" or "median" of normalised scores
+    margin = 0.02                          # δ: non-inferiority margin, normalised points
+    alpha = 0.05                           # error rate of one scoring (split over candidates)
+    model_quality = "gate"                 # or "report": untrained world models make a "better" inconclusive
+    score_at = "final"                     # or "peak" (PWM's convention: the peak of the seed-averaged curve)
+    noise_sd = 0.05                        # expected std of a seed's paired difference: check's power warning
+
     [compute_matched]                      # the baseline with more world-model iterations
                                            #   (docs/protocol.md#compute-matched-comparison)
     variant = "mlp"
@@ -50,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pwmbench.decision import DecisionSettings
 from pwmbench.errors import ConfigError, PwmbenchError, check_keys, suggest
 from pwmbench.options import is_int, is_number
 from pwmbench.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
@@ -57,7 +66,7 @@ from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import MAX_COUNT, PWMConfig, resolve_config
 
 DEFAULT_SEEDS = (42, 123, 456)
-TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain", "executor")
+TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain", "executor", "decision")
 JOB_KINDS = ("cell", "world_model", "member", "collect")  # single-task cell; a task-set cell's three kinds of job
 RESOURCE_KEYS = ("cpus", "gpus", "memory_gb", "time_min")
 DATA_KEYS = ("taskset", "episodes_per_task", "task_ids", "seed", "num_envs", "policy")
@@ -125,6 +134,7 @@ class Suite:
     data: dict[str, Any] = field(default_factory=dict)  # [data]: collect base.data_dir's dataset first, if it has none
     pretrain: dict[str, Any] = field(default_factory=dict)  # [pretrain]: single-task world-model pretraining
     executor: dict[str, Any] = field(default_factory=dict)  # [executor]: name, options, resources per job kind
+    decision: DecisionSettings = field(default_factory=DecisionSettings)  # [decision]: how score decides
     # filled by prepare(): per (task, variant) resolved config, and the audits
     configs: dict[tuple[str, str], PWMConfig] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -160,6 +170,7 @@ class Suite:
             "data": self.data,
             "pretrain": self.pretrain,
             "executor": self.executor,
+            "decision": self.decision.to_dict(),
             "parity": self.parity,
             "audit": self.audit,
             "configs": {f"{t}|{v}": c.to_dict() for (t, v), c in self.configs.items()},
@@ -243,7 +254,11 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
     collect = _parse_data(where, data.get("data", {}), base)
     pretrain = _parse_pretrain(where, data.get("pretrain", {}), base)
     executor = parse_executor(where, data.get("executor", {}))
-    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, description, compute, collect, pretrain, executor)
+    try:
+        decision = DecisionSettings.parse(data.get("decision", {}), where=f"{where} [decision]")
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from None
+    return Suite(name, path, tuple(tasks), tuple(seeds), base, tuple(variants), baseline, float(tolerance), {k: float(v) for k, v in thresholds.items()}, description, compute, collect, pretrain, executor, decision)
 
 
 def _check_unique_names(where: str, variants: list[Variant]) -> None:

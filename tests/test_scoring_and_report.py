@@ -19,7 +19,8 @@ GOOD = {
     ("dmc/b", "mlp"): [10, 12, 14], ("dmc/b", "flow"): [9, 11, 13],
 }
 REFS = {"dmc/a": (0.0, 1000.0), "dmc/b": (0.0, 1000.0)}
-WIN = "flow ≥ mlp normalised score (mean over finished seeds) on ≥ 50% of tasks"
+WIN = "flow ≥ mlp normalised score on ≥ 50% of tasks (the original count rule: no margin, no interval)"
+DECIDE = "decision (flow vs mlp): better or non-inferior"
 
 
 def verdict(root, **kw):
@@ -36,16 +37,20 @@ def by_name(v):
     return {c.name: c for c in v.criteria}
 
 
-def test_accepted_when_flow_wins_half_the_tasks(tmp_path):
+def test_accepted_as_non_inferior_when_three_seeds_cannot_show_better(tmp_path):
     v = verdict(write_results(tmp_path, GOOD, params={"mlp": 1000, "flow": 1005}, wall={"mlp": 10.0, "flow": 15.0}, scores=REFS))
-    assert v.passed and v.candidate == "flow"
+    assert v.passed and v.candidate == "flow" and v.status == "accepted"
+    # every resample's ΔIQM is positive, but 6 pairs (3 of them −0.001) give an exact permutation p of 16/64
+    assert v.decision.outcome == "non-inferior" and v.decision.difference.low > 0
+    assert v.decision.p_value == pytest.approx(16 / 64) and any("not 'better'" in r for r in v.decision.reasons)
     c = by_name(v)
-    assert c[WIN].value == "1/2 tasks"
+    assert c[DECIDE].passed and c[DECIDE].required
+    assert c[WIN].value == "1/2 tasks" and not c[WIN].required
     assert c["parameter parity gap of flow"].value == "0.500%" and c["parameter parity gap of flow"].passed
     assert c["wall-clock ratio flow / mlp"].value == "1.50×"
     task_a = next(t for t in v.tasks if t.task == "dmc/a")
     assert task_a.p_value < 0.05
-    assert any("power" in n for n in v.notes)
+    assert any("power" in n and "seeds per arm" in n for n in v.notes)
 
 
 def test_fixed_references_give_hand_computed_scores(tmp_path):
@@ -85,16 +90,18 @@ def test_the_baseline_scores_the_same_whatever_the_candidate(tmp_path_factory, f
 
 
 def test_three_variants_give_two_verdicts_and_the_exit_code_names_the_failure(tmp_path):
-    returns = {**GOOD, ("dmc/a", "euler"): [50, 60, 70], ("dmc/b", "euler"): [1, 2, 3]}
-    root = write_results(tmp_path, returns, scores=REFS)
+    returns = {**GOOD, ("dmc/a", "euler"): [10, 20, 30], ("dmc/b", "euler"): [1, 2, 3]}
+    root = write_results(tmp_path, returns, scores=REFS, params={"mlp": 1000, "flow": 1000, "euler": 1100})
     s = scoring(root)
     assert [v.candidate for v in s.verdicts] == ["euler", "flow"] and not s.passed
     assert s.verdict("flow").passed and not s.verdict("euler").passed
-    assert [c.name for c in s.verdict("euler").failed_required] == ["euler ≥ mlp normalised score (mean over finished seeds) on ≥ 50% of tasks"]
+    # two candidates: each decision at α/2 (Bonferroni), so 6 pairs (smallest p 2/64 > 0.025) cannot say "worse"
+    assert s.verdict("euler").decision.outcome == "inconclusive" and s.verdict("euler").decision.level == pytest.approx(0.975)
+    assert [c.name for c in s.verdict("euler").failed_required] == ["decision (euler vs mlp): better or non-inferior", "parameter parity gap of euler"]
     result = CliRunner().invoke(main, ["score", str(root), "--bootstrap", "200"])
     assert result.exit_code == 1
     assert "VERDICT (flow): accepted" in result.output and "VERDICT (euler): not accepted" in result.output
-    assert result.output.strip().splitlines()[-1].startswith("VERDICT: not accepted — euler fails euler ≥ mlp")
+    assert result.output.strip().splitlines()[-1].startswith("VERDICT: not accepted — euler fails decision (euler vs mlp)")
     only = CliRunner().invoke(main, ["score", str(root), "--bootstrap", "200", "--candidate", "flow"])
     assert only.exit_code == 0 and "euler" not in only.output
     typo = CliRunner().invoke(main, ["score", str(root), "--candidate", "flwo"])
@@ -117,8 +124,9 @@ def test_nan_and_failed_runs_are_counted_named_and_left_out(tmp_path):
 
 def test_constant_arms_follow_scipy(tmp_path):
     v = verdict(write_results(tmp_path, {("dmc/a", "mlp"): [10, 10, 10], ("dmc/a", "flow"): [20, 20, 20]}, scores=REFS))
-    assert v.tasks[0].p_value == 0.0
-    assert by_name(v)["flow significantly better (Welch p < 0.05) on most tasks"].passed
+    assert v.tasks[0].p_value == 0.0  # Welch (descriptive) as scipy
+    assert v.tasks[0].sign_flip_p == pytest.approx(0.25)  # 3 pairs: the paired test cannot go below 2/8
+    assert not by_name(v)["flow significantly better on most tasks (paired sign-flip test, Holm-adjusted p < 0.05)"].passed
 
 
 def test_divergence_and_parity_fail_the_verdict(tmp_path):
@@ -164,7 +172,8 @@ def test_score_cli_exit_codes(tmp_path):
     assert ok.exit_code == 0 and "VERDICT: accepted" in ok.output
     bad = runner.invoke(main, ["score", str(worse), "--bootstrap", "100", "--json"])
     assert bad.exit_code == 1 and json.loads(bad.output)["passed"] is False
-    assert json.loads(bad.output)["verdicts"][0]["failed_required"] == [WIN]
+    assert json.loads(bad.output)["verdicts"][0]["failed_required"] == [DECIDE]
+    assert json.loads(bad.output)["verdicts"][0]["decision"] == "worse" and json.loads(bad.output)["exit_code"] == 1
     assert runner.invoke(main, ["score", str(tmp_path / "nothing")]).exit_code == 2
 
 
@@ -173,18 +182,20 @@ def test_report_has_the_tables_paragraph_plots_and_csv(tmp_path):
     result = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "out"), "--bootstrap", "200"])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "| dmc/a | 110.0 ± 10.0 | 160.0 ± 10.0 | 0.110 | 0.160 | +5.0 | +45.5 | 10.0 | 15.0 | 1.50 |" in text
+    assert "| dmc/a | 110.0 ± 10.0 | 160.0 ± 10.0 | 0.110 | 0.160 | +5.0 | +45.5 | 10.0 | 15.0 | 1.50 | 3 | 0.250 | 0.500 | - |" in text
+    assert text.index("## Decisions") < text.index("## Verdicts") and "| flow | **non-inferior** |" in text
     assert "| **mean over tasks** |" in text and "## flow vs mlp" in text and "1.50× the wall-clock" in text
     assert "## Score scale per task" in text and "| dmc/a | final return | 0 | 1,000 | fixed | test |" in text
     assert "VERDICT: accepted" in text and "## Settings that matter" in text
     # the protocol travels with the report: its link works wherever the report is published
     assert "How to read it: [protocol.md](protocol.md)" in text and "# The comparison protocol" in (tmp_path / "out" / "protocol.md").read_text()
     assert "§" not in text
-    for name in ("learning_curves.png", "dynamics_loss.png", "grad_norms.png", "interval_estimates.png", "performance_profiles.png",
+    for name in ("paired_differences.png", "learning_curves.png", "dynamics_loss.png", "grad_norms.png", "interval_estimates.png", "performance_profiles.png",
                  "per_task_scores.png", "normalised_curves.png", "runs.csv", "curves.csv", "summary.csv", "verdict.json"):  # fmt: skip
         assert (tmp_path / "out" / name).stat().st_size > 0, name
         if name.endswith(".png"):
             assert f"![{name}]({name})" in text
+            assert (tmp_path / "out" / name).with_suffix(".pdf").read_bytes().startswith(b"%PDF"), name
 
 
 def test_report_adds_the_compute_matched_table(tmp_path):

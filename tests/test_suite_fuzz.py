@@ -55,6 +55,7 @@ VALID = {
     "data": {"taskset": "mt30", "episodes_per_task": 2, "seed": 0, "num_envs": 2, "policy": "random", "task_ids": [0, 1]},
     "pretrain": {"episodes": 2, "dir": "data/pre/{task}", "policy": "random", "seed": 0, "num_envs": 2, "iterations": 10},
     "executor": {"name": "local", "start_method": "spawn", "resources": {"cell": {"cpus": 1, "gpus": 0, "memory_gb": 1.5, "time_min": 10}}},
+    "decision": {"metric": "iqm", "margin": 0.02, "alpha": 0.05, "model_quality": "gate", "score_at": "final", "noise_sd": 0.05},
 }
 VARIANT_NAMES = ["mlp", "flow", "sw[integrator=euler,substeps=1]", "sw[integrator=rk4,substeps=3]", "mlp-cm"]
 
@@ -91,6 +92,14 @@ INVALID = {
     ("data",): ("table", TABLE),
     ("pretrain",): ("table", TABLE),
     ("executor",): ("table", TABLE),
+    ("decision",): ("table", TABLE),
+    # [decision]: how score decides
+    ("decision", "metric"): ("str", CHOICE),
+    ("decision", "model_quality"): ("str", CHOICE),
+    ("decision", "score_at"): ("str", CHOICE),
+    ("decision", "margin"): ("float", UNIT),  # in [0, 1]
+    ("decision", "alpha"): ("float", UNIT | {"zero"}),  # in (0, 0.5)
+    ("decision", "noise_sd"): ("float", POS_FLOAT),  # in (0, 10]
     # [base]: PWM's config
     **{("base", k): ("int", INT_POS) for k in ("horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics",
                                                 "eval_episodes", "log_every", "policy_batch_size", "esnr_batches", "grad_probe_batches")},
@@ -262,7 +271,7 @@ def test_a_bad_value_is_refused_by_name(path, category):
 
 # ------------------------------------------------------------------------------------------ unknown keys
 TABLES = [(), ("base",), ("base", "world_model"), ("variants", "mlp"), ("variants", "flow"), ("variants", "sw", "sweep", 0), ("compute_matched",),
-          ("data",), ("pretrain",), ("executor",), ("executor", "resources"), ("executor", "resources", "cell"), ("thresholds",)]  # fmt: skip
+          ("data",), ("pretrain",), ("executor",), ("executor", "resources"), ("executor", "resources", "cell"), ("thresholds",), ("decision",)]  # fmt: skip
 
 
 @settings(max_examples=80)
@@ -363,6 +372,12 @@ LEGAL = {
     ("executor", "resources", "cell", "cpus"): st.integers(1, 256),
     ("executor", "resources", "cell", "memory_gb"): st.floats(0.1, 1e4),
     ("executor", "resources", "cell", "time_min"): st.integers(1, 10**6),
+    ("decision", "metric"): st.sampled_from(["iqm", "mean", "median"]),
+    ("decision", "margin"): st.floats(0.0, 1.0),
+    ("decision", "alpha"): st.floats(1e-6, 0.4999),
+    ("decision", "model_quality"): st.sampled_from(["gate", "report"]),
+    ("decision", "score_at"): st.sampled_from(["final", "peak"]),
+    ("decision", "noise_sd"): st.floats(1e-6, 10.0),
 }
 
 

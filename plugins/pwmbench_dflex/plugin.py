@@ -15,9 +15,9 @@ from .tasks import TASKS, DflexTask
 __all__ = ["DflexTaskHandle"]
 
 PPO_SOURCE = (
-    "return / PPO's maximum return, PWM's dflex normalisation (Georgiev et al. 2024, single-task results): the maxima "
-    "are PWM's published returns over its published normalised values (Ant 9546 / 1.46, Hopper 5649 / 1.20, "
-    "Humanoid 8773 / 1.19), exact to the ±0.4% the two-decimal ratios allow"
+    "return / PPO's maximum return, PWM's dflex normalisation (Georgiev et al. 2024): the `perf_scales` of PWM's "
+    "results notebook (imgeorgiev/PWM, results/results.ipynb at aa5a1d8: Ant 6604.66, Hopper 4742.30, "
+    "Humanoid 7292.79), the values its published figures divide by"
 )
 
 

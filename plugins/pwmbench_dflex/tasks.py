@@ -162,7 +162,7 @@ class Ant(_Walker):
     obs_dim, act_dim = 37, 8
     num_envs = 128
     pretrain_wm_iterations = 100_000
-    ppo_reference = 6538.0
+    ppo_reference = 6604.66
     contact = (4.0e4, 1.0e4, 3.0e3, 0.75)
     start_height = 0.75
     target_x = 10000.0
@@ -189,7 +189,7 @@ class Humanoid(_Walker):
     name = "humanoid"
     obs_dim, act_dim = 76, 21
     pretrain_wm_iterations = 200_000
-    ppo_reference = 7372.0
+    ppo_reference = 7292.79
     substeps = mm_caching_frequency = 48
     contact = (2.0e4, 2.0e3, 1.0e3, 0.75)  # kd: PWM's fork (SHAC: 5e3)
     start_height = 1.35
@@ -235,7 +235,7 @@ class Hopper(DflexTask):
     name = "hopper"
     obs_dim, act_dim = 11, 3
     pretrain_wm_iterations = 50_000
-    ppo_reference = 4708.0
+    ppo_reference = 4742.30
     contact = (2.0e4, 2.0e3, 1.0e3, 0.9)  # kd: PWM's fork (SHAC: 1e3)
     description = "dflex Hopper (gymnasium's hopper geometry), 3 hinges, 200·a torques, hop along +x"
 

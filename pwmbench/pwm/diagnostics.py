@@ -13,8 +13,15 @@ replay buffer (nor the offline dataset), so the world model never trained on the
     model_error_H        = mean_b MSE(ẑ_H, z_H)                                the rollout's error at step H
     model_error_copy_H   = mean_b MSE(z_0, z_H)                                "no change" over H steps
     model_reward_error_H = mean_{t<H, b} (R(ẑ_t, a_t) − r_t)²                  on the open-loop rollout
+    model_reward_error_mean_H = mean_{t<H, b} (r̄ − r_t)²                        a constant: the windows' mean reward
     model_error_ratio_copy   = model_error_1 / model_error_copy                > 1: worse than no change
     model_error_ratio_copy_H = model_error_H / model_error_copy_H
+    model_reward_ratio_mean_H = model_reward_error_H / model_reward_error_mean_H   > 1: worse than a constant
+
+The trivial predictors are the yardsticks of the model-quality gate (docs/protocol.md#the-model-quality-gate): a
+world model that predicts worse than "no change", or rewards worse than the best constant (r̄ is taken from the
+held-out rewards themselves, so no constant predictor does better), has not learned the dynamics its policy
+is trained on, and a verdict between such models says nothing about the dynamics models.
 
 MSE is the mean over latent dimensions (the MLP's step loss). `model_windows` says how many windows the figures
 average; when the episodes are shorter than H+1 steps there are none and only `model_windows` = 0 is reported.
@@ -38,7 +45,7 @@ __all__ = [
 METRICS = (
     "model_error_1", "model_error_copy", "model_error_ratio_copy",
     "model_error_H", "model_error_copy_H", "model_error_ratio_copy_H",
-    "model_reward_error_H", "model_windows",
+    "model_reward_error_H", "model_reward_error_mean_H", "model_reward_ratio_mean_H", "model_windows",
 )  # fmt: skip
 
 
@@ -118,6 +125,8 @@ def model_quality(wm: WorldModel, obs: Tensor, act: Tensor, rew: Tensor, task: T
         z_hat = wm.next(z_hat, act[t], task)
     err_h = float(((z_hat - z[-1]) ** 2).mean())
     err_copy_h = float(((z[0] - z[-1]) ** 2).mean())
+    reward_h = float(torch.stack(reward_sq).mean())
+    reward_mean_h = float(((rew - rew.mean()) ** 2).mean())
     return {
         "model_error_1": err_1,
         "model_error_copy": err_copy,
@@ -125,7 +134,9 @@ def model_quality(wm: WorldModel, obs: Tensor, act: Tensor, rew: Tensor, task: T
         "model_error_H": err_h,
         "model_error_copy_H": err_copy_h,
         "model_error_ratio_copy_H": _ratio(err_h, err_copy_h),
-        "model_reward_error_H": float(torch.stack(reward_sq).mean()),
+        "model_reward_error_H": reward_h,
+        "model_reward_error_mean_H": reward_mean_h,
+        "model_reward_ratio_mean_H": _ratio(reward_h, reward_mean_h),
         "model_windows": float(obs.shape[1]),
     }
 
