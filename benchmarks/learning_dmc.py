@@ -232,6 +232,29 @@ def main() -> None:
         for future in as_completed(futures):
             print(f"[{time.time() - start:7.0f} s] {future.result()}", file=sys.stderr, flush=True)
     write_report(summarise(args.tasks, args.seeds, args.out, budget), args.out)
+    write_suite_record(args.out, budget, args.seeds)
+
+
+def write_suite_record(out: Path, budget: dict, seeds: list[int]) -> Path:
+    """OUT/suite.json, so that `pwmbench score OUT` and `pwmbench report OUT` re-score the run under the current
+    protocol: the baseline, the variants, the seeds, the shared settings and each task's parity gap (from the run
+    rows' parameter counts, as scoring itself would)."""
+    from pwmbench.results import read_dir
+
+    runs = read_dir(out, "run.arrow").to_pylist()
+    parity: dict = {}
+    for task in sorted({r["task"] for r in runs}):
+        totals = {r["variant"]: r["params_total"] for r in runs if r["task"] == task and r.get("params_total")}
+        if "mlp" in totals:
+            parity[task] = {"totals": totals, "gap_pct": {v: 100.0 * (n - totals["mlp"]) / totals["mlp"] for v, n in totals.items()}}
+    record = {
+        "name": out.name, "description": "benchmarks/learning_dmc.py (PWM learning, baseline vs flow)", "tasks": sorted({r["task"] for r in runs}),
+        "seeds": seeds, "baseline": "mlp", "parity_tolerance": 2.0, "base": budget,
+        "variants": [{"name": v, **VARIANTS[v], "declared": {}} for v in VARIANTS], "parity": parity,
+    }  # fmt: skip
+    path = out / "suite.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
 
 
 if __name__ == "__main__":

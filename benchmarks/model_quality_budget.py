@@ -93,9 +93,12 @@ def run_one(task: str, variant: str, seed: int, steps: list[int], train_dir: str
 
 
 def summarise(results: list[dict], steps: list[int]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
-    """variant → ratio → step → geometric mean, min, max over seeds, and how many seeds are below 1."""
+    """variant → ratio → step → geometric mean, min, max over seeds, how many seeds are below 1, and the gate's
+    one-sided 95% t upper bound of the geometric mean (pwmbench.quality_gate.bound; NaN for one seed)."""
+    from pwmbench.quality_gate import bound
+
     out: dict = {}
-    for variant in VARIANTS:
+    for variant in sorted({r["variant"] for r in results}, key=list(VARIANTS).index):
         out[variant] = {}
         for ratio in RATIOS:
             out[variant][ratio] = {}
@@ -104,7 +107,8 @@ def summarise(results: list[dict], steps: list[int]) -> dict[str, dict[str, dict
                 values = [v for v in values if v == v and v > 0]
                 if values:
                     out[variant][ratio][step] = {"geomean": math.exp(sum(map(math.log, values)) / len(values)), "min": min(values),
-                                                 "max": max(values), "below_1": sum(v < 1 for v in values), "seeds": len(values)}  # fmt: skip
+                                                 "max": max(values), "below_1": sum(v < 1 for v in values), "seeds": len(values),
+                                                 "upper": bound(values)[1]}  # fmt: skip
     return out
 
 
@@ -112,7 +116,8 @@ def markdown(task: str, summary: dict, steps: list[int], meta: dict) -> str:
     lines = [f"# Model quality against pretraining steps: {task}", "", meta["machine"], "",
              f"Settings: {json.dumps(meta['settings'])}; train data {meta['train_episodes']} random-policy episodes (seed 0), "
              f"held out {meta['held_out_episodes']} (seed 1), {meta['windows']} held-out windows of H+1 = 17 steps, same for every run.",
-             "", "Each cell: geometric mean over seeds [min, max] (seeds below 1 / seeds). Below 1 = better than the trivial predictor.", ""]  # fmt: skip
+             "", "Each cell: geometric mean over seeds [min, max] (seeds below 1 / seeds), then the gate's one-sided 95% t upper bound "
+             "of the geometric mean (✓ below 1: the gate would pass it). Below 1 = better than the trivial predictor.", ""]  # fmt: skip
     names = {"model_error_ratio_copy": "1-step vs no change", "model_error_ratio_copy_H": "H-step vs no change", "model_reward_ratio_mean_H": "reward vs mean reward"}
     head = "| variant | ratio | " + " | ".join(f"{s:,} steps" for s in [0, *steps]) + " |"
     lines += [head, "|" + "---|" * (len(steps) + 3)]
@@ -121,7 +126,9 @@ def markdown(task: str, summary: dict, steps: list[int], meta: dict) -> str:
             cells = []
             for s in [0, *steps]:
                 c = by_step.get(s)
-                cells.append(f"{c['geomean']:.3g} [{c['min']:.3g}, {c['max']:.3g}] ({c['below_1']}/{c['seeds']})" if c else "-")
+                up = c.get("upper", math.nan) if c else math.nan
+                mark = f"; bound {up:.3g}{' ✓' if up < 1 else ''}" if up == up else ""
+                cells.append(f"{c['geomean']:.3g} [{c['min']:.3g}, {c['max']:.3g}] ({c['below_1']}/{c['seeds']}{mark})" if c else "-")
             lines.append(f"| {variant} | {names[ratio]} | " + " | ".join(cells) + " |")
     lines += ["", f"Pretraining wall-clock (s, mean over seeds, one thread): " + ", ".join(f"{v} {w:.0f}" for v, w in meta["wall_s"].items())]
     return "\n".join(lines) + "\n"
@@ -136,15 +143,25 @@ def main() -> None:
     ap.add_argument("--held-out", type=int, default=10)
     ap.add_argument("--windows", type=int, default=512)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--out", type=Path, default=HERE / "results" / "model_quality_budget")
+    ap.add_argument("--resummarise", action="store_true", help="rewrite OUT/summary.md from OUT/summary.json; train nothing")
     args = ap.parse_args()
+    if args.resummarise:
+        record = json.loads((args.out / "summary.json").read_text())
+        steps = sorted({row["step"] for r in record["runs"] for row in r["rows"]} - {0})
+        record["summary"] = summarise(record["runs"], steps)
+        (args.out / "summary.json").write_text(json.dumps(record, indent=1) + "\n")
+        (args.out / "summary.md").write_text(markdown(record["runs"][0]["task"], record["summary"], steps, record["meta"]))
+        print((args.out / "summary.md").read_text())
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     data = Path(os.environ.get("PWMBENCH_BUDGET_DATA", "/tmp/pwmbench-budget-data")) / args.task.replace("/", "_")
     train = collect(args.task, args.episodes, 0, data / "train")
     held = collect(args.task, args.held_out, 1, data / "held_out")
     windows = held_out_windows(held, 16, args.windows)
     load = os.getloadavg()[0]
-    jobs = [(args.task, v, s, sorted(args.steps), str(train), windows) for v in VARIANTS for s in args.seeds]
+    jobs = [(args.task, v, s, sorted(args.steps), str(train), windows) for v in args.variants for s in args.seeds]
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(run_one, *zip(*jobs)))
     import torch
@@ -152,9 +169,9 @@ def main() -> None:
     meta = {
         "machine": f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__} · "
                    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · load average {load:.1f} before, {os.getloadavg()[0]:.1f} after · {args.workers} workers",
-        "settings": {**WORLD, "variants": VARIANTS, "seeds": args.seeds}, "train_episodes": args.episodes,
+        "settings": {**WORLD, "variants": {v: VARIANTS[v] for v in args.variants}, "seeds": args.seeds}, "train_episodes": args.episodes,
         "held_out_episodes": args.held_out, "windows": int(windows[0].shape[1]),
-        "wall_s": {v: sum(r["wall_s"] for r in results if r["variant"] == v) / len(args.seeds) for v in VARIANTS},
+        "wall_s": {v: sum(r["wall_s"] for r in results if r["variant"] == v) / len(args.seeds) for v in args.variants},
     }  # fmt: skip
     summary = summarise(results, sorted(args.steps))
     (args.out / "summary.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results}, indent=1) + "\n")

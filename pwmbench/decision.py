@@ -104,10 +104,12 @@ class Decision:
     minimum_detectable_effect: float  # at the seeds used, normalised
     warnings: list[str] = field(default_factory=list)
     gate: list[dict[str, Any]] = field(default_factory=list)
+    headline: str = ""  # the last step's reason in a few words (verdict lines); `reasons` has them all
+
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "decision": self.outcome, "decision_reasons": self.reasons, "decision_warnings": self.warnings,
+            "decision": self.outcome, "decision_headline": self.headline, "decision_reasons": self.reasons, "decision_warnings": self.warnings,
             "metric": self.settings.metric, "margin": self.settings.margin, "alpha": self.settings.alpha, "level": self.level,
             "model_quality": self.settings.model_quality, "score_at": self.settings.score_at,
             "difference": self.difference.to_dict(), "permutation_p": self.p_value, "permutation_exact": self.p_exact,
@@ -146,6 +148,7 @@ def decide(
         diff, p, exact = Estimate(math.nan, math.nan, math.nan), math.nan, True
         outcome = "inconclusive"
         reasons.append("no task has a finished run of both arms with the same seed: nothing to compare")
+        headline = "no seed pairs to compare"
     else:
         diff = paired_difference_ci(pairs, settings.metric, reps=reps, level=level)
         p, exact = paired_permutation_p(pairs, settings.metric, reps=reps)
@@ -153,33 +156,36 @@ def decide(
                  f"{n_pairs} seed pairs on {len(pairs)} task{'s' * (len(pairs) != 1)}); margin δ = {settings.margin:g}")  # fmt: skip
         smallest = 2.0 / 2**n_pairs
         test = f"exact paired permutation test p = {p:.3g}" if exact else f"paired permutation test p = {p:.3g} (Monte Carlo)"
+        interval = f"Δ {m} {_pts(diff.value)} [{_pts(diff.low)}, {_pts(diff.high)}]"
         if diff.low > 0:
-            outcome = "better"
+            outcome, headline = "better", f"{interval}, p = {p:.3g}"
             reasons.append(f"{where}: the lower bound is above 0")
             if not p < alpha:
-                outcome = "non-inferior"
+                outcome, headline = "non-inferior", f"{interval} (above 0, but the exact test's p = {p:.3g} is not below {alpha:g})"
                 reasons.append(f"not 'better': the {test} is not below α = {alpha:g}" + (f" (with {n_pairs} pairs no p can be below {smallest:.3g})" if smallest >= alpha else ""))
         elif diff.low > -settings.margin:
-            outcome = "non-inferior"
+            outcome, headline = "non-inferior", f"{interval} lies above −δ = −{settings.margin:g}"
             reasons.append(f"{where}: the lower bound is above −δ but not above 0")
         elif diff.high < -settings.margin:
-            outcome = "worse"
+            outcome, headline = "worse", f"{interval} lies below −δ = −{settings.margin:g}, p = {p:.3g}"
             reasons.append(f"{where}: the upper bound is below −δ")
             if not p < alpha:
-                outcome = "inconclusive"
+                outcome, headline = "inconclusive", f"{interval} lies below −δ, but {n_pairs} seed pairs cannot confirm it (exact p = {p:.3g})"
                 reasons.append(f"not 'worse': the {test} is not below α = {alpha:g}" + (f" (with {n_pairs} pairs no p can be below {smallest:.3g})" if smallest >= alpha else ""))
         else:
-            outcome = "inconclusive"
+            outcome, headline = "inconclusive", f"{interval} is too wide for {n_pairs} seed pairs (reaches below −δ = −{settings.margin:g}" + (" and above 0)" if diff.high > 0 else ")")
             reasons.append(f"{where}: the interval reaches below −δ" + (" and above 0" if diff.high > 0 else ""))
     if candidates > 1:
         reasons.append(f"α = {settings.alpha:g} split over {candidates} candidates (Bonferroni): each decision at α = {alpha:.3g}")
     if missing and outcome in ("better", "non-inferior"):
         reasons.append(f"not '{outcome}': no usable run of an arm on {', '.join(missing)} (the decision must cover every task)")
-        outcome = "inconclusive"
+        outcome, headline = "inconclusive", f"would be {outcome}, but {len(missing)} task(s) have no usable run of an arm"
     if gate_failures:
         if settings.model_quality == "gate" and outcome in ("better", "non-inferior"):
             reasons.append(f"not '{outcome}': the model-quality gate fails — " + "; ".join(gate_failures))
-            outcome = "inconclusive"
+            models = sorted({f.split(":")[0] for f in gate_failures})
+            outcome, headline = "inconclusive", (f"would be {outcome} ({headline}), but world models do not beat the trivial predictors: "
+                                                 + ", ".join(models))  # fmt: skip
         else:
             warnings.append("model-quality gate: " + "; ".join(gate_failures))
     n = len(per_seed)
@@ -193,7 +199,7 @@ def decide(
         effect = math.inf if (n > 1 and mean != 0) else math.nan
         needed = 2 if effect == math.inf else None
     mde = minimum_detectable_effect(n, sd, alpha, POWER) if n > 1 else math.nan
-    return Decision(outcome, reasons, settings, level, diff, p, exact, n_pairs, sorted(pairs), n, effect, needed, mde, warnings, gate or [])
+    return Decision(outcome, reasons, settings, level, diff, p, exact, n_pairs, sorted(pairs), n, effect, needed, mde, warnings, gate or [], headline)
 
 
 def power_warning(seeds: int, settings: DecisionSettings) -> str | None:

@@ -27,8 +27,8 @@ def _num(x: float | None, digits: int = 3, sign: bool = False) -> str:
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def _ci(value: float, low: float, high: float, scale: float = 1.0, digits: int = 1) -> str:
-    return f"{_num(scale * value, digits, True)} [{_num(scale * low, digits, True)}, {_num(scale * high, digits, True)}]"
+def _ci(value: float, low: float, high: float, scale: float = 1.0, digits: int = 1, sign: bool = True) -> str:
+    return f"{_num(scale * value, digits, sign)} [{_num(scale * low, digits, sign)}, {_num(scale * high, digits, sign)}]"
 
 
 def latex_tables(scoring: Scoring) -> str:
@@ -41,7 +41,7 @@ def latex_tables(scoring: Scoring) -> str:
         f"\\caption{{Each candidate against {b}: {metric} of normalised scores with 95\\% stratified-bootstrap intervals; "
         f"$\\Delta$ is the paired difference in normalised points with the decision's interval (margin $\\delta = {100 * st.margin:g}$ points).}}",
         "\\begin{tabular}{lllrrr}", "\\toprule",
-        f"Candidate & Decision & $\\Delta$ {metric} (points) & {metric} & $P(X > {b})$ & Time ratio \\\\", "\\midrule",
+        f"Candidate & Decision & $\\Delta$ {metric} (points) & {metric} & P(better than {b}) & Time ratio \\\\", "\\midrule",
     ]  # fmt: skip
     for s in summary_rows(scoring):
         d = s["difference"] or {}
@@ -49,8 +49,8 @@ def latex_tables(scoring: Scoring) -> str:
         poi = s["probability_of_improvement"] or {}
         out.append(
             f"{tex(s['candidate'])} & {tex(s['decision'])} & {_ci(d.get('value', math.nan), d.get('ci_low', math.nan), d.get('ci_high', math.nan), 100)} & "
-            f"{_ci(iqm.get('value', math.nan), iqm.get('ci_low', math.nan), iqm.get('ci_high', math.nan), 1, 3)} & "
-            f"{_ci(poi.get('value', math.nan), poi.get('ci_low', math.nan), poi.get('ci_high', math.nan), 1, 2)} & {_num(s['speed_ratio'], 2)}$\\times$ \\\\"
+            f"{_ci(iqm.get('value', math.nan), iqm.get('ci_low', math.nan), iqm.get('ci_high', math.nan), 1, 3, False)} & "
+            f"{_ci(poi.get('value', math.nan), poi.get('ci_low', math.nan), poi.get('ci_high', math.nan), 1, 2, False)} & {_num(s['speed_ratio'], 2)}$\\times$ \\\\"
         )
     out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     for v in scoring.verdicts:

@@ -82,7 +82,7 @@ def paired_differences(verdicts: Sequence[Any], out: Path, margin: float) -> str
     names = [v.candidate for v in verdicts]
     colours = _colours(names)
     width = 0.8 / max(len(names), 1)
-    fig, (ax, agg) = plt.subplots(1, 2, figsize=(max(5.0, 1.3 * len(tasks) * max(1, len(names)) ** 0.5 + 2.5), 4.2),
+    fig, (ax, agg) = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(tasks) * max(1, len(names)) ** 0.5 + 3.0), 4.4),
                                   gridspec_kw={"width_ratios": [max(len(tasks), 1), max(0.6 * len(names), 1)]}, squeeze=True)  # fmt: skip
     for i, v in enumerate(verdicts):
         first = True
@@ -100,10 +100,10 @@ def paired_differences(verdicts: Sequence[Any], out: Path, margin: float) -> str
             first = False
     for a in (ax, agg):
         a.axhline(0.0, color="black", lw=0.8)
-        a.axhline(-100 * margin, color="grey", lw=0.8, ls="--")
+        a.axhline(-100 * margin, color="grey", lw=0.8, ls="--", label="−δ (margin)" if a is ax else None)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20 if len(tasks) > 3 else 0, ha="right" if len(tasks) > 3 else "center", fontsize=8)
     ax.set_ylabel("candidate − baseline (normalised points)")
-    ax.set_title("per task: each seed pair (dot, seed labelled), their mean (line)", fontsize=9)
+    ax.set_title("each seed pair (dot, seed named) and their mean (line)", fontsize=9)
     ax.legend(fontsize=8, loc="best")
     for i, v in enumerate(verdicts):
         d = v.decision
@@ -115,7 +115,7 @@ def paired_differences(verdicts: Sequence[Any], out: Path, margin: float) -> str
     agg.set_xticks(range(len(names)), names, fontsize=8)
     agg.set_xlim(-0.6, len(names) - 0.4)
     metric = verdicts[0].decision.settings.metric if verdicts and verdicts[0].decision else "iqm"
-    agg.set_title(f"Δ {metric.upper() if metric == 'iqm' else metric} (decision interval); −δ dashed", fontsize=9)
+    agg.set_title(f"Δ {metric.upper() if metric == 'iqm' else metric}, decision interval", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out, "paired_differences.png")
 

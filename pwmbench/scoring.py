@@ -678,9 +678,9 @@ def format_verdict(verdict: Verdict) -> str:
 
 def verdict_line(verdict: Verdict) -> str:
     if verdict.status == "accepted":
-        return f"VERDICT ({verdict.candidate}): accepted — {verdict.decision.outcome if verdict.decision else 'every required criterion passes'}"
+        return f"VERDICT ({verdict.candidate}): accepted — {verdict.decision.outcome}: {verdict.decision.headline}" if verdict.decision else f"VERDICT ({verdict.candidate}): accepted"
     if verdict.status == "inconclusive":
-        return f"VERDICT ({verdict.candidate}): inconclusive — we cannot tell yet: {verdict.decision.reasons[-1]}"
+        return f"VERDICT ({verdict.candidate}): inconclusive — we cannot tell yet: {verdict.decision.headline}"
     return f"VERDICT ({verdict.candidate}): not accepted — failed: " + "; ".join(c.name for c in verdict.failed_required)
 
 
@@ -744,7 +744,7 @@ def overall_line(scoring: Scoring) -> str:
     if rejected:
         return "VERDICT: not accepted — " + "; ".join(f"{v.candidate} fails {', '.join(c.name for c in v.failed_required)}" for v in rejected)
     if unsure:
-        return ("VERDICT: inconclusive — we cannot tell yet: " + "; ".join(f"{v.candidate} ({v.decision.reasons[-1]})" for v in unsure)
+        return ("VERDICT: inconclusive — we cannot tell yet: " + "; ".join(f"{v.candidate}: {v.decision.headline}" for v in unsure)
                 + " (docs/protocol.md#what-inconclusive-means)")  # fmt: skip
     return "VERDICT: accepted — " + "; ".join(f"{v.candidate} {v.decision.outcome}" for v in scoring.verdicts)
 

@@ -141,3 +141,15 @@ def test_power_warning_and_decide_without_pairs():
     assert power_warning(200, DecisionSettings(noise_sd=0.05, margin=0.02)) is None
     d = decide({}, DecisionSettings())
     assert d.outcome == "inconclusive" and math.isnan(d.difference.value) and "nothing to compare" in d.reasons[0]
+
+
+def test_latex_export_is_booktabs_and_escapes_names(tmp_path):
+    returns = {("dmc/a", "mlp"): [100, 110, 120], ("dmc/a", "flow_k2"): [150, 160, 170]}
+    root = write_results(tmp_path / "r", returns, scores={"dmc/a": (0.0, 1000.0)})
+    result = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "out"), "--bootstrap", "200", "--latex"])
+    assert result.exit_code == 0, result.output
+    tex = (tmp_path / "out" / "summary.tex").read_text()
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 2
+    assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 2
+    assert "flow\\_k2 & non-inferior & +5.0 [+5.0, +5.0]" in tex and "flow_k2" not in tex.replace("flow\\_k2", "")
+    assert "dmc/a & 110.0 $\\pm$ 10.0 & 160.0 $\\pm$ 10.0 & +5.0" in tex

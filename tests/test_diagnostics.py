@@ -210,7 +210,8 @@ def test_report_has_a_model_quality_section(tmp_path):
         row = read_table(path).to_pylist()[0]
         worse = row["variant"] == "mlp"
         row.update(model_error_1_final=1.5e-2 if worse else 1e-4, model_error_copy_final=1.2e-2, model_error_ratio_copy_final=1.24 if worse else 0.008,
-                   model_error_H_final=0.3, model_error_copy_H_final=0.5, model_error_ratio_copy_H_final=1.6 if worse else 0.6, model_reward_error_H_final=0.4)  # fmt: skip
+                   model_error_H_final=0.3, model_error_copy_H_final=0.5, model_error_ratio_copy_H_final=1.6 if worse else 0.6, model_reward_error_H_final=0.4,
+                   model_reward_error_mean_H_final=0.25 if worse else 0.8, model_reward_ratio_mean_H_final=1.6 if worse else 0.5)  # fmt: skip
         write_table_atomic(run_table(row), path)
     result = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "out"), "--bootstrap", "100"])
     assert result.exit_code == 0, result.output
@@ -218,9 +219,9 @@ def test_report_has_a_model_quality_section(tmp_path):
     assert "## Model quality" in text
     mlp = next(line for line in text.splitlines() if line.startswith("| dmc/a | mlp | 3 |"))
     flow = next(line for line in text.splitlines() if line.startswith("| dmc/a | flow | 3 |"))
-    assert "1.24 ± 0" in mlp and "**fails**: H-step latent error / 'no change' = 1.6" in mlp
+    assert "1.24 ± 0" in mlp and "**fails**: reward error along the rollout / mean-reward predictor = 1.6" in mlp
     assert flow.endswith("| passes |")
-    assert "not 'non-inferior': the model-quality gate fails — mlp on dmc/a: H-step" in text
+    assert "not 'non-inferior': the model-quality gate fails — mlp on dmc/a: reward error" in text
 
 
 def test_result_schemas_hold_every_figure():
