@@ -24,6 +24,7 @@ from typing import Any
 
 GATED = {"model_reward_ratio_mean_H_final": "reward error along the rollout / mean-reward predictor"}
 LEVEL = 0.95
+TRIVIAL_ERROR = {"model_reward_ratio_mean_H_final": "model_reward_error_mean_H_final"}  # the trivial predictor's own error
 RECORDED_SINCE = {"model_error_ratio_copy_H_final": 3, "model_reward_ratio_mean_H_final": 7}  # result schema versions
 
 
@@ -62,8 +63,13 @@ def check(runs: Iterable[Mapping[str, Any]], variants: Iterable[str], tasks: Ite
                 if not values:
                     entry.update(geomean=None, upper=None, passed=False)
                     old = [r["schema_version"] for r in rows if r.get("schema_version") is not None and r["schema_version"] < RECORDED_SINCE.get(column, 0)]
-                    why = (f"not recorded (these runs were written by an older pwmbench, result schema v{old[0]}; it is recorded since v{RECORDED_SINCE[column]})"
-                           if old else "not measured (diagnostics_windows = 0, or episodes shorter than H + 1)")  # fmt: skip
+                    flat = [r for r in rows if column in TRIVIAL_ERROR and r.get(TRIVIAL_ERROR[column]) == 0.0]
+                    if old:
+                        why = f"not recorded (these runs were written by an older pwmbench, result schema v{old[0]}; it is recorded since v{RECORDED_SINCE[column]})"
+                    elif flat:
+                        why = f"undefined on {len(flat)} seed(s): their held-out rewards are all equal, so there is no reward variation to predict"
+                    else:
+                        why = "not measured (diagnostics_windows = 0, or episodes shorter than H + 1)"
                     failures.append(f"{variant} on {task}: {label} {why}")
                 else:
                     centre, upper = bound(values)

@@ -91,8 +91,10 @@ def _curve_value(row: dict[str, Any], success: bool) -> float | None:
 def at_peak(runs: list[dict[str, Any]], curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """PWM's convention (its results notebook, `process_*_data_iqm` then `argmax`): each (task, variant) is scored at
     the peak of its seed-aggregated evaluation curve — the evaluation step where the IQM over its finished seeds
-    (rliable's; the mean for 3 seeds) is highest, the earliest on a tie — and each run at its value there. Returns copies of the run rows with final_return / final_success / final_score replaced; a finished
-    run without a curve value at that step is marked so that it counts as a failed run (never guessed)."""
+    (rliable's; the mean for 3 seeds) is highest, the earliest on a tie — and each run at its value there. Returns
+    copies of the run rows with final_return / final_success / final_score replaced and `peak_at` (env steps, or policy
+    iterations for task-set members); a finished run without a curve value at that step is marked so that it counts
+    as a failed run (never guessed)."""
     points: dict[tuple[str, str, int], dict[int, float]] = defaultdict(dict)
     kinds = {(r["task"], r["variant"]): r.get("score_kind") == "success" for r in runs}
     for c in curves:
@@ -100,7 +102,8 @@ def at_peak(runs: list[dict[str, Any]], curves: list[dict[str, Any]]) -> list[di
             continue
         value = _curve_value(c, kinds[(c["task"], c["variant"])])
         if value is not None:
-            points[(c["task"], c["variant"], int(c["seed"]))][int(c["env_steps"])] = value
+            x = c["env_steps"] if c.get("env_steps") is not None else c["epoch"]  # task-set members: policy iterations
+            points[(c["task"], c["variant"], int(c["seed"]))][int(x)] = value
     out = []
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
@@ -118,7 +121,7 @@ def at_peak(runs: list[dict[str, Any]], curves: list[dict[str, Any]]) -> list[di
                 else:
                     key = "final_success" if kinds[(task, variant)] else "final_return"
                     row[key] = row["final_score"] = curve[peak]
-                    row["peak_env_steps"] = peak
+                    row["peak_at"] = peak
             out.append(row)
     return out
 
@@ -477,11 +480,12 @@ def _paired_tests(verdicts: list[Verdict]) -> None:
     for v in verdicts:
         both = [t for t in v.tasks if t.comparable]
         sig = [t for t in both if t.candidate_score > t.baseline_score and t.holm_p < alpha]
-        v.criteria.insert(_ideal_at(v), Criterion(f"{v.candidate} significantly better on most tasks (paired sign-flip test, Holm-adjusted p < {alpha:g})",
+        v.criteria.insert(_ideal_at(v) + 1, Criterion(f"{v.candidate} significantly better on most tasks (paired sign-flip test, Holm-adjusted p < {alpha:g})",
                                                   f"{len(sig)}/{len(both)} tasks", "> 50%", bool(both) and len(sig) > 0.5 * len(both), False))  # fmt: skip
 
 
 def _ideal_at(v: Verdict) -> int:
+    """Where the ideal criteria start (the first is the original count rule)."""
     return next((i for i, c in enumerate(v.criteria) if not c.required), len(v.criteria))
 
 

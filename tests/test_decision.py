@@ -153,3 +153,15 @@ def test_latex_export_is_booktabs_and_escapes_names(tmp_path):
     assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 2
     assert "flow\\_k2 & non-inferior & +5.0 [+5.0, +5.0]" in tex and "flow_k2" not in tex.replace("flow\\_k2", "")
     assert "dmc/a & 110.0 $\\pm$ 10.0 & 160.0 $\\pm$ 10.0 & +5.0" in tex
+
+
+def test_peak_scoring_of_task_set_members_uses_policy_iterations(tmp_path):
+    """Task-set members log their evaluations by policy iteration (no env steps): the peak is found on that axis."""
+    from pwmbench.scoring import at_peak
+
+    runs = [{"task": "mt30/a", "variant": v, "seed": s, "status": "ok", "score_kind": "return", "final_return": 1.0} for v in ("mlp", "flow") for s in (1, 2)]
+    curves = [{"task": "mt30/a", "variant": v, "seed": s, "phase": "policy", "epoch": e, "env_steps": None, "eval_return": float(e * (3 - e) + s)}
+              for v in ("mlp", "flow") for s in (1, 2) for e in (1, 2, 3)]  # fmt: skip
+    peaked = at_peak(runs, curves)
+    assert [r["final_return"] for r in peaked] == [3.0, 4.0, 3.0, 4.0]  # the curve's peak at iteration 1 or 2: e(3 − e) = 2, + seed
+    assert all(r["peak_at"] == 1 for r in peaked)  # a tie: the earliest
