@@ -166,8 +166,10 @@ def main() -> None:
         results = list(pool.map(run_one, *zip(*jobs)))
     import torch
 
+    from pwmbench.provenance import cpu_model
+
     meta = {
-        "machine": f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__} · "
+        "machine": f"{cpu_model() or platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__} · "
                    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · load average {load:.1f} before, {os.getloadavg()[0]:.1f} after · {args.workers} workers",
         "settings": {**WORLD, "variants": {v: VARIANTS[v] for v in args.variants}, "seeds": args.seeds}, "train_episodes": args.episodes,
         "held_out_episodes": args.held_out, "windows": int(windows[0].shape[1]),
