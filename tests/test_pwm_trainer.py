@@ -69,7 +69,7 @@ def test_actor_loss_matches_the_written_out_formula():
     trainer.env = ScriptedEnv(term, trunc)
     latent = trainer.wm.config.latent_dim
     trainer.wm.encode = lambda obs: torch.zeros(obs.shape[0], latent)
-    trainer.wm.step = lambda z, a: (z + 1, z[:, 0] + 1 + 0 * a.sum(-1))
+    trainer.wm.step = lambda z, a, **kw: (z + 1, z[:, 0] + 1 + 0 * a.sum(-1))
     trainer.critic.min = lambda z: 10 * z[:, 0]
     timers = dict.fromkeys(("time_env",), 0.0)
     loss, window = trainer.imagine(timers)
@@ -91,7 +91,7 @@ def test_the_actor_learns_only_through_the_world_model():
     assert _actor_grads(trainer).abs().sum() > 0
     trainer = make()
     step = trainer.wm.step
-    trainer.wm.step = lambda z, a: step(z, a.detach())  # cut the model's path from actions
+    trainer.wm.step = lambda z, a, **kw: step(z, a.detach(), **kw)  # cut the model's path from actions
     grads = _actor_grads(trainer)
     assert grads.abs().sum() == 0  # no other path: the real env step and the critic's inputs carry none
 

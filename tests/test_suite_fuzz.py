@@ -121,7 +121,7 @@ INVALID = {
     ("base", "grad_probe_horizons"): ("list_int", IDS - {"dup"} | {"item_zero"}),
     **{("base", k): ("bool", BOOL) for k in ("detach", "obs_rms", "ret_rms", "allow_pickle")},
     ("base", "rew_rms"): ("bool", BOOL - {"none"}),
-    **{("base", k): ("str", CHOICE) for k in ("preset", "lr_schedule", "critic_targets")},
+    **{("base", k): ("str", CHOICE) for k in ("preset", "lr_schedule", "critic_targets", "actor_reward_decode")},
     ("base", "wm_recipe"): ("str", CHOICE - {"none"}),
     ("base", "device"): ("str", CHOICE | {"empty_str", "device"}),
     ("base", "data_dir"): ("str", TEXT),  # [data] collects into it
@@ -372,6 +372,7 @@ LEGAL = {
     ("executor", "resources", "cell", "cpus"): st.integers(1, 256),
     ("executor", "resources", "cell", "memory_gb"): st.floats(0.1, 1e4),
     ("executor", "resources", "cell", "time_min"): st.integers(1, 10**6),
+    ("base", "actor_reward_decode"): st.sampled_from(["pwm-code", "symexp"]),
     ("decision", "metric"): st.sampled_from(["iqm", "mean", "median"]),
     ("decision", "margin"): st.floats(0.0, 1.0),
     ("decision", "alpha"): st.floats(1e-6, 0.4999),

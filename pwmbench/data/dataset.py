@@ -159,10 +159,11 @@ class OfflineDataset:
             reward[sel] = t["reward"][ep, at[:, 1:]].float()
         return Window(obs=obs, action=action, reward=reward, task=self._task[rows].clone())
 
-    def start_states(self, count: int, task: int, generator: torch.Generator) -> torch.Tensor:
-        """`count` observations of `task` drawn uniformly from its episodes' entries (start states for imagined
-        rollouts in multitask policy learning), [count, obs_dim]; not counted in `usage()`."""
-        window = self.sample(count, 1, generator, task=task, track=False)
+    def start_states(self, count: int, task: int, generator: torch.Generator, horizon: int = 1) -> torch.Tensor:
+        """`count` start states of `task` for imagined rollouts in multitask policy learning, [count, obs_dim]: the
+        first observation of (horizon + 1)-entry windows drawn as world-model windows are — so entries 0..L−H−1 of an
+        episode, as PWM draws them (obs[0] of its H-step slices); not counted in `usage()`."""
+        window = self.sample(count, horizon, generator, task=task, track=False)
         return window.obs[:, 0]
 
     # -------------------------------------------------------------------------------------------- usage

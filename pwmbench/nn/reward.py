@@ -64,11 +64,13 @@ class RewardHead(nn.Module):
         """Raw head output: `[..., 1]` for scalar, `[..., num_bins]` logits for two-hot."""
         return self.net(x)
 
-    def decode(self, out: Tensor) -> Tensor:
-        """Head output → reward, shape `[...]`."""
+    def decode(self, out: Tensor, symexp_two_hot: bool = True) -> Tensor:
+        """Head output → reward, shape `[...]`. `symexp_two_hot=False` stops a two-hot head at Σ softmax·bins — the
+        symlog-space value, which is what PWM's code feeds its actor (`almost_two_hot_inv`; docs/fidelity.md)."""
         if not self.two_hot:
             return out.squeeze(-1)
-        return symexp((torch.softmax(out, dim=-1) * self.bins).sum(-1))
+        value = (torch.softmax(out, dim=-1) * self.bins).sum(-1)
+        return symexp(value) if symexp_two_hot else value
 
     def loss(self, out: Tensor, reward: Tensor) -> Tensor:
         """Per-sample loss, shape `reward.shape`: squared error (scalar) or soft cross-entropy (two-hot)."""

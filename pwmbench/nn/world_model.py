@@ -36,6 +36,8 @@ from pwmbench.nn.reward import RewardHead
 from pwmbench.options import check_units
 from pwmbench.registry import registered_label
 
+REWARD_DECODES = ("symexp", "pwm-code")  # how WorldModel.step decodes a two-hot reward head for the actor
+
 SHARED_COMPONENTS = ("encoder", "reward", "task_embedding")
 
 
@@ -122,11 +124,15 @@ class WorldModel(nn.Module):
     def predict_reward(self, z: Tensor, a: Tensor, task: Tensor | None = None) -> Tensor:
         return self.reward.decode(self.reward_out(z, a, task))
 
-    def step(self, z: Tensor, a: Tensor, task: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(z_{t+1}, r̂_t) — what the actor's imagined rollouts call, H times per update."""
+    def step(self, z: Tensor, a: Tensor, task: Tensor | None = None, reward_decode: str = "symexp") -> tuple[Tensor, Tensor]:
+        """(z_{t+1}, r̂_t) — what the actor's imagined rollouts call, H times per update. `reward_decode`: "symexp"
+        (a two-hot head's reward) or "pwm-code" (Σ softmax·bins without symexp, as PWM's actor; config key
+        `actor_reward_decode`); a scalar head is the same either way."""
+        if reward_decode not in REWARD_DECODES:
+            raise ValueError(f"reward_decode must be one of {REWARD_DECODES}, got {reward_decode!r}")
         a = self.mask_action(a, task)
         emb = self.embed(task)
-        r = self.reward.decode(self.reward(join_inputs(z, a, emb)))
+        r = self.reward.decode(self.reward(join_inputs(z, a, emb)), symexp_two_hot=reward_decode == "symexp")
         return self.dynamics.next(z, a, emb), r
 
     # ------------------------------------------------------------------ training loss

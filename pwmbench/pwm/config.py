@@ -87,6 +87,9 @@ class PWMConfig:
     task_ids: tuple[int, ...] | None = None  # train policies for these task ids only (None: every task of the set)
     wm_recipe: str | None = None  # task sets: "tdmpc2" (TD-MPC2's offline recipe, PWM's source; the default) or "pwm-single"
     critic_targets: str = "pwm-code"  # task sets: "pwm-code" (PWM's code: one-step r + γV(z')) or "td-lambda" (the paper)
+    # the reward the actor (and its critic targets) sees from a two-hot head in imagination: "pwm-code" (Σ softmax·bins,
+    # no symexp — PWM's `almost_two_hot_inv`, what produced its MT30/MT80 numbers) or "symexp" (the decoded reward)
+    actor_reward_decode: str = "pwm-code"
     # single-task pretraining (PWM's `general.pretrain`): world-model steps on a dataset before the first epoch
     pretrain_data: str | None = None  # a TD-MPC2-format dataset directory of this task (pwmbench data collect --task)
     pretrain_wm_iterations: int | None = None  # None → PWM's number for the task where known, else 50,000
@@ -151,7 +154,7 @@ class PWMConfig:
                 raise ConfigError(f"{key} must be in [-{LOGSTD_LIMIT}, {LOGSTD_LIMIT}] (a log standard deviation), got {getattr(self, key)}")
         if self.min_logstd > self.init_logstd:
             raise ConfigError(f"min_logstd {self.min_logstd} is above init_logstd {self.init_logstd}")
-        for key, choices in (("lr_schedule", ("linear", "constant")), ("wm_recipe", (None, "tdmpc2", "pwm-single")), ("critic_targets", ("pwm-code", "td-lambda"))):
+        for key, choices in (("lr_schedule", ("linear", "constant")), ("wm_recipe", (None, "tdmpc2", "pwm-single")), ("critic_targets", ("pwm-code", "td-lambda")), ("actor_reward_decode", ("pwm-code", "symexp"))):
             if getattr(self, key) not in choices:
                 raise ConfigError(f"{key} must be one of {', '.join(repr(c) for c in choices if c is not None)}, got {getattr(self, key)!r}")
         if not DEVICE.fullmatch(self.device):

@@ -32,13 +32,18 @@ def update_critic(
     batches: int,
     grad_norm: float,
     check: Callable[[str, Tensor | float], None],
+    value_loss_over: str = "last",
 ) -> dict[str, float]:
-    """latents [H, B, L] (detached), rewards / next_values / dones [H, B]. Returns value_loss (mean of the last
-    pass) and critic_grad_norm (of the last step, before clipping)."""
+    """latents [H, B, L] (detached), rewards / next_values / dones [H, B]. Returns value_loss — the mean batch loss of
+    the last pass (`value_loss_over="last"`, as PWM's single-task `train` logs it) or of every pass (`"all"`, as PWM's
+    multitask `update` logs it) — and critic_grad_norm (of the last step, before clipping)."""
+    if value_loss_over not in ("last", "all"):
+        raise ValueError(f"value_loss_over must be 'last' or 'all', got {value_loss_over!r}")
     targets = td_lambda_targets(rewards, next_values, dones, gamma, lam).reshape(-1)
     flat = latents.reshape(-1, latents.shape[-1])
     size = math.ceil(len(flat) / batches)
     last_losses: list[float] = []
+    pass_means: list[float] = []
     norm = 0.0
     for _ in range(iterations):
         last_losses = []
@@ -52,4 +57,6 @@ def update_critic(
             check("critic_grad_norm", norm)
             optimizer.step()
             last_losses.append(loss.item())
-    return {"value_loss": sum(last_losses) / len(last_losses), "critic_grad_norm": norm}
+        pass_means.append(sum(last_losses) / len(last_losses))
+    value = pass_means[-1] if value_loss_over == "last" else sum(pass_means) / len(pass_means)
+    return {"value_loss": value, "critic_grad_norm": norm}

@@ -223,7 +223,7 @@ class TaskPolicy:
         start = time.perf_counter()
         self.check.step = self.iteration
         self._set_learning_rates()
-        obs = self.dataset.start_states(cfg.policy_batch_size, self.task_id, self.generator).to(self.device)
+        obs = self.dataset.start_states(cfg.policy_batch_size, self.task_id, self.generator, horizon=H).to(self.device)
         z = self.wm.encode(obs, self.task)
         total = torch.zeros(len(obs), device=self.device)
         discount = 1.0
@@ -231,7 +231,7 @@ class TaskPolicy:
         for _ in range(H):
             latents.append(z.detach())
             action = self.actor.act(z.detach() if cfg.detach else z)
-            z, r_hat = self.wm.step(z, action, self.task)
+            z, r_hat = self.wm.step(z, action, self.task, reward_decode=cfg.actor_reward_decode)
             total = total + discount * r_hat
             rewards.append(r_hat.detach())
             discount *= gamma
@@ -260,7 +260,7 @@ class TaskPolicy:
         critic_metrics = update_critic(
             self.critic, self.critic_opt, latents_t, torch.stack(rewards), next_values, dones,
             gamma=gamma, lam=cfg.lam, iterations=cfg.critic_iterations, batches=cfg.critic_batches,
-            grad_norm=cfg.critic_grad_norm, check=self.check,
+            grad_norm=cfg.critic_grad_norm, check=self.check, value_loss_over="all",  # PWM's `update` logs the mean of every pass
         )  # fmt: skip
         self.iteration += 1
         elapsed = time.perf_counter() - start

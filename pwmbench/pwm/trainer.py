@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError
 from pwmbench.interfaces import Task
+from pwmbench.nn.reward import symlog
 from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.pwm.buffer import SequenceBuffer
 from pwmbench.pwm.config import PWMConfig
@@ -155,10 +157,20 @@ class PWMTrainer:
         """What the gradient probe shares with training: actor, critic, encoder, model step, reward scale, loss scale."""
         cfg, rew_rms = self.cfg, self.rew_rms
         return ProbeParts(
-            actor=self.actor, value=self.critic.min, encode=lambda obs: self.wm.encode(self._norm_obs(obs)), model_step=self.wm.step,
-            reward_scale=(lambda r: rew_rms.normalize(r, clip=cfg.rew_clip)) if rew_rms is not None else (lambda r: r),
+            actor=self.actor, value=self.critic.min, encode=lambda obs: self.wm.encode(self._norm_obs(obs)),
+            model_step=lambda z, a: self.wm.step(z, a, reward_decode=cfg.actor_reward_decode),
+            reward_scale=self._probe_reward_scale(),
             gamma=cfg.gamma, detach=cfg.detach, loss_scale=float(self.ret_rms.std()) if self.ret_rms is not None else None,
         )  # fmt: skip
+
+    def _probe_reward_scale(self) -> Callable[[Tensor], Tensor]:
+        """True rewards on the scale the actor sees the model's: rew_rms, then symlog where a two-hot head is read
+        without symexp (actor_reward_decode = "pwm-code")."""
+        cfg, rew_rms = self.cfg, self.rew_rms
+        norm = (lambda r: rew_rms.normalize(r, clip=cfg.rew_clip)) if rew_rms is not None else (lambda r: r)
+        if self.wm.reward.two_hot and cfg.actor_reward_decode == "pwm-code":
+            return lambda r: symlog(norm(r))
+        return norm
 
     def run_probe(self) -> float:
         """Probe every `grad_probe_every` epochs from the current real states; returns the seconds it took."""
@@ -181,7 +193,7 @@ class PWMTrainer:
         for i in range(H):
             latents.append(z.detach())
             action = self.actor.act(z.detach() if cfg.detach else z)
-            z_next, r_hat = self.wm.step(z, action)
+            z_next, r_hat = self.wm.step(z, action, reward_decode=self.cfg.actor_reward_decode)
 
             t0 = time.perf_counter()
             obs, reward, terminated, truncated, info = self.env.step(action.detach())
