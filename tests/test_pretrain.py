@@ -243,6 +243,44 @@ def test_a_pretrained_world_model_loads_as_pretrain_checkpoint(toy_data, tmp_pat
         PWMTrainer(api.task("toy/point"), _cfg("", pretrain_data=None, pretrain_checkpoint=str(tmp_path / "none.pt")), seed=1)
 
 
+def test_pretrain_checkpoint_restores_the_agent_as_pwms_checkpoint_does(toy_data, tmp_path):
+    """W12 D6: PWM's `general.checkpoint` restores the world model's optimiser, the actor, the critic, ret_rms and
+    every optimiser with its learning rate, not the world model alone: the first online step from a loaded checkpoint
+    must move the parameters exactly as the trainer that wrote it would (a fresh Adam moved them 9.9× further)."""
+    from pwmbench import api
+    from pwmbench.pwm.policy_file import save_policy
+    from pwmbench.pwm.pretrain import AGENT_PARTS, save_pretrained_wm
+
+    original = PWMTrainer(api.task("toy/point"), _cfg(toy_data), seed=0)
+    original.pretraining.run(original)
+    original.train_epoch()  # the actor, critic, their optimisers and ret_rms have moved too
+    for name, save in (("wm.pt", lambda p: save_pretrained_wm(original, p)), ("policy.pt", lambda p: save_policy(original, "toy/point", p))):
+        save(tmp_path / name)
+        assert set(AGENT_PARTS) <= set(torch.load(tmp_path / name, weights_only=True))
+        loaded = PWMTrainer(api.task("toy/point"), _cfg("", pretrain_data=None, pretrain_checkpoint=str(tmp_path / name)), seed=1)
+        for part in ("wm", "actor", "critic"):
+            mine, theirs = getattr(loaded, part).state_dict(), getattr(original, part).state_dict()
+            assert all(torch.equal(mine[k], theirs[k]) for k in theirs), (name, part)
+        for opt in ("wm_opt", "actor_opt", "critic_opt"):
+            mine, theirs = getattr(loaded, opt).state_dict(), getattr(original, opt).state_dict()
+            assert [g["lr"] for g in mine["param_groups"]] == [g["lr"] for g in theirs["param_groups"]], (name, opt)
+            assert all(torch.equal(mine["state"][i]["exp_avg_sq"], theirs["state"][i]["exp_avg_sq"]) for i in theirs["state"]), (name, opt)
+        assert torch.equal(loaded.ret_rms.state_dict()["mean"], original.ret_rms.state_dict()["mean"])
+        # one world-model step on the same batch: the loaded trainer moves exactly as the one that wrote the file
+        loaded.buffer = original.buffer
+        start = {k: v.clone() for k, v in loaded.wm.state_dict().items()}
+        for trainer in (loaded, original):
+            trainer.world_model_step(generator=torch.Generator().manual_seed(3), update_rms=False)
+        assert all(torch.equal(v, original.wm.state_dict()[k]) for k, v in loaded.wm.state_dict().items()), name
+        fresh = PWMTrainer(api.task("toy/point"), _cfg("", pretrain_data=None, pretrain_checkpoint=str(tmp_path / name)), seed=1)
+        fresh.wm_opt = torch.optim.Adam(fresh.wm.parameters(), lr=fresh.cfg.model_lr)  # what pwmbench did before: a fresh Adam
+        fresh.buffer = original.buffer
+        fresh.world_model_step(generator=torch.Generator().manual_seed(3), update_rms=False)
+        moved_fresh = sum(float((fresh.wm.state_dict()[k] - start[k]).norm()) for k in start)
+        moved_loaded = sum(float((loaded.wm.state_dict()[k] - start[k]).norm()) for k in start)
+        assert moved_fresh > 1.5 * moved_loaded, (moved_fresh, moved_loaded)  # the restored Adam state is in use
+
+
 # ------------------------------------------------------------------------------------------------ suites
 def _suite(pretrain, base=None):
     from pwmbench.suite import parse_suite

@@ -93,7 +93,7 @@ class PWMConfig:
     # single-task pretraining (PWM's `general.pretrain`): world-model steps on a dataset before the first epoch
     pretrain_data: str | None = None  # a TD-MPC2-format dataset directory of this task (pwmbench data collect --task)
     pretrain_wm_iterations: int | None = None  # None → PWM's number for the task where known, else 50,000
-    pretrain_checkpoint: str | None = None  # load a pretrained world model instead (a finished cell's policy.pt or wm file)
+    pretrain_checkpoint: str | None = None  # start from a checkpoint instead (a finished cell's policy.pt or pretrained_wm.pt): world model, optimisers, actor, critic, statistics
     # model-quality diagnostics on held-out windows (pwm/diagnostics.py), at every evaluation
     diagnostics_windows: int = 256  # held-out (H+1)-step windows per measurement; 0 = off
     # gradient quality against the simulator (pwm/gradient_probe.py), on tasks with a differentiable env

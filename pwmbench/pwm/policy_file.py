@@ -15,6 +15,7 @@ from torch import Tensor
 
 from pwmbench.atomic_files import torch_save_atomic
 from pwmbench.errors import PwmbenchError
+from pwmbench.pwm.pretrain import agent_state
 
 __all__ = ["POLICY_FILE", "LoadedPolicy", "load_policy", "save_policy"]
 
@@ -22,7 +23,9 @@ POLICY_FILE = "policy.pt"
 
 
 def save_policy(trainer: Any, task_name: str, path: str | os.PathLike) -> Path:
-    """The trainer's world model and actor (state dicts), its config and the task, written atomically."""
+    """The trainer's world model and actor (state dicts), the rest of its agent state (pwm/pretrain.py: agent_state),
+    its config and the task, written atomically."""
+
     path = Path(path)
     state = {
         "format": "pwmbench-policy-1",
@@ -32,6 +35,7 @@ def save_policy(trainer: Any, task_name: str, path: str | os.PathLike) -> Path:
         "actor": trainer.actor.state_dict(),
         "obs_rms": trainer.obs_rms.state_dict() if trainer.obs_rms is not None else None,
         "rew_rms": trainer.rew_rms.state_dict() if trainer.rew_rms is not None else None,  # the reward head's scale (pretrain_checkpoint)
+        **agent_state(trainer),  # critic, optimisers, ret_rms: what pretrain_checkpoint restores, as PWM's checkpoint
     }
     return torch_save_atomic(state, path)
 

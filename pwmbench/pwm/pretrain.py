@@ -11,8 +11,10 @@ What PWM's code does, and this module with it:
    batch), the ordinary loss, grad clip `wm_grad_norm`, the ordinary Adam at a constant `model_lr` (PWM steps no
    schedule during pretraining);
 4. the world model is marked bootstrapped (no initial block of `episode_length` steps in the first epoch).
-`pretrain_checkpoint` loads a pretrained world model instead (PWM's `general.checkpoint`); with `pretrain_data`
-too, the data is still loaded into the buffer and the rms (PWM's `actually_train=False`) but not trained on.
+`pretrain_checkpoint` loads a checkpoint instead (PWM's `general.checkpoint`): the world model, obs/rew rms and the rest
+of the agent (world-model, actor and critic optimisers with their learning rates, actor, critic, ret_rms); with
+`pretrain_data` too, the data is still loaded into the buffer and the rms (PWM's `actually_train=False`) but not
+trained on.
 
 Windows are drawn with a `torch.Generator` seeded by the cell seed alone, so every dynamics variant of a seed sees
 the same windows in the same order. Loss rows go to the curves every `PRETRAIN_LOG_EVERY` steps (phase
@@ -43,7 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_PRETRAIN_ITERATIONS", "PRETRAINED_WM_FILE", "PRETRAIN_CHECKPOINT_EVERY", "PRETRAIN_LOG_EVERY",
-    "Pretraining", "load_pretrained_wm", "open_pretrain_data", "pretrain_iterations", "save_pretrained_wm",
+    "AGENT_PARTS", "Pretraining", "agent_state", "load_pretrained_wm", "open_pretrain_data", "pretrain_iterations",
+    "restore_agent_state", "save_pretrained_wm",
 ]  # fmt: skip
 
 DEFAULT_PRETRAIN_ITERATIONS = 50_000  # PWM's config default (`pretrain_steps`)
@@ -103,8 +106,40 @@ def _dynamics_block(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(block, sort_keys=True))
 
 
+AGENT_PARTS = ("wm_opt", "actor", "critic", "actor_opt", "critic_opt", "ret_rms")  # what PWM's checkpoint restores too
+
+
+def agent_state(trainer: PWMTrainer) -> dict[str, Any]:
+    """Everything PWM's `general.checkpoint` restores besides the world model and obs/rew statistics: the world
+    model's optimiser, the actor, the critic, ret_rms, the actor's and critic's optimisers (their state dicts carry
+    the learning rates). Saved in pretrained_wm.pt and policy.pt, restored by `pretrain_checkpoint`."""
+    return {
+        "wm_opt": trainer.wm_opt.state_dict(), "actor": trainer.actor.state_dict(), "critic": trainer.critic.state_dict(),
+        "actor_opt": trainer.actor_opt.state_dict(), "critic_opt": trainer.critic_opt.state_dict(),
+        "ret_rms": trainer.ret_rms.state_dict() if trainer.ret_rms is not None else None,
+    }  # fmt: skip
+
+
+def restore_agent_state(trainer: PWMTrainer, state: dict[str, Any], where: str) -> list[str]:
+    """Load the parts of `agent_state` that `state` has (files written before W12 have none); returns their names.
+    A part that does not fit this cell (other actor/critic widths) is a ConfigError naming it."""
+    targets = {"wm_opt": trainer.wm_opt, "actor": trainer.actor, "critic": trainer.critic, "actor_opt": trainer.actor_opt,
+               "critic_opt": trainer.critic_opt, "ret_rms": trainer.ret_rms}  # fmt: skip
+    loaded = []
+    for name in AGENT_PARTS:
+        if state.get(name) is None or targets[name] is None:
+            continue
+        try:
+            targets[name].load_state_dict(state[name])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"{where}: its {name} does not fit this cell ({str(exc).splitlines()[0][:200]}); use a checkpoint of the same config") from None
+        loaded.append(name)
+    return loaded
+
+
 def save_pretrained_wm(trainer: PWMTrainer, path: str | os.PathLike) -> Path:
-    """`pretrained_wm.pt`: the world model, obs/rew rms and the config's dynamics block, written atomically."""
+    """`pretrained_wm.pt`: the world model, obs/rew rms, the rest of the agent's state (`agent_state`, as PWM's
+    checkpoint after pretraining holds it) and the config's dynamics block, written atomically."""
     path = Path(path)
     state = {
         "format": _FORMAT,
@@ -115,6 +150,7 @@ def save_pretrained_wm(trainer: PWMTrainer, path: str | os.PathLike) -> Path:
         "rew_rms": trainer.rew_rms.state_dict() if trainer.rew_rms is not None else None,
         "pretrain_data": trainer.cfg.pretrain_data,
         "iterations": trainer.pretraining.step if trainer.pretraining is not None else 0,
+        **agent_state(trainer),
     }
     return torch_save_atomic(state, path)
 
@@ -142,8 +178,10 @@ def _config_of(values: dict[str, Any]) -> Any:
 
 
 def load_pretrained_wm(trainer: PWMTrainer, path: str | os.PathLike) -> None:
-    """Load a pretrained world model (and its rms, where the file has them) into `trainer`; refuse one of another
-    task, dynamics variant, preset or world-model shape, naming what differs."""
+    """Load a pretrained world model, its rms and the rest of the agent's state (optimisers with their learning
+    rates, actor, critic, ret_rms — what PWM's `general.checkpoint` restores; older files have only the world model
+    and rms) into `trainer`; refuse one of another task, dynamics variant, preset or world-model shape, naming what
+    differs."""
     path = Path(path).expanduser()
     task, block, state = _read_world_model_file(path)
     where = f"pretrain_checkpoint {str(path)!r}"
@@ -161,6 +199,7 @@ def load_pretrained_wm(trainer: PWMTrainer, path: str | os.PathLike) -> None:
     for key, rms in (("obs_rms", trainer.obs_rms), ("rew_rms", trainer.rew_rms)):
         if rms is not None and state.get(key) is not None:
             rms.load_state_dict(state[key])
+    restore_agent_state(trainer, state, where)
     trainer.wm_bootstrapped = True
 
 
