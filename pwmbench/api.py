@@ -31,6 +31,7 @@ from pwmbench.interfaces import (
     join_inputs,
 )
 from pwmbench.job_output import RemoteTraceback, captured_output
+from pwmbench.nn.checkpoint_import import import_world_model, read_checkpoint
 from pwmbench.jobs import JobGraph, order_jobs
 from pwmbench.nn import (
     PRESETS,
@@ -93,6 +94,7 @@ __all__ = [
     # building blocks
     "NormedLinear", "SimNorm", "mlp", "init_weights", "RewardHead", "symlog", "symexp", "two_hot",
     "PRESETS", "WorldModelPreset", "WorldModel", "WorldModelLoss", "build_world_model", "count_parameters",
+    "import_world_model", "read_checkpoint",
     # accessors
     "integrator", "dynamics", "task", "executor",
 ]
