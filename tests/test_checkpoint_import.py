@@ -113,3 +113,15 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
         api.read_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(ConfigError, match="no such checkpoint"):
         api.read_checkpoint(tmp_path / "none.pt")
+
+
+def test_the_side_by_side_script_says_what_it_skips_without_the_checkouts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pwm_side_by_side.py"
+    done = subprocess.run([sys.executable, str(script), "--pwm", str(tmp_path / "nope"), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "skipped — PWM: no checkout at" in done.stdout and "skipped — TD-MPC2: no checkout at None" in done.stdout
+    assert not (tmp_path / "out").exists()  # nothing compared, nothing written
