@@ -130,7 +130,7 @@ def markdown(task: str, summary: dict, steps: list[int], meta: dict) -> str:
                 mark = f"; bound {up:.3g}{' ✓' if up < 1 else ''}" if up == up else ""
                 cells.append(f"{c['geomean']:.3g} [{c['min']:.3g}, {c['max']:.3g}] ({c['below_1']}/{c['seeds']}{mark})" if c else "-")
             lines.append(f"| {variant} | {names[ratio]} | " + " | ".join(cells) + " |")
-    lines += ["", f"Pretraining wall-clock (s, mean over seeds, one thread): " + ", ".join(f"{v} {w:.0f}" for v, w in meta["wall_s"].items())]
+    lines += ["", "Pretraining wall-clock (s, mean over seeds, one thread): " + ", ".join(f"{v} {w:.0f}" for v, w in meta["wall_s"].items())]
     return "\n".join(lines) + "\n"
 
 

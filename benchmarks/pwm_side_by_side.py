@@ -206,7 +206,7 @@ def main() -> None:
     if speed:
         lines += ["", "| update | PWM (s, median of 15) | pwmbench (s) | pwmbench / PWM |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['pwm']:.4f} | {v['pwmbench']:.4f} | {v['pwmbench'] / v['pwm']:.2f} |" for k, v in speed.items()]
-    lines += [f"", *[f"Skipped: {s}" for s in skipped]]
+    lines += ["", *[f"Skipped: {s}" for s in skipped]]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     (args.out / "summary.json").write_text(json.dumps({"machine": machine, "rows": rows, "speed": speed, "skipped": skipped}, indent=1, default=str) + "\n")

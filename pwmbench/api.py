@@ -31,7 +31,6 @@ from pwmbench.interfaces import (
     join_inputs,
 )
 from pwmbench.job_output import RemoteTraceback, captured_output
-from pwmbench.nn.checkpoint_import import import_world_model, read_checkpoint
 from pwmbench.jobs import JobGraph, order_jobs
 from pwmbench.nn import (
     PRESETS,
@@ -49,6 +48,7 @@ from pwmbench.nn import (
     symlog,
     two_hot,
 )
+from pwmbench.nn.checkpoint_import import import_world_model, read_checkpoint
 from pwmbench.options import Range, resolve_options
 from pwmbench.plugins import Plugins, get_plugins, set_plugins
 from pwmbench.registry import (

@@ -24,10 +24,10 @@ from pwmbench.scoring import (
     format_verdict,
     load_results,
     overall_line,
-    summary_rows,
     raw_score,
     run_failure,
     score_all,
+    summary_rows,
 )
 from pwmbench.stats import BOOTSTRAP_REPS, aggregate, late_half_median
 
@@ -165,8 +165,8 @@ def _candidate_section(v: Verdict, suite: dict[str, Any]) -> list[str]:
     lines = [f"## {c} vs {b}", "",
              f"Raw results are mean ± std over finished seeds; scores are normalised (see the scale table); Δ is in normalised "
              f"points (100 × score difference), Δ% only where {b}'s score is at least 0.05 from zero.", "",
-             f"Per task, the paired sign-flip test over the seed pairs (exact; Holm-adjusted over every candidate × task test of "
-             f"this report), Wilcoxon's signed-rank test from 6 pairs, and Welch's unpaired test as a descriptive figure.", "",
+             "Per task, the paired sign-flip test over the seed pairs (exact; Holm-adjusted over every candidate × task test of "
+             "this report), Wilcoxon's signed-rank test from 6 pairs, and Welch's unpaired test as a descriptive figure.", "",
              f"| task | {b} raw | {c} raw | {b} score | {c} score | Δ points | Δ% | {b} time (s) | {c} time (s) | speed ratio | pairs | sign-flip p | Holm p | Wilcoxon p | Welch p | failed runs |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for t in v.tasks:

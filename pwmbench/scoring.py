@@ -31,7 +31,15 @@ from pwmbench.decision import Decision, DecisionSettings, decide
 from pwmbench.errors import PwmbenchError, suggest
 from pwmbench.paired_stats import holm, sign_flip_p, wilcoxon_p
 from pwmbench.results import read_dir
-from pwmbench.stats import BOOTSTRAP_REPS, Estimate, aggregate, iqm, mean_difference_ci, probability_of_improvement_ci, welch
+from pwmbench.stats import (
+    BOOTSTRAP_REPS,
+    Estimate,
+    aggregate,
+    iqm,
+    mean_difference_ci,
+    probability_of_improvement_ci,
+    welch,
+)
 
 PCT_MIN_BASELINE = 0.05  # Δ% is shown only when the baseline's normalised score is at least this far from 0
 PROTOCOL = "docs/protocol.md"

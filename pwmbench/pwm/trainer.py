@@ -155,7 +155,7 @@ class PWMTrainer:
     # ------------------------------------------------------------------ gradient probe
     def probe_parts(self) -> ProbeParts:
         """What the gradient probe shares with training: actor, critic, encoder, model step, reward scale, loss scale."""
-        cfg, rew_rms = self.cfg, self.rew_rms
+        cfg = self.cfg
         return ProbeParts(
             actor=self.actor, value=self.critic.min, encode=lambda obs: self.wm.encode(self._norm_obs(obs)),
             model_step=lambda z, a: self.wm.step(z, a, reward_decode=cfg.actor_reward_decode),
