@@ -165,3 +165,24 @@ def test_peak_scoring_of_task_set_members_uses_policy_iterations(tmp_path):
     peaked = at_peak(runs, curves)
     assert [r["final_return"] for r in peaked] == [3.0, 4.0, 3.0, 4.0]  # the curve's peak at iteration 1 or 2: e(3 − e) = 2, + seed
     assert all(r["peak_at"] == 1 for r in peaked)  # a tie: the earliest
+
+
+def test_the_gate_separates_the_recorded_budget_curves_untrained_from_trained_models():
+    """docs/protocol.md#the-model-quality-gate: on benchmarks/results/model_quality_budget the gated reward ratio fails
+    both models untrained and passes both from 300 pretraining steps; the H-step latent ratio would fail the MLP at
+    every budget — why it is reported, not gated."""
+    from pathlib import Path
+
+    from pwmbench.quality_gate import GATED, bound
+
+    record = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/model_quality_budget/summary.json").read_text())
+
+    def passes(variant, ratio, step):
+        values = [row[ratio] for r in record["runs"] if r["variant"] == variant for row in r["rows"] if row["step"] == step]
+        return bound(values)[1] < 1
+
+    assert list(GATED) == ["model_reward_ratio_mean_H_final"]
+    for variant in ("mlp", "flow"):
+        assert not passes(variant, "model_reward_ratio_mean_H", 0)
+        assert all(passes(variant, "model_reward_ratio_mean_H", step) for step in (300, 1000, 3000, 10000))
+    assert not any(passes("mlp", "model_error_ratio_copy_H", step) for step in (0, 300, 1000, 3000, 10000))
