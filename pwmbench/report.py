@@ -278,8 +278,8 @@ def _model_quality(runs: list[dict[str, Any]]) -> list[str]:
              "mean ± std over seeds. Errors are latent MSEs on each model's own latent scale; a ratio is the model's error "
              'over a trivial predictor\'s: "no change" (z_{t+1} = z_t, or z_H = z_0 at H steps) for the latents, the '
              "held-out windows' mean reward for rewards (normalised rewards along the open-loop rollout). The gate "
-             "(protocol: the model-quality gate) needs the upper 95% bootstrap bound over seeds of the reward ratio below 1; "
-             "the latent ratios are shown, not gated.", "",
+             "(protocol: the model-quality gate) needs the upper 95% bootstrap bound over seeds of the reward ratio and of "
+             "the H-step ratio below 1; the one-step ratio is shown, not gated.", "",
              "| task | variant | seeds | " + " | ".join(name for _, name in columns) + " | gate |",
              "|---|---|---|" + "---|" * len(columns) + "---|"]  # fmt: skip
     for (task, variant), group in sorted(by.items()):

@@ -168,21 +168,25 @@ def test_peak_scoring_of_task_set_members_uses_policy_iterations(tmp_path):
 
 
 def test_the_gate_separates_the_recorded_budget_curves_untrained_from_trained_models():
-    """docs/protocol.md#the-model-quality-gate: on benchmarks/results/model_quality_budget the gated reward ratio fails
-    both models untrained and passes both from 300 pretraining steps; the H-step latent ratio would fail the MLP at
-    every budget — why it is reported, not gated."""
+    """docs/protocol.md#the-model-quality-gate: on benchmarks/results/model_quality_budget both gated ratios fail both
+    models untrained and pass both once trained (flow from 300 pretraining steps, the MLP at 30,000); the one-step
+    ratio fails the MLP even at 30,000 — why it is reported, not gated."""
     from pathlib import Path
 
     from pwmbench.quality_gate import GATED, bound
 
-    record = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/model_quality_budget/summary.json").read_text())
+    root = Path(__file__).resolve().parents[1] / "benchmarks/results/model_quality_budget"
+    runs = [r for name in ("summary.json", "mlp_30k/summary.json") for r in json.loads((root / name).read_text())["runs"]]
 
     def passes(variant, ratio, step):
-        values = [row[ratio] for r in record["runs"] if r["variant"] == variant for row in r["rows"] if row["step"] == step]
-        return bound(values)[1] < 1
+        values = [row[ratio] for r in runs if r["variant"] == variant for row in r["rows"] if row["step"] == step]
+        assert len(values) in (3, 6), (variant, ratio, step)
+        return bound(values[:3])[1] < 1 if len(values) == 3 else bound(values[3:])[1] < 1
 
-    assert list(GATED) == ["model_reward_ratio_mean_H_final"]
-    for variant in ("mlp", "flow"):
-        assert not passes(variant, "model_reward_ratio_mean_H", 0)
-        assert all(passes(variant, "model_reward_ratio_mean_H", step) for step in (300, 1000, 3000, 10000))
-    assert not any(passes("mlp", "model_error_ratio_copy_H", step) for step in (0, 300, 1000, 3000, 10000))
+    assert set(GATED) == {"model_reward_ratio_mean_H_final", "model_error_ratio_copy_H_final"}
+    for ratio in ("model_reward_ratio_mean_H", "model_error_ratio_copy_H"):
+        assert not passes("mlp", ratio, 0) and not passes("flow", ratio, 0)
+        assert all(passes("flow", ratio, step) for step in (300, 1000, 3000, 10000))
+        assert passes("mlp", ratio, 30000)
+    assert not any(passes("mlp", "model_error_ratio_copy_H", step) for step in (300, 1000, 3000, 10000))
+    assert not passes("mlp", "model_error_ratio_copy", 30000)
