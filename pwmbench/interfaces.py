@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError, PluginError, PwmbenchError
 from pwmbench.options import is_number, resolve_options
+from pwmbench.plugin_source import registered_label
 
 VelocityFn = Callable[[Tensor, Any], Tensor]
 
@@ -71,8 +72,6 @@ class Integrator:
     @classmethod
     def build(cls, **options: Any) -> Integrator:
         """Check options against `default_options` (names and types; strings coerced), fill defaults, construct."""
-        from pwmbench.registry import registered_label
-
         owner = registered_label(cls, "integrator")
         resolved = resolve_options(options, cls.default_options, cls.option_types, owner=owner)
         try:
@@ -152,8 +151,6 @@ class DynamicsModel(nn.Module):
 
         A ConfigError names the plugin, the option, the expected type and the value; an exception from the
         constructor becomes one PluginError line naming the plugin, the exception type and its message."""
-        from pwmbench.registry import registered_label
-
         owner = registered_label(cls, "dynamics model")
         resolved = resolve_options(options, cls.default_options, cls.option_types, owner=owner)
         try:

@@ -26,7 +26,7 @@ from pwmbench.interfaces import (
     TaskSpec,
 )
 from pwmbench.options import check_units, coerce, describe_type, resolve_options
-from pwmbench.registry import registered_label
+from pwmbench.plugin_source import registered_label
 
 # A small context shaped like TD-MPC2's (latent = 2 SimNorm groups of 8) and a batch of 3: cheap to build and run.
 VALIDATION_CONTEXT = DynamicsContext(latent_dim=16, action_dim=2, task_dim=0, units=(16,), simnorm_dim=8)

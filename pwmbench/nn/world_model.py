@@ -34,7 +34,7 @@ from pwmbench.nn.presets import WorldModelPreset
 from pwmbench.nn.presets import preset as get_preset
 from pwmbench.nn.reward import RewardHead
 from pwmbench.options import check_units
-from pwmbench.registry import registered_label
+from pwmbench.plugin_source import registered_label
 
 REWARD_DECODES = ("symexp", "pwm-code")  # how WorldModel.step decodes a two-hot reward head for the actor
 

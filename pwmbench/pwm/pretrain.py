@@ -41,7 +41,10 @@ from pwmbench.errors import ConfigError, PwmbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pwmbench.data.dataset import OfflineDataset
-    from pwmbench.pwm.trainer import PWMTrainer
+
+# The trainer this phase belongs to (pwmbench.pwm.trainer.PWMTrainer). Named, not imported: the trainer imports this
+# module to build its pretraining phase, and this module only reads and writes the trainer's attributes.
+PWMTrainer = Any
 
 __all__ = [
     "DEFAULT_PRETRAIN_ITERATIONS", "PRETRAINED_WM_FILE", "PRETRAIN_CHECKPOINT_EVERY", "PRETRAIN_LOG_EVERY",
