@@ -311,13 +311,6 @@ def decision_options(command):
     return command
 
 
-def _decision(suite: dict, metric, margin, alpha, model_quality, score_at):
-    from pwmbench.decision import DecisionSettings
-
-    given = {"metric": metric, "margin": margin, "alpha": alpha, "model_quality": model_quality, "score_at": score_at}
-    return DecisionSettings.from_record(suite.get("decision")).replace(where="pwmbench score", **{k: v for k, v in given.items() if v is not None})
-
-
 @main.command("score")
 @click.argument("results", type=click.Path(file_okay=False))
 @click.option("--candidate", "candidates", multiple=True, help="Variant compared with the baseline (repeatable; default: every other variant).")
@@ -330,11 +323,13 @@ def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alph
     accepted (better or non-inferior, every required criterion), 1 when one is not (named in the last line), 3 when
     none fails but one is inconclusive (we cannot tell yet), 2 when the results cannot be scored."""
     from pwmbench.errors import PwmbenchError
+    from pwmbench.decision import DecisionSettings
     from pwmbench.scoring import format_scoring, load_results, score_all
 
     try:
         runs, suite, curves = load_results(results, curves=True)
-        settings = _decision(suite, metric, margin, alpha, model_quality, score_at)
+        settings = DecisionSettings.from_record(suite.get("decision")).with_flags(
+            "pwmbench score", metric=metric, margin=margin, alpha=alpha, model_quality=model_quality, score_at=score_at)
         scoring = score_all(runs, suite, curves, candidates=list(candidates) or None, baseline=baseline, reps=reps, settings=settings)
     except (PwmbenchError, ValueError) as exc:
         _fail(str(exc))

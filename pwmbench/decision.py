@@ -78,6 +78,10 @@ class DecisionSettings:
                 changes[key] = float(v)
         return replace(self, **changes)
 
+    def with_flags(self, where: str, **flags: Any) -> DecisionSettings:
+        """A copy with the command-line flags a user gave (None: not given), each checked by name."""
+        return self.replace(where=where, **{k: v for k, v in flags.items() if v is not None})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

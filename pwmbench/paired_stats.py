@@ -16,7 +16,6 @@ candidate's run and the baseline's run of one (task, seed) are a pair, and the t
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -103,18 +102,11 @@ def paired_permutation_p(pairs: Pairs, metric: str = "iqm", reps: int = BOOTSTRA
 
 
 def sign_flip_p(candidate: Sequence[float], baseline: Sequence[float]) -> float:
-    """Exact two-sided p of the mean paired difference under sign flips (scipy's `permutation_test` with
-    permutation_type="samples"); NaN without a pair."""
-    d = np.asarray(candidate, float) - np.asarray(baseline, float)
-    if len(d) == 0:
+    """Two-sided p of the mean paired difference under sign flips (scipy's `permutation_test` with
+    permutation_type="samples"): the paired permutation test of one task's mean; NaN without a pair."""
+    if len(candidate) == 0:
         return math.nan
-    observed = abs(d.mean())
-    tol = 1e-12 * max(1.0, observed)
-    if len(d) <= 20:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
-    else:
-        signs = np.random.default_rng(0).choice((1.0, -1.0), (BOOTSTRAP_REPS, len(d)))
-    return float(np.mean(np.abs((signs * d).mean(axis=1)) >= observed - tol))
+    return paired_permutation_p({"task": dict(enumerate(zip(candidate, baseline)))}, "mean")[0]
 
 
 def wilcoxon_p(candidate: Sequence[float], baseline: Sequence[float]) -> float:

@@ -19,9 +19,12 @@ untrained (docs/protocol.md#the-model-quality-gate).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import numpy as np
 
 GATED = {
     "model_reward_ratio_mean_H_final": "reward error along the rollout / mean-reward predictor",
@@ -30,18 +33,12 @@ GATED = {
 LEVEL = 0.95
 TRIVIAL_ERROR = {"model_reward_ratio_mean_H_final": "model_reward_error_mean_H_final"}  # the trivial predictor's own error
 RECORDED_SINCE = {"model_error_ratio_copy_H_final": 3, "model_reward_ratio_mean_H_final": 7}  # result schema versions
-
-
 EXACT_MAX_SEEDS = 6  # 6^6 = 46,656 resamples enumerated; above, Monte Carlo
 MONTE_CARLO = 20_000
 
 
 def bound(ratios: list[float]) -> tuple[float, float]:
     """(geometric mean, upper 95% bootstrap bound of the geometric mean) of positive ratios; NaN below two values."""
-    import itertools
-
-    import numpy as np
-
     logs = np.log(np.asarray(ratios, float))
     centre = float(logs.mean())
     n = len(logs)
@@ -54,32 +51,34 @@ def bound(ratios: list[float]) -> tuple[float, float]:
     return math.exp(centre), math.exp(float(np.quantile(logs[draws].mean(axis=1), LEVEL)))
 
 
+def _not_measured(rows: list[Mapping[str, Any]], column: str) -> str:
+    """Why no seed has a usable value of `column`: an older result schema, a trivial predictor with no error to beat,
+    or diagnostics that did not run."""
+    old = [r["schema_version"] for r in rows if r.get("schema_version") is not None and r["schema_version"] < RECORDED_SINCE.get(column, 0)]
+    if old:
+        return f"not recorded (these runs were written by an older pwmbench, result schema v{old[0]}; it is recorded since v{RECORDED_SINCE[column]})"
+    flat = [r for r in rows if column in TRIVIAL_ERROR and r.get(TRIVIAL_ERROR[column]) == 0.0]
+    if flat:
+        return f"undefined on {len(flat)} seed(s): their held-out rewards are all equal, so there is no reward variation to predict"
+    return "not measured (diagnostics_windows = 0, or episodes shorter than H + 1)"
+
+
 def check(runs: Iterable[Mapping[str, Any]], variants: Iterable[str], tasks: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """(every check as a dict, the failures as sentences) for each variant × task × gated ratio, on finished runs."""
-    runs = [r for r in runs if r.get("status") == "ok"]
+    finished = [r for r in runs if r.get("status") == "ok"]
     checks, failures = [], []
-    for variant in variants:
-        for task in tasks:
-            rows = [r for r in runs if r["variant"] == variant and r["task"] == task]
-            for column, label in GATED.items():
-                values = [float(r[column]) for r in rows if r.get(column) is not None and math.isfinite(r[column]) and r[column] > 0]
-                entry: dict[str, Any] = {"variant": variant, "task": task, "ratio": column, "seeds": len(values), "values": values}
-                if not values:
-                    entry.update(geomean=None, upper=None, passed=False)
-                    old = [r["schema_version"] for r in rows if r.get("schema_version") is not None and r["schema_version"] < RECORDED_SINCE.get(column, 0)]
-                    flat = [r for r in rows if column in TRIVIAL_ERROR and r.get(TRIVIAL_ERROR[column]) == 0.0]
-                    if old:
-                        why = f"not recorded (these runs were written by an older pwmbench, result schema v{old[0]}; it is recorded since v{RECORDED_SINCE[column]})"
-                    elif flat:
-                        why = f"undefined on {len(flat)} seed(s): their held-out rewards are all equal, so there is no reward variation to predict"
-                    else:
-                        why = "not measured (diagnostics_windows = 0, or episodes shorter than H + 1)"
-                    failures.append(f"{variant} on {task}: {label} {why}")
-                else:
-                    centre, upper = bound(values)
-                    entry.update(geomean=centre, upper=upper, passed=bool(upper < 1.0))
-                    if not entry["passed"]:
-                        why = f"upper 95% bound {upper:.3g}" if math.isfinite(upper) else f"{len(values)} seed cannot bound it"
-                        failures.append(f"{variant} on {task}: {label} = {centre:.3g} ({why}; needs < 1)")
-                checks.append(entry)
+    for variant, task, (column, label) in itertools.product(variants, tasks, GATED.items()):
+        rows = [r for r in finished if r["variant"] == variant and r["task"] == task]
+        values = [float(r[column]) for r in rows if r.get(column) is not None and math.isfinite(r[column]) and r[column] > 0]
+        entry: dict[str, Any] = {"variant": variant, "task": task, "ratio": column, "seeds": len(values), "values": values}
+        if not values:
+            entry.update(geomean=None, upper=None, passed=False)
+            failures.append(f"{variant} on {task}: {label} {_not_measured(rows, column)}")
+        else:
+            centre, upper = bound(values)
+            entry.update(geomean=centre, upper=upper, passed=bool(upper < 1.0))
+            if not entry["passed"]:
+                why = f"upper 95% bound {upper:.3g}" if math.isfinite(upper) else f"{len(values)} seed cannot bound it"
+                failures.append(f"{variant} on {task}: {label} = {centre:.3g} ({why}; needs < 1)")
+        checks.append(entry)
     return checks, failures

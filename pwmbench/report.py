@@ -27,7 +27,6 @@ from pwmbench.scoring import (
     raw_score,
     run_failure,
     score_all,
-    summary_rows,
 )
 from pwmbench.stats import BOOTSTRAP_REPS, aggregate, late_half_median
 
@@ -51,7 +50,7 @@ def build_report(results: str | Path, out: str | Path, candidates: list[str] | N
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs, suite, curves = load_results(results, curves=True)
-    settings = DecisionSettings.from_record(suite.get("decision")).replace(where="pwmbench report", **{k: v for k, v in (decision or {}).items() if v is not None})
+    settings = DecisionSettings.from_record(suite.get("decision")).with_flags("pwmbench report", **(decision or {}))
     scoring = score_all(runs, suite, curves, candidates=candidates, baseline=baseline, reps=reps, settings=settings)
     plots = [p for p in [report_plots.paired_differences(scoring.verdicts, out, settings.margin)] if p]
     plots += _plots(curves, scoring, out) + _score_plots(runs, curves, scoring, out)
@@ -134,8 +133,7 @@ def _decisions(scoring: Scoring) -> list[str]:
              f"worse: its upper bound < −δ; otherwise inconclusive. Model quality: {st.model_quality}. Scored at the {st.score_at} evaluation.", "",
              f"| candidate | decision | Δ {metric} | interval | permutation p | seed pairs | MDE (80% power) | seeds needed | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for s in summary_rows(scoring):
-        v = scoring.verdict(s["candidate"])
+    for v in scoring.verdicts:
         d = v.decision
         diff = d.difference
         lines.append(f"| {v.candidate} | **{d.outcome}** | {_fmt(diff.value, 4, sign=True)} | [{_fmt(diff.low, 4, sign=True)}, {_fmt(diff.high, 4, sign=True)}] "

@@ -461,8 +461,9 @@ def score_all(
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         by[(r["task"], r["variant"])].append(r)
-    verdicts = [_verdict(runs, by, suite, scales, baseline, c, reps, cache, settings, len(chosen)) for c in chosen]
-    _paired_tests(verdicts)
+    comparisons = {c: _comparisons(by, sorted({r["task"] for r in runs if r["variant"] in (baseline, c)}), scales, baseline, c) for c in chosen}
+    _paired_tests([t for tasks in comparisons.values() for t in tasks])  # one Holm family: every candidate × task
+    verdicts = [_verdict(runs, by, suite, baseline, c, comparisons[c], reps, cache, settings, len(chosen)) for c in chosen]
     failed = [f"{r['task']}/seed {r['seed']}: {why}" for r in runs if r["variant"] == baseline and (why := run_failure(r))]
     scoring = Scoring(baseline, scales, verdicts, reps, failed, settings=settings)
     scoring.unreadable = list(suite.get("unreadable", []))
@@ -471,30 +472,18 @@ def score_all(
     return scoring
 
 
-def _paired_tests(verdicts: list[Verdict]) -> None:
+def _paired_tests(tasks: list[TaskComparison]) -> None:
     """Per (candidate, task): the sign-flip test over seed pairs, Wilcoxon's where n allows, and the sign-flip p
     Holm-adjusted over every such test of the scoring (one family: all candidates × tasks)."""
-    tests = []
-    for v in verdicts:
-        for t in v.tasks:
-            pairs = t.pairs()
-            if pairs:
-                c, b = [x for x, _ in pairs.values()], [y for _, y in pairs.values()]
-                t.sign_flip_p, t.wilcoxon_p = sign_flip_p(c, b), wilcoxon_p(c, b)
-                tests.append(t)
-    for t, adjusted in zip(tests, holm([t.sign_flip_p for t in tests])):
+    tested = []
+    for t in tasks:
+        pairs = t.pairs()
+        if pairs:
+            c, b = [x for x, _ in pairs.values()], [y for _, y in pairs.values()]
+            t.sign_flip_p, t.wilcoxon_p = sign_flip_p(c, b), wilcoxon_p(c, b)
+            tested.append(t)
+    for t, adjusted in zip(tested, holm([t.sign_flip_p for t in tested])):
         t.holm_p = adjusted
-    alpha = verdicts[0].decision.settings.alpha if verdicts and verdicts[0].decision else 0.05
-    for v in verdicts:
-        both = [t for t in v.tasks if t.comparable]
-        sig = [t for t in both if t.candidate_score > t.baseline_score and t.holm_p < alpha]
-        v.criteria.insert(_ideal_at(v) + 1, Criterion(f"{v.candidate} significantly better on most tasks (paired sign-flip test, Holm-adjusted p < {alpha:g})",
-                                                  f"{len(sig)}/{len(both)} tasks", "> 50%", bool(both) and len(sig) > 0.5 * len(both), False))  # fmt: skip
-
-
-def _ideal_at(v: Verdict) -> int:
-    """Where the ideal criteria start (the first is the original count rule)."""
-    return next((i for i, c in enumerate(v.criteria) if not c.required), len(v.criteria))
 
 
 def compare(runs: list[dict[str, Any]], suite: dict[str, Any], candidate: str | None = None, baseline: str | None = None,
@@ -526,9 +515,8 @@ def _steps(values: list[float | None]) -> float | None:
     return statistics.mean(values)
 
 
-def _verdict(runs, by, suite, scales, baseline, candidate, reps, cache, settings: DecisionSettings, candidates: int) -> Verdict:
-    tasks = sorted({r["task"] for r in runs if r["variant"] in (baseline, candidate)})
-    comparisons = _comparisons(by, tasks, scales, baseline, candidate)
+def _verdict(runs, by, suite, baseline, candidate, comparisons: list[TaskComparison], reps, cache, settings: DecisionSettings,
+             candidates: int) -> Verdict:  # fmt: skip
     missing = [_missing(t, baseline, candidate) for t in comparisons if not t.pairs()]
     checks, gate_failures = quality_gate.check(runs, (baseline, candidate), [t.task for t in comparisons if t.pairs()])
     decision = decide({t.task: t.pairs() for t in comparisons}, settings, candidates=candidates, reps=reps,
@@ -593,6 +581,10 @@ def _criteria(comparisons, runs, suite, b, c, by, reps, cache, decision: Decisio
     crit.append(Criterion(f"{c} ≥ {b} normalised score on ≥ 50% of tasks (the original count rule: no margin, no interval)",
                           f"{wins}/{len(both)} tasks" + (f" ({len(missing)} without a usable run)" if missing else ""), "≥ 50%",
                           bool(both) and not missing and wins >= 0.5 * len(both), False))  # fmt: skip
+    alpha = d.settings.alpha
+    sig = [t for t in both if t.candidate_score > t.baseline_score and t.holm_p < alpha]
+    crit.append(Criterion(f"{c} significantly better on most tasks (paired sign-flip test, Holm-adjusted p < {alpha:g})",
+                          f"{len(sig)}/{len(both)} tasks", "> 50%", bool(both) and len(sig) > 0.5 * len(both), False))  # fmt: skip
 
     aggregates: dict[str, Any] = {}
     if both:
