@@ -129,7 +129,7 @@ def compare_pwm(root: Path, rows: list[dict], speed: dict) -> None:
 
     loss_fn = pwm_loss_function(root)
     me = SimpleNamespace(horizon=H, gamma=0.99, device="cpu", latent_dim=512, wm=theirs)
-    total_t, dyn_t, rew_t = loss_fn(me, obs, act, rew.unsqueeze(-1))
+    total_t = loss_fn(me, obs, act, rew.unsqueeze(-1))[0]
     losses = ours.loss(obs, act, rew, rho=0.99)
     rows.append(row("2. world-model loss (PWM compute_wm_loss vs pwmbench)", abs(float(total_t.detach()) - float(losses.wm_loss.detach())), TOL["loss"]))
     theirs.zero_grad(), ours.zero_grad()
@@ -266,7 +266,7 @@ def compare_policy_iteration(root: Path, rows: list[dict], speed: dict, iteratio
         torch.manual_seed(100 + i)
         symexp_rows.append(policies["symexp"].train_iteration())
     ours = policies["pwm-code"]
-    worst = lambda key: max(abs(t[key] - o[key]) for t, o in zip(theirs_rows, ours_rows, strict=True))  # noqa: E731
+    worst = lambda key: max(abs(t[key] - o[key]) for t, o in zip(theirs_rows, ours_rows, strict=True))
     rows.append(row(f"5. D1/D7: actor loss, {iterations} multitask policy iterations (PWM update vs pwmbench TaskPolicy)", worst("actor_loss"), 1e-4))
     norm_rel = max(abs(t["actor_grad_norm"] - o["actor_grad_norm"]) / t["actor_grad_norm"] for t, o in zip(theirs_rows, ours_rows, strict=True))
     rows.append(row("5. D1/D7: actor gradient norm before clipping (relative)", norm_rel, 1e-5, f"PWM's first: {theirs_rows[0]['actor_grad_norm']:.4g}"))
@@ -329,10 +329,10 @@ def compare_checkpoint(root: Path, rows: list[dict], tmp: Path) -> None:
     for a in (saver, loaded, fresh):
         torch.manual_seed(11)
         a.update(*batches[1], None, True)
-    after = lambda a: max(diff(p, q) for p, q in zip(a.wm.parameters(), saver.wm.parameters(), strict=True))  # noqa: E731
+    after = lambda a: max(diff(p, q) for p, q in zip(a.wm.parameters(), saver.wm.parameters(), strict=True))
     actor_after = max(diff(p, q) for p, q in zip(loaded.actor.parameters(), saver.actor.parameters(), strict=True))
     rows.append(row("7. D6: PWM's save → load → next update, vs the agent that saved (world model, actor)", max(after(loaded), actor_after), 1e-6))
-    moved = lambda a: sum(float((v - start[k]).norm()) for k, v in a.wm.state_dict().items())  # noqa: E731
+    moved = lambda a: sum(float((v - start[k]).norm()) for k, v in a.wm.state_dict().items())
     rows.append(row(f"7. D6: with a fresh Adam instead, the first world-model step moves {moved(fresh) / moved(saver):.1f}× as far", moved(fresh) / moved(saver), float("inf"),
                     "differs by design: what pwmbench restored before W12"))  # fmt: skip
     written = set(torch.load(tmp / "d6.pt", weights_only=False))
@@ -388,7 +388,7 @@ def compare_buffer(rows: list[dict], tmp: Path) -> None:
     # D5: start states of multitask policy learning: obs[0] of PWM's (H+1)-windows vs pwmbench's start_states
     starts_t = set()
     for _ in range(200):
-        starts_t |= set(tuple(theirs.sample())[0][0, :, 1].long().tolist())
+        starts_t |= set(next(iter(theirs.sample()))[0, :, 1].long().tolist())
     data_dir = tmp / "d5_chunks"
     data_dir.mkdir(parents=True, exist_ok=True)
     act_nan, rew_nan = act.clone(), rew.clone()
@@ -420,7 +420,7 @@ def compare_buffer(rows: list[dict], tmp: Path) -> None:
         theirs_online.add(TensorDict({"obs": o[0], "action": a[0], "reward": r[0], "term": torch.zeros(L, dtype=torch.bool)}, (L,)))
 
     ours_online = SequenceBuffer(1, 50 * L, 2, 1)
-    lag_t = lag(add_t, lambda: set(tuple(theirs_online.sample())[0][0, :, 0].long().tolist()))
+    lag_t = lag(add_t, lambda: set(next(iter(theirs_online.sample()))[0, :, 0].long().tolist()))
     lag_o = lag(lambda e: ours_online.add_episodes(*labelled_episodes(1, L, e), torch.tensor([L])),
                 lambda: set(ours_online.sample(64, H, g)[0][0, :, 0].long().tolist()))  # fmt: skip
     rows.append(row(f"6. D3: sample() calls until a finished episode first appears (PWM {lag_t}, pwmbench {lag_o})", float(lag_t - lag_o), float("inf"),

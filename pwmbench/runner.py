@@ -324,7 +324,7 @@ def tracked_jobs(jobs: list[Job], cell_of: dict[str, Cell], out: Path) -> list[T
         if job.kind == "cell":
             items.append(ProgressBoard.track_cell(cell, out))
         elif job.kind == "world_model":
-            items.append(Tracked(job.key, f"{name} world model", cell.directory(out), cell.config.offline_wm_iterations, "step"))
+            items.append(Tracked(job.key, f"{name} world model", cell.directory(out), cell.config.wm_training_steps, "step"))
         elif job.kind == "member":
             task_id = job.kwargs["task_id"]
             items.append(Tracked(job.key, f"{name} member {task_id}", cell.directory(out) / MEMBERS_DIR / str(task_id), cell.config.max_epochs, "iteration"))

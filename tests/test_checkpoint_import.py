@@ -19,24 +19,24 @@ def _normed(sd, prefix, fan_in, fan_out, gen):
     sd[f"{prefix}.ln.bias"] = 0.1 * torch.randn(fan_out, generator=gen)
 
 
-def tdmpc2_state(seed=0):
+def tdmpc2_state(seed=0, obs=O, act=A, task_dim=T, n_tasks=N, latent=L, units=U, enc=E):
     """A multitask TD-MPC2 world model's state dict, as its `save` writes it ({"model": state_dict})."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
-    emb = torch.randn(N, T, generator=g)
+    emb = torch.randn(n_tasks, task_dim, generator=g)
     sd["_task_emb.weight"] = 0.9 * emb / emb.norm(dim=-1, keepdim=True)  # inside max_norm = 1: no renormalisation
-    sd["_action_masks"] = torch.tensor([[1.0] * 4, [1, 1, 0, 0], [1, 0, 0, 0]])
-    _normed(sd, "_encoder.state.0", O + T, E, g)
-    _normed(sd, "_encoder.state.1", E, L, g)
-    _normed(sd, "_dynamics.0", L + T + A, U, g)
-    _normed(sd, "_dynamics.1", U, U, g)
-    _normed(sd, "_dynamics.2", U, L, g)
-    _normed(sd, "_reward.0", L + T + A, U, g)
-    _normed(sd, "_reward.1", U, U, g)
-    sd["_reward.2.weight"] = torch.randn(BINS, U, generator=g) * 0.3
+    sd["_action_masks"] = torch.tensor([[1.0] * 4, [1, 1, 0, 0], [1, 0, 0, 0]]) if (n_tasks, act) == (N, A) else torch.ones(n_tasks, act)
+    _normed(sd, "_encoder.state.0", obs + task_dim, enc, g)
+    _normed(sd, "_encoder.state.1", enc, latent, g)
+    _normed(sd, "_dynamics.0", latent + task_dim + act, units, g)
+    _normed(sd, "_dynamics.1", units, units, g)
+    _normed(sd, "_dynamics.2", units, latent, g)
+    _normed(sd, "_reward.0", latent + task_dim + act, units, g)
+    _normed(sd, "_reward.1", units, units, g)
+    sd["_reward.2.weight"] = torch.randn(BINS, units, generator=g) * 0.3
     sd["_reward.2.bias"] = torch.randn(BINS, generator=g) * 0.1
-    sd["_pi.0.weight"] = torch.randn(U, L + T, generator=g)  # what pwmbench's world model does not have
-    sd["_Qs.params.0.weight"] = torch.randn(5, U, L + T + A, generator=g)
+    sd["_pi.0.weight"] = torch.randn(units, latent + task_dim, generator=g)  # what pwmbench's world model does not have
+    sd["_Qs.params.0.weight"] = torch.randn(5, units, latent + task_dim + act, generator=g)
     sd["log_std_min"] = torch.tensor(-10.0)
     return {"model": {f"model.{k}" if k.startswith("_Q") else k: v for k, v in sd.items()}}, sd
 
@@ -125,3 +125,53 @@ def test_the_side_by_side_script_says_what_it_skips_without_the_checkouts(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "skipped — PWM: no checkout at" in done.stdout and "skipped — TD-MPC2: no checkout at None" in done.stdout
     assert not (tmp_path / "out").exists()  # nothing compared, nothing written
+
+
+# ------------------------------------------------------------------------- a task-set cell from a checkpoint
+@pytest.mark.slow
+def test_a_task_set_cell_starts_from_an_imported_tdmpc2_world_model(tmp_path):
+    """PWM's MT30/MT80 path: the world model is TD-MPC2's checkpoint (`general.checkpoint` → `load_wm`), not trained.
+    `world_model_checkpoint` imports it in the world-model job: no step trained, the members' policies learn in exactly
+    the imported model, the run rows and world_model.pt say where it came from; a file that does not fit fails the
+    cell with the mismatch named, and a non-MLP variant is refused before anything runs."""
+    from pwmbench.atomic_files import sha256_of
+    from pwmbench.data.collect import collect
+    from pwmbench.nn.world_model import build_world_model
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.checkpoint import load_checkpoint
+    from pwmbench.pwm.config import resolve_config
+    from pwmbench.results import read_table
+
+    spec = api.task("mt30").spec
+    collect("mt30", 1, tmp_path / "data", task_ids=[8], num_envs=1, seed=3)
+    saved, sd = tdmpc2_state(4, obs=spec.obs_dim, act=spec.act_dim, task_dim=spec.task_dim, n_tasks=spec.n_tasks, latent=16, units=32, enc=32)
+    torch.save(saved, tmp_path / "mt30-tdmpc2.pt")
+    tiny = {"preset": "pwm_5M", "world_model": {"units": [32, 32], "encoder_units": [32], "latent_dim": 16}, "actor_units": [32, 32],
+            "critic_units": [32, 32], "horizon": 4, "wm_batch_size": 8, "policy_batch_size": 16, "critic_iterations": 2, "max_epochs": 2,
+            "eval_every": 2, "eval_episodes": 2, "offline_wm_iterations": 50, "data_dir": str(tmp_path / "data")}  # fmt: skip
+    cfg = resolve_config({**tiny, "world_model_checkpoint": str(tmp_path / "mt30-tdmpc2.pt")})
+    assert cfg.wm_training_steps == 0
+    assert train_cell("mt30", cfg, 42, tmp_path / "cell").status == "ok"
+    row = read_table(tmp_path / "cell" / "run.arrow").to_pylist()[0]
+    assert (row["status"], row["wm_iterations"], row["wm_recipe"]) == ("ok", 0, "imported (tdmpc2)")
+    record = load_checkpoint(tmp_path / "cell" / "world_model.pt")
+    assert record["imported_from"]["sha256"] == sha256_of(tmp_path / "mt30-tdmpc2.pt") and record["rows"] == []
+    assert record["imported_from"]["left_out"] == ["_Qs.params.0.weight", "_pi.0.weight", "log_std_min"]
+    wm = build_world_model("pwm_5M", obs_dim=spec.obs_dim, act_dim=spec.act_dim, n_tasks=spec.n_tasks, task_dim=spec.task_dim, units=[32, 32],
+                           encoder_units=[32], latent_dim=16)  # fmt: skip
+    wm.load_state_dict(record["owm"]["wm"])
+    obs, a, task = torch.randn(3, spec.obs_dim), torch.rand(3, spec.act_dim) * 2 - 1, torch.tensor([8, 8, 3])
+    z_ref, next_ref, _ = reference(sd, obs, a * wm.action_masks[task], task)
+    with torch.no_grad():
+        z = wm.encode(obs, task)
+        assert torch.allclose(z, z_ref, atol=1e-6) and torch.allclose(wm.next(z, a, task), next_ref, atol=1e-6)
+
+    wrong = resolve_config({**tiny, "world_model": {"units": [48, 48], "encoder_units": [32], "latent_dim": 16},
+                            "world_model_checkpoint": str(tmp_path / "mt30-tdmpc2.pt")})  # fmt: skip
+    assert train_cell("mt30", wrong, 42, tmp_path / "wrong").status == "failed"
+    reason = read_table(tmp_path / "wrong" / "run.arrow").to_pylist()[0]["reason"]
+    assert reason.startswith("world model: ConfigError: the tdmpc2 checkpoint does not fit this world model") and "dynamics = 'mlp'" not in reason
+    with pytest.raises(ConfigError, match="set world_model_checkpoint on the mlp variant only"):
+        resolve_config({**tiny, "dynamics": "flow", "world_model_checkpoint": str(tmp_path / "mt30-tdmpc2.pt")})
+    with pytest.raises(ConfigError, match="world_model_checkpoint_source must be one of 'tdmpc2', 'pwm'"):
+        resolve_config({**tiny, "world_model_checkpoint_source": "dreamer"})

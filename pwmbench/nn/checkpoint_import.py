@@ -84,7 +84,7 @@ def import_world_model(state: dict[str, Tensor], wm: WorldModel, source: str = "
             w = mapped[name]
             z, emb, a = w[:, :latent], w[:, latent : latent + task_dim], w[:, latent + task_dim :]
             mapped[name] = torch.cat((z, a, emb), dim=1)
-    mlp_hint = f" (a {source} checkpoint holds an MLP dynamics model: build the world model with dynamics = 'mlp', not {wm.dynamics_name})"
+    mlp_hint = f" (a {source} checkpoint holds an MLP dynamics model: build the world model with dynamics = 'mlp', not {wm.dynamics_name})" if wm.dynamics_name != "mlp" else ""
     wrong = [f"{k}: checkpoint {tuple(v.shape)}, this model {tuple(target[k].shape)}" for k, v in mapped.items() if k in target and v.shape != target[k].shape]
     if wrong:
         raise ConfigError(f"the {source} checkpoint does not fit this world model (preset, widths, latent or task set differ): "

@@ -209,7 +209,7 @@ def total_steps(task_name: str, cfg: PWMConfig) -> int:
     if not isinstance(task, TaskSet):
         return cfg.max_epochs
     members = len(cfg.task_ids) if cfg.task_ids is not None else task.spec.n_tasks
-    return cfg.offline_wm_iterations + cfg.max_epochs * members
+    return cfg.wm_training_steps + cfg.max_epochs * members
 
 
 def _train_task_set(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[str, str], progress: bool) -> CellResult:

@@ -90,6 +90,10 @@ class PWMConfig:
     # the reward the actor (and its critic targets) sees from a two-hot head in imagination: "pwm-code" (Σ softmax·bins,
     # no symexp — PWM's `almost_two_hot_inv`, what produced its MT30/MT80 numbers) or "symexp" (the decoded reward)
     actor_reward_decode: str = "pwm-code"
+    # task sets: start from a TD-MPC2 or PWM world-model checkpoint instead of training one (PWM's MT30/MT80 runs load
+    # TD-MPC2's with `general.checkpoint`); imported with api.import_world_model, MLP dynamics only
+    world_model_checkpoint: str | None = None
+    world_model_checkpoint_source: str = "tdmpc2"  # "tdmpc2" (its save(): {"model": ...}) or "pwm" (PWM's save(): "world_model"/"wm")
     # single-task pretraining (PWM's `general.pretrain`): world-model steps on a dataset before the first epoch
     pretrain_data: str | None = None  # a TD-MPC2-format dataset directory of this task (pwmbench data collect --task)
     pretrain_wm_iterations: int | None = None  # None → PWM's number for the task where known, else 50,000
@@ -154,14 +158,26 @@ class PWMConfig:
                 raise ConfigError(f"{key} must be in [-{LOGSTD_LIMIT}, {LOGSTD_LIMIT}] (a log standard deviation), got {getattr(self, key)}")
         if self.min_logstd > self.init_logstd:
             raise ConfigError(f"min_logstd {self.min_logstd} is above init_logstd {self.init_logstd}")
-        for key, choices in (("lr_schedule", ("linear", "constant")), ("wm_recipe", (None, "tdmpc2", "pwm-single")), ("critic_targets", ("pwm-code", "td-lambda")), ("actor_reward_decode", ("pwm-code", "symexp"))):
+        for key, choices in (("lr_schedule", ("linear", "constant")), ("wm_recipe", (None, "tdmpc2", "pwm-single")), ("critic_targets", ("pwm-code", "td-lambda")), ("actor_reward_decode", ("pwm-code", "symexp")),
+                             ("world_model_checkpoint_source", ("tdmpc2", "pwm"))):
             if getattr(self, key) not in choices:
                 raise ConfigError(f"{key} must be one of {', '.join(repr(c) for c in choices if c is not None)}, got {getattr(self, key)!r}")
         if not DEVICE.fullmatch(self.device):
             raise ConfigError(f"device must be \"cpu\", \"cuda\", \"cuda:N\" (N = 0, 1, ...) or \"mps\", got {self.device!r}")
-        for key in ("data_dir", "pretrain_data", "pretrain_checkpoint", "dynamics"):
+        for key in ("data_dir", "pretrain_data", "pretrain_checkpoint", "world_model_checkpoint", "dynamics"):
             if getattr(self, key) == "":
                 raise ConfigError(f"{key} must not be an empty string")
+        if self.world_model_checkpoint is not None and self.dynamics != "mlp":
+            raise ConfigError(
+                f"world_model_checkpoint holds a {self.world_model_checkpoint_source} world model with MLP dynamics; this variant's dynamics "
+                f"is {self.dynamics!r}: set world_model_checkpoint on the mlp variant only, or train every variant (comparing an imported "
+                "world model with a freshly trained one is not a comparison of dynamics models)"
+            )
+
+    @property
+    def wm_training_steps(self) -> int:
+        """World-model steps a task-set cell trains: none when it imports `world_model_checkpoint`."""
+        return 0 if self.world_model_checkpoint else self.offline_wm_iterations
 
     @property
     def rho(self) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pwmbench.atomic_files import remove
+from pwmbench.atomic_files import remove, sha256_of
 from pwmbench.data.dataset import OfflineDataset
 from pwmbench.errors import ConfigError
 from pwmbench.interfaces import RunEvent, TaskSet
@@ -146,6 +146,8 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
         dataset.load_usage_state(saved["usage"])
         rows = saved["rows"]
     plugins.emit(RunEvent("started", {**ident, "phase": "world_model"}, step=owm.iteration, config=cfg.to_dict()))
+    if cfg.world_model_checkpoint:
+        return _import_world_model(owm, cfg, out)
     reporter = ProgressFile(out / PROGRESS_FILE, cfg.offline_wm_iterations)
 
     def checkpoint() -> None:
@@ -177,6 +179,27 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
     save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": dataset.usage(),
                      "rows": rows, "iteration": owm.iteration, "wall_s": owm.wall_s}, out / WORLD_MODEL_FILE)  # fmt: skip
     (out / PROGRESS_FILE).unlink(missing_ok=True)
+    return status
+
+
+def _import_world_model(owm: OfflineWorldModel, cfg: PWMConfig, out: Path) -> str:
+    """The world-model job when `world_model_checkpoint` is set: PWM's multitask path (`general.checkpoint` →
+    `load_wm`, a TD-MPC2 checkpoint) — the weights imported, no step trained; `world_model.pt` records the file, its
+    SHA-256 and what was left out. A file that does not fit is this job's failure, named, like any other."""
+    from pwmbench.nn.checkpoint_import import import_world_model, read_checkpoint
+
+    path = Path(cfg.world_model_checkpoint).expanduser()
+    status, reason, failure, imported = "ok", None, {}, {}
+    try:
+        report = import_world_model(read_checkpoint(path), owm.wm, cfg.world_model_checkpoint_source)
+        imported = {"path": str(path), "source": cfg.world_model_checkpoint_source, "sha256": sha256_of(path),
+                    "loaded": len(report["loaded"]), "left_out": report["left_out"]}  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - recorded for the members, as a crashed training is
+        status = "failed"
+        reason, failure = failure_record(exc)
+        reason = f"world model: {reason}"
+    save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": owm.dataset.usage(),
+                     "rows": [], "iteration": 0, "wall_s": 0.0, "imported_from": imported}, out / WORLD_MODEL_FILE)  # fmt: skip
     return status
 
 
@@ -248,7 +271,8 @@ def _member_row(taskset, cfg, seed, owm, saved, ident, task_id, status, reason, 
         "params_reward": counts["reward"], "nfe_per_step": owm.wm.dynamics.evals_per_next,
         "nfe_per_train_step": owm.wm.dynamics.evals_per_train_step,
         "config": cfg.to_json(), "config_hash": config_hash(cfg), "schema_version": SCHEMA_VERSION,
-        "data_dir": str(owm.dataset.directory), "wm_iterations": saved["iteration"], "wm_recipe": owm.recipe.name,
+        "data_dir": str(owm.dataset.directory), "wm_iterations": saved["iteration"],
+        "wm_recipe": f"imported ({saved['imported_from']['source']})" if saved.get("imported_from") else owm.recipe.name,
         **provenance(cfg.device, plugin_versions()),
         "status": status, "reason": reason,
         "diverged_epoch": failure.get("diverged_epoch"), "diverged_quantity": failure.get("diverged_quantity"),
@@ -329,5 +353,5 @@ def train_multitask_cell(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path,
         train_world_model(taskset, cfg, seed, out, ident, progress=progress)
     for k, task_id in enumerate(ids):
         if member_status(out, task_id) is None:
-            train_member(taskset, cfg, seed, out, ident, task_id, progress=progress, done_before=cfg.offline_wm_iterations + k * cfg.max_epochs)
+            train_member(taskset, cfg, seed, out, ident, task_id, progress=progress, done_before=cfg.wm_training_steps + k * cfg.max_epochs)
     return collect(taskset, cfg, seed, out, ident, ids)
