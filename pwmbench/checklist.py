@@ -112,7 +112,7 @@ def _data_check(task: str, suite) -> str:
     """base.data_dir holds a well-formed dataset of the set's widths (or [data] will collect one)."""
     from pwmbench.data.chunks import chunk_paths
     from pwmbench.data.inspect import inspect_dataset
-    from pwmbench.runner import prepare_datasets
+    from pwmbench.data.jobs import check_suite_data
 
     data_dir = suite.base.get("data_dir")
     if data_dir and Path(data_dir).expanduser().is_dir() and chunk_paths(Path(data_dir).expanduser()):
@@ -122,7 +122,7 @@ def _data_check(task: str, suite) -> str:
         return f"{data_dir}: {report['episodes']:,} episodes, {report['transitions']:,} transitions, {len(report['tasks'])} task ids"
     if suite.data:
         return f"{data_dir} is empty: `pwmbench run` will collect {suite.data['episodes_per_task']} episodes per task first"
-    prepare_datasets(suite)  # raises with the fix
+    check_suite_data(suite, next(iter(suite.configs.values())).horizon)  # raises with the fix
     return "ok"
 
 
@@ -131,14 +131,13 @@ def _pretrain_check(task: str, suite) -> str:
     from pwmbench.api import task as get_task
     from pwmbench.data.chunks import chunk_paths
     from pwmbench.pwm.pretrain import open_pretrain_data, pretrain_iterations
-    from pwmbench.runner import _suite_horizon
     from pwmbench.suite import pretrain_dir
 
     directory = Path(pretrain_dir(suite, task) or "").expanduser()
     spec = get_task(task).spec
     steps = pretrain_iterations(suite.configs[(task, suite.variants[0].name)], spec)
     if directory.is_dir() and chunk_paths(directory):
-        data = open_pretrain_data(directory, spec, _suite_horizon(suite))
+        data = open_pretrain_data(directory, spec, suite.configs[(task, suite.variants[0].name)].horizon)
         return f"{directory}: {data.num_episodes:,} episodes, {data.transitions():,} transitions; {steps:,} pretraining steps"
     if "episodes" in suite.pretrain:
         return f"{directory} is empty: `pwmbench run` will collect {suite.pretrain['episodes']} episodes first; {steps:,} pretraining steps"

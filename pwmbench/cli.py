@@ -176,13 +176,14 @@ def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, dev
               help="Results directory (default: results/<suite name>); on a cluster, a path every node sees.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Cells trained at once (one process each).")
 @click.option("--only", default=None, help="Filter cells: task=…,variant=…,seed=… (keys may repeat).")
-@click.option("--dry-run", is_flag=True, help="Validate, audit and print the plan; train nothing.")
+@click.option("--dry-run", is_flag=True, help="Validate, audit and print the plan (the job graph); train nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the job graph as JSON (key, kind, depends_on, resources per job).")
 @click.option("--restart", is_flag=True, help="Train the selected cells again even if they finished (ok or diverged).")
 @click.option("--executor", default=None, help="Executor plugin that runs the jobs (default: the suite's [executor] name, else local).")
 @click.option("--set", "settings", multiple=True, metavar="executor.KEY=VALUE", help="An executor option (repeatable), e.g. executor.address=auto.")
 @click.option("--detach", is_flag=True, help="Submit the jobs and return (executors whose jobs outlive this process: slurm); follow with `pwmbench status`.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, settings, detach, progress) -> None:
+def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, executor, settings, detach, progress) -> None:
     """Run every cell of a suite (task × variant × seed): parity gate, fairness audit, training, results.
 
     Cells that finished (ok, or diverged: a NaN/Inf is a result) are skipped; failed cells (an exception) are
@@ -192,17 +193,23 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, sett
     from pathlib import Path
 
     from pwmbench.errors import PwmbenchError
-    from pwmbench.runner import Submission, cell_status, parse_executor_settings, parse_only, plan, run_suite
+    from pwmbench.runner import Submission, cell_status, parse_executor_settings, parse_only, plan, plan_graph, run_suite
     from pwmbench.suite import load_suite, prepare
 
+    if as_json and not dry_run:
+        _fail("--json prints the job graph of a dry run: add --dry-run")
     try:
         suite = prepare(load_suite(suite_file))
         out = Path(out_dir) if out_dir else Path("results") / suite.name
         filters = parse_only(only)
         _check_only(suite, filters)
         cells, todo = plan(suite, out, filters, restart)
+        graph = plan_graph(suite, out, todo, restart) if dry_run else None
     except PwmbenchError as exc:
         _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(graph.to_json(), indent=1))
+        return
     click.echo(f"suite {suite.name}: {len(suite.tasks)} tasks × {len(suite.variants)} variants × {len(suite.seeds)} seeds = {len(suite.cells())} cells; selected {len(cells)}, to run {len(todo)} → {out}")
     for task, info in suite.parity.items():
         report = info["report"]
@@ -214,10 +221,16 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, restart, executor, sett
         ratio = suite.compute_matched.get("flop_ratio")
         click.echo(f"  {name}: wm_iterations = {cfg.wm_iterations}" + (f" (update FLOP ratio {ratio:.2f} × base)" if ratio else " (given)"))
     if dry_run:
-        for cell in todo:
-            retry = not restart and cell_status(cell, out) == "failed"
-            click.echo(f"  would {'retry' if retry else 'train'} {cell.task} {cell.variant} seed {cell.seed} ({cell.config.max_epochs} epochs)"
-                       f"{' — it failed in an earlier run' if retry else ''} → {cell.directory(out)}")  # fmt: skip
+        for job in graph.jobs:
+            cell = graph.cell_of[job.key]
+            if cell is None:
+                click.echo(f"  would collect ({job.kind}) → {Path(job.log).parent}")
+            elif job.kind == graph.kinds[cell.key].cell_job:
+                retry = not restart and cell_status(cell, out) == "failed"
+                click.echo(f"  would {'retry' if retry else 'train'} {cell.task} {cell.variant} seed {cell.seed} ({cell.config.max_epochs} epochs)"
+                           f"{' — it failed in an earlier run' if retry else ''} → {cell.directory(out)}")  # fmt: skip
+        inner = sum(1 for j in graph.jobs if graph.cell_of[j.key] is not None and j.kind != graph.kinds[graph.cell_of[j.key].key].cell_job)
+        click.echo(f"  {len(graph.jobs)} jobs ({inner} inner task-set jobs); the graph as JSON: add --json")
         return
     try:
         options = parse_executor_settings(settings)
@@ -248,7 +261,7 @@ def _threads_line(suite, workers: int) -> str:
     a hint when the run leaves most of the machine idle."""
     import os
 
-    from pwmbench.runner import job_resources
+    from pwmbench.cell_kinds import job_resources
 
     by_kind = {kind: job_resources(suite, kind).cpus for kind in ("cell", "world_model", "member")}
     threads = max(by_kind.values())
@@ -281,7 +294,7 @@ def status_cmd(results, as_json) -> None:
     from pathlib import Path
 
     from pwmbench.errors import PwmbenchError
-    from pwmbench.runner import results_status
+    from pwmbench.results_status import results_status
 
     try:
         rows, scheduler_note = results_status(Path(results))

@@ -67,7 +67,6 @@ from pwmbench.pwm.config import MAX_COUNT, PWMConfig, resolve_config
 
 DEFAULT_SEEDS = (42, 123, 456)
 TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain", "executor", "decision")
-JOB_KINDS = ("cell", "world_model", "member", "collect")  # single-task cell; a task-set cell's three kinds of job
 RESOURCE_KEYS = ("cpus", "gpus", "memory_gb", "time_min")
 DATA_KEYS = ("taskset", "episodes_per_task", "task_ids", "seed", "num_envs", "policy")
 PRETRAIN_KEYS = ("data", "iterations", "episodes", "dir", "policy", "seed", "num_envs")
@@ -290,7 +289,9 @@ def parse_executor(where: str, block: Any) -> dict[str, Any]:
         _expect(here, "name", name, str, "an executor name")
     resources = dict(_expect(here, "resources", block.pop("resources", {}), dict, "a table of [executor.resources.KIND] tables"))
     try:
-        check_keys(resources, JOB_KINDS, kind="job kind", where=f"{here} resources")
+        from pwmbench.cell_kinds import job_kinds  # the kinds of job the registered cell kinds and the data jobs emit
+
+        check_keys(resources, job_kinds(), kind="job kind", where=f"{here} resources")
         for kind, spec in resources.items():
             check_keys(_expect(here, f"resources.{kind}", spec, dict, "a table"), RESOURCE_KEYS, kind="resource", where=f"{here} resources.{kind}")
             try:

@@ -6,7 +6,6 @@ another order)."""
 import json
 
 import pytest
-
 from job_graph_reference import REFERENCE, differences, run_tiny
 
 

@@ -92,7 +92,8 @@ def test_the_local_executor_runs_a_graph_in_dependency_order(tmp_path, workers_s
 
 
 def test_executor_options_and_resources_come_from_the_suite(tmp_path):
-    from pwmbench.runner import executor_choice, job_resources, parse_executor_settings
+    from pwmbench.cell_kinds import job_resources
+    from pwmbench.runner import executor_choice, parse_executor_settings
     from pwmbench.suite import SuiteError, parse_suite
 
     base = {"name": "s", "tasks": ["dmc/cartpole-balance"], "variants": {"mlp": {"dynamics": "mlp"}}}
@@ -117,7 +118,7 @@ def test_executor_options_and_resources_come_from_the_suite(tmp_path):
 
 
 def test_the_results_directory_is_locked_by_one_run(tmp_path):
-    from pwmbench.runner import LOCK_FILE, ResultsLocked, results_lock
+    from pwmbench.results_lock import LOCK_FILE, ResultsLocked, results_lock
 
     with results_lock(tmp_path) as path:
         holder = json.loads(path.read_text())
@@ -168,7 +169,8 @@ def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_on
     from pwmbench.data.collect import collect
     from pwmbench.pwm.cell import train_cell
     from pwmbench.results import read_table
-    from pwmbench.runner import cell_jobs, run_suite
+    from pwmbench.cell_kinds import kind_for
+    from pwmbench.runner import run_suite
     from pwmbench.suite import load_suite, prepare
 
     collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)
@@ -176,7 +178,7 @@ def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_on
     path.write_text(TASKSET_SUITE.format(data=tmp_path / "data"))
     suite = prepare(load_suite(path))
     (cell,) = suite.cells()
-    jobs = cell_jobs(suite, cell, tmp_path / "planned", restart=False)
+    jobs = kind_for(cell.task).jobs(suite, cell, tmp_path / "planned", False, ())
     assert [(j.kind, j.depends_on) for j in jobs] == [
         ("world_model", ()), ("member", (f"{cell.key}|world_model",)), ("member", (f"{cell.key}|world_model",)),
         ("collect", (f"{cell.key}|world_model", f"{cell.key}|member|8", f"{cell.key}|member|29"))]  # fmt: skip
@@ -212,7 +214,7 @@ def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_on
     (cell_dir / "members" / "29" / "member_run.arrow").unlink()
     (cell_dir / "run.arrow").unlink()
     assert "queued    " + f"{cell.key}|member|29" in CliRunner().invoke(main, ["status", str(tmp_path / "jobs")]).output
-    again = [j.key for j in cell_jobs(suite, cell, tmp_path / "jobs", restart=False)]
+    again = [j.key for j in kind_for(cell.task).jobs(suite, cell, tmp_path / "jobs", False, ())]
     assert again == [f"{cell.key}|member|29", cell.key]
     assert run_suite(suite, tmp_path / "jobs", workers=1, progress=False).ok
     assert table(cell_dir, "run.arrow")[1]["final_return"] == table(tmp_path / "inline", "run.arrow")[1]["final_return"]

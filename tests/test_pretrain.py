@@ -305,23 +305,27 @@ def test_suite_pretrain_table_is_validated():
 
 
 def test_suite_collects_pretraining_data_and_sets_every_variant(tmp_path, toy_plugins):
-    from pwmbench.runner import prepare_pretraining
+    from pwmbench.data.jobs import check_suite_data, pretrain_data_job
     from pwmbench.suite import SuiteError, prepare
 
     suite = prepare(_suite({"episodes": 3, "dir": str(tmp_path / "pre" / "{task}"), "num_envs": 2, "iterations": 5}))
     configs = [suite.configs[("toy/point", v)] for v in ("mlp", "flow")]
     assert {(c.pretrain_data, c.pretrain_wm_iterations) for c in configs} == {(str(tmp_path / "pre" / "toy/point"), 5)}
-    prepare_pretraining(suite)
+    check_suite_data(suite, 4)  # to be collected: nothing to check yet
+    job = pretrain_data_job(suite, "toy/point", 4)
+    assert job.kind == "pretrain_data" and job.key == f"pretrain_data|{tmp_path / 'pre' / 'toy' / 'point'}"
+    assert job.fn(**job.kwargs)["collected"]
     assert OfflineDataset(tmp_path / "pre" / "toy" / "point").num_episodes == 3
-    prepare_pretraining(suite)  # present: not collected again
+    assert pretrain_data_job(suite, "toy/point", 4) is None  # present: not collected again
+    check_suite_data(suite, 4)
     missing = prepare(_suite({"data": str(tmp_path / "absent")}))
     with pytest.raises(SuiteError, match=r"\[pretrain\].*no such data directory"):
-        prepare_pretraining(missing)
+        check_suite_data(missing, 4)
 
 
 def test_check_reports_the_pretraining_data_or_the_fix(tmp_path, toy_plugins):
     from pwmbench.checklist import preflight
-    from pwmbench.runner import prepare_pretraining
+    from pwmbench.data.jobs import pretrain_data_job
     from pwmbench.suite import load_suite, prepare
 
     def suite_file(pretrain: str) -> Path:
@@ -339,6 +343,7 @@ def test_check_reports_the_pretraining_data_or_the_fix(tmp_path, toy_plugins):
     spec = f'episodes = 3\ndir = "{tmp_path / "pre" / "{task}"}"\nnum_envs = 2\niterations = 5'
     planned = {name: (ok, detail) for name, ok, detail in preflight(suite_file(spec), tmp_path / "out")}
     assert planned["task toy/point: world-model pretraining data"] == (True, f"{tmp_path / 'pre' / 'toy/point'} is empty: `pwmbench run` will collect 3 episodes first; 5 pretraining steps")
-    prepare_pretraining(prepare(load_suite(suite_file(spec))))
+    job = pretrain_data_job(prepare(load_suite(suite_file(spec))), "toy/point", 4)
+    job.fn(**job.kwargs)  # what the run's pretrain_data job does
     ok, detail = {name: (ok, detail) for name, ok, detail in preflight(suite_file(spec), tmp_path / "out")}["task toy/point: world-model pretraining data"]
     assert ok and "3 episodes" in detail and "5 pretraining steps" in detail

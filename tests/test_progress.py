@@ -7,7 +7,7 @@ import pytest
 
 from pwmbench.pwm.cell import ProgressLine
 from pwmbench.pwm.config import resolve_config
-from pwmbench.runner import ProgressBoard
+from pwmbench.progress_board import ProgressBoard
 from pwmbench.suite import Cell
 
 

@@ -236,7 +236,8 @@ def test_a_suite_runs_on_slurm_attached_and_detached(cluster, tmp_path, monkeypa
     (results_status) follows the Slurm jobs to done."""
     from test_runner import write_suite
 
-    from pwmbench.runner import results_status, run_suite
+    from pwmbench.results_status import results_status
+    from pwmbench.runner import run_suite
     from pwmbench.suite import load_suite, prepare
 
     monkeypatch.setenv("PWMBENCH_PLUGINS", "toy_task")  # the jobs load the toy task plugin (sbatch passes the environment)
@@ -259,23 +260,29 @@ def test_a_suite_runs_on_slurm_attached_and_detached(cluster, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_task_set_suite_on_slurm_gives_the_local_executors_results(cluster, tmp_path, monkeypatch):
-    """MT30 with two members on the cluster: the world-model job, the member jobs as one array after it, then the
-    collecting job — the same rows and curves as the local executor."""
+    """MT30 with two members on the cluster: its dataset collected by a Slurm `dataset` job (not by the submitting
+    process), the world-model job after it, the member jobs as one array after that, then the collecting job — the
+    same rows and curves as the local executor, which finds the data there and collects nothing."""
     from test_jobs import TASKSET_SUITE
 
-    from pwmbench.data.collect import collect
     from pwmbench.results import read_table
-    from pwmbench.runner import run_suite
+    from pwmbench.runner import plan_graph, run_suite
     from pwmbench.suite import load_suite, prepare
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)
     path = tmp_path / "suite.toml"
-    path.write_text(TASKSET_SUITE.format(data=tmp_path / "data"))
+    path.write_text(TASKSET_SUITE.format(data=tmp_path / "data") + '[data]\ntaskset = "mt30"\nepisodes_per_task = 2\ntask_ids = [8, 29]\nseed = 3\nnum_envs = 2\n')
     suite = prepare(load_suite(path))
-    for name, options in (("slurm", {"poll_s": 0.5}), ("local", {})):
-        summary = run_suite(suite, tmp_path / name, workers=2, executor=name, options=options, progress=False)
-        assert summary.ok and summary.statuses == {"ok": 1}, summary
+    graph = plan_graph(suite, tmp_path / "slurm", suite.cells(), restart=False)
+    data_key = f"dataset|{tmp_path / 'data'}"
+    assert [(j.key, j.kind) for j in graph.jobs[:2]] == [(data_key, "dataset"), (f"{suite.cells()[0].key}|world_model", "world_model")]
+    assert graph.jobs[1].depends_on == (data_key,) and not (tmp_path / "data").exists()  # planning collects nothing
+    summary = run_suite(suite, tmp_path / "slurm", workers=2, executor="slurm", options={"poll_s": 0.5}, progress=False)
+    assert summary.ok and summary.statuses == {"ok": 1}, summary
+    assert (tmp_path / "data" / "metadata.json").exists() and "dmc/cartpole-balance (id 8): 2 episodes" in (tmp_path / "data" / "collect.log").read_text()
+    assert [j.kind for j in plan_graph(suite, tmp_path / "local", suite.cells(), restart=False).jobs][0] == "world_model"  # collected once
+    summary = run_suite(suite, tmp_path / "local", workers=2, executor="local", progress=False)
+    assert summary.ok and summary.statuses == {"ok": 1}, summary
     (cell,) = suite.cells()
 
     def table(root, name):
