@@ -191,7 +191,7 @@ def compile_times(name: str, device: str) -> dict:
 
 
 def machine(device: str) -> str:
-    from pwmbench.provenance import cpu_model, device_name
+    from pwmbench.results.provenance import cpu_model, device_name
 
     text = f"{cpu_model()}, {os.cpu_count()} CPUs"
     return text + (f", {device_name(device)}" if device.startswith("cuda") else "")

@@ -29,7 +29,7 @@ import pwmbench_mw
 import torch
 
 from pwmbench import api
-from pwmbench.provenance import cpu_model
+from pwmbench.results.provenance import cpu_model
 
 TASKS = ("dmc/walker-walk", "dmc/cheetah-run", "mw/reach", "mw/push")
 COPIES = (1, 8)

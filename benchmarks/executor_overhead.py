@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pwmbench import api
-from pwmbench.provenance import cpu_model
+from pwmbench.results.provenance import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_STATUS = [str(ROOT / "scripts" / "local-slurm.sh"), "status"]

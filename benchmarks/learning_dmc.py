@@ -239,7 +239,7 @@ def write_suite_record(out: Path, budget: dict, seeds: list[int]) -> Path:
     """OUT/suite.json, so that `pwmbench score OUT` and `pwmbench report OUT` re-score the run under the current
     protocol: the baseline, the variants, the seeds, the shared settings and each task's parity gap (from the run
     rows' parameter counts, as scoring itself would)."""
-    from pwmbench.results import read_dir
+    from pwmbench.results.tables import read_dir
 
     runs = read_dir(out, "run.arrow").to_pylist()
     parity: dict = {}

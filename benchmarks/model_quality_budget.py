@@ -94,8 +94,8 @@ def run_one(task: str, variant: str, seed: int, steps: list[int], train_dir: str
 
 def summarise(results: list[dict], steps: list[int]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
     """variant → ratio → step → geometric mean, min, max over seeds, how many seeds are below 1, and the gate's
-    one-sided 95% t upper bound of the geometric mean (pwmbench.quality_gate.bound; NaN for one seed)."""
-    from pwmbench.quality_gate import bound
+    one-sided 95% t upper bound of the geometric mean (pwmbench.analysis.quality_gate.bound; NaN for one seed)."""
+    from pwmbench.analysis.quality_gate import bound
 
     out: dict = {}
     for variant in sorted({r["variant"] for r in results}, key=list(VARIANTS).index):
@@ -166,7 +166,7 @@ def main() -> None:
         results = list(pool.map(run_one, *zip(*jobs)))
     import torch
 
-    from pwmbench.provenance import cpu_model
+    from pwmbench.results.provenance import cpu_model
 
     meta = {
         "machine": f"{cpu_model() or platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__} · "

@@ -44,9 +44,9 @@ def main() -> None:
 
     from pwmbench.data.collect import collect
     from pwmbench.data.chunks import chunk_paths
-    from pwmbench.provenance import cpu_model
-    from pwmbench.results import read_dir
-    from pwmbench.suite import load_suite
+    from pwmbench.results.provenance import cpu_model
+    from pwmbench.results.tables import read_dir
+    from pwmbench.suite.spec import load_suite
 
     spec = load_suite(SUITE).data
     data = Path(load_suite(SUITE).base["data_dir"])

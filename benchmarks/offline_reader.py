@@ -120,7 +120,7 @@ def main() -> None:
     out = subprocess.run([sys.executable, __file__, "--measure-only", "--data", str(args.data), "--batches", str(args.batches)],
                          capture_output=True, text=True, check=True)  # fmt: skip
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    from pwmbench.provenance import cpu_model
+    from pwmbench.results.provenance import cpu_model
 
     record = {"machine": f"{cpu_model()}, {os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "generate_s": made, **result}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

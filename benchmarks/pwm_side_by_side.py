@@ -602,7 +602,7 @@ def main() -> None:
         print(f"skipped — {s}")
     if not rows:
         return
-    from pwmbench.provenance import cpu_model
+    from pwmbench.results.provenance import cpu_model
 
     rows.sort(key=lambda r: int(r["comparison"].split(".")[0]))  # by comparison number (the sections run PWM first, TD-MPC2 second)
 

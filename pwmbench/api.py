@@ -11,7 +11,7 @@ from typing import Any
 
 from pwmbench.errors import ConfigError, PluginError, PwmbenchError, check_keys, suggest
 from pwmbench.hookspecs import hookimpl
-from pwmbench.interfaces import (
+from pwmbench.plugin.interfaces import (
     JOB_STATES,
     DependencyFailed,
     DynamicsContext,
@@ -30,8 +30,8 @@ from pwmbench.interfaces import (
     check_substeps,
     join_inputs,
 )
-from pwmbench.job_output import RemoteTraceback, captured_output
-from pwmbench.jobs import JobGraph, order_jobs
+from pwmbench.plugin.job_output import RemoteTraceback, captured_output
+from pwmbench.jobs.graph import JobGraph, order_jobs
 from pwmbench.nn import (
     PRESETS,
     NormedLinear,
@@ -49,9 +49,9 @@ from pwmbench.nn import (
     two_hot,
 )
 from pwmbench.nn.checkpoint_import import import_world_model, read_checkpoint
-from pwmbench.options import Range, resolve_options
-from pwmbench.plugins import Plugins, get_plugins, set_plugins
-from pwmbench.registry import (
+from pwmbench.plugin.options import Range, resolve_options
+from pwmbench.plugin.manager import Plugins, get_plugins, set_plugins
+from pwmbench.plugin.registry import (
     DynamicsRegistry,
     ExecutorRegistry,
     IntegratorRegistry,

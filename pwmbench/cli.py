@@ -28,7 +28,7 @@ def plugins_cmd(as_json: bool) -> None:
     then plugin problems (a refused registration, a name two plugins register, a misnamed hook) and warnings (a
     hook-like function without @hookimpl). Exit 1 when a plugin has a problem."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.plugins import get_plugins
+    from pwmbench.plugin.manager import get_plugins
 
     try:
         plugins = get_plugins()
@@ -80,7 +80,7 @@ def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_
     """Compare parameter counts of world-model variants on real task dimensions: every variant's total must be
     within ±tolerance % of the first's (the baseline's); see docs/protocol.md#parameter-parity."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.parity import VariantSpec, format_report, parity_report, solve_width
+    from pwmbench.suite.parity import VariantSpec, format_report, parity_report, solve_width
 
     try:
         dims = _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim)
@@ -113,7 +113,7 @@ class _RegisteredOption(click.Option):
 
     def get_help_record(self, ctx: click.Context):
         try:
-            from pwmbench.plugins import get_plugins
+            from pwmbench.plugin.manager import get_plugins
 
             names = ", ".join(getattr(get_plugins(), self.registry).names()) or "none registered"
         except Exception as exc:  # noqa: BLE001 - help must render even when a plugin is broken
@@ -138,7 +138,7 @@ class _RegisteredOption(click.Option):
 def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, device, out_dir, restart, progress) -> None:
     """Train one cell (task × dynamics × seed) with PWM and write its Arrow results."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.parity import VariantSpec
+    from pwmbench.suite.parity import VariantSpec
     from pwmbench.pwm.cell import train_cell
     from pwmbench.pwm.config import parse_set, resolve_config
 
@@ -193,8 +193,8 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
     from pathlib import Path
 
     from pwmbench.errors import PwmbenchError
-    from pwmbench.runner import Submission, cell_status, parse_executor_settings, parse_only, plan, plan_graph, run_suite
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.jobs.runner import Submission, cell_status, parse_executor_settings, parse_only, plan, plan_graph, run_suite
+    from pwmbench.suite.spec import load_suite, prepare
 
     if as_json and not dry_run:
         _fail("--json prints the job graph of a dry run: add --dry-run")
@@ -261,7 +261,7 @@ def _threads_line(suite, workers: int) -> str:
     a hint when the run leaves most of the machine idle."""
     import os
 
-    from pwmbench.cell_kinds import job_resources
+    from pwmbench.jobs.cell_kinds import job_resources
 
     by_kind = {kind: job_resources(suite, kind).cpus for kind in ("cell", "world_model", "member")}
     threads = max(by_kind.values())
@@ -294,7 +294,7 @@ def status_cmd(results, as_json) -> None:
     from pathlib import Path
 
     from pwmbench.errors import PwmbenchError
-    from pwmbench.results_status import results_status
+    from pwmbench.jobs.status import results_status
 
     try:
         rows, scheduler_note = results_status(Path(results))
@@ -336,8 +336,8 @@ def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alph
     accepted (better or non-inferior, every required criterion), 1 when one is not (named in the last line), 3 when
     none fails but one is inconclusive (we cannot tell yet), 2 when the results cannot be scored."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.decision import DecisionSettings
-    from pwmbench.scoring import format_scoring, load_results, score_all
+    from pwmbench.analysis.decision import DecisionSettings
+    from pwmbench.analysis.scoring import format_scoring, load_results, score_all
 
     try:
         runs, suite, curves = load_results(results, curves=True)
@@ -361,7 +361,7 @@ def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alph
 def report_cmd(results, out_dir, candidates, baseline, reps, latex, metric, margin, alpha, model_quality, score_at) -> None:
     """Write the Markdown report (decisions first, summary, plots as PNG and PDF) and CSV exports of a results directory."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.report import build_report
+    from pwmbench.analysis.report import build_report
 
     try:
         flags = {"metric": metric, "margin": margin, "alpha": alpha, "model_quality": model_quality, "score_at": score_at}
@@ -378,7 +378,7 @@ def check_cmd(suite_file, out_dir) -> None:
     """The pre-flight checklist for a suite (plugins, suite file, seeds, parity gate, fairness audit, data,
     environments, results directory), one line each; exit 1 if any check fails.
     See docs/protocol.md#the-pre-flight-checklist."""
-    from pwmbench.checklist import preflight
+    from pwmbench.suite.checklist import preflight
 
     results = preflight(suite_file, out_dir)
     for name, ok, detail in results:
@@ -481,7 +481,7 @@ def _check_only(suite, filters) -> None:
 
 def _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim):
     from pwmbench.errors import ConfigError
-    from pwmbench.parity import Dims
+    from pwmbench.suite.parity import Dims
 
     if task_name is not None:
         from pwmbench.api import task

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from pwmbench.interfaces import RunEvent
-    from pwmbench.registry import DynamicsRegistry, ExecutorRegistry, IntegratorRegistry, TaskRegistry
+    from pwmbench.plugin.interfaces import RunEvent
+    from pwmbench.plugin.registry import DynamicsRegistry, ExecutorRegistry, IntegratorRegistry, TaskRegistry
 
 PROJECT = "pwmbench"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -23,7 +23,7 @@ def toy_plugins():
     """The process-wide plugin manager plus the toy task plugin (tests/toy_task.py)."""
     import toy_task
 
-    from pwmbench.plugins import Plugins, set_plugins
+    from pwmbench.plugin.manager import Plugins, set_plugins
 
     previous = set_plugins(Plugins(extra=[toy_task]))
     yield

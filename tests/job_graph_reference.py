@@ -34,7 +34,7 @@ VOLATILE = {"wall_s", "fps", "config", "config_hash", "data_dir", "git_commit", 
 
 
 def tiny_suite(name: str, tmp: Path) -> Any:
-    from pwmbench.suite import parse_suite, prepare
+    from pwmbench.suite.spec import parse_suite, prepare
 
     data = tomllib.loads((ROOT / "suites" / FILES[name]).read_text())
     shrink = SHRINK[name]
@@ -51,7 +51,7 @@ def _volatile(column: str) -> bool:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    from pwmbench.results import read_table
+    from pwmbench.results.tables import read_table
 
     table = read_table(path)
     keep = [c for c in table.column_names if not _volatile(c)]
@@ -67,7 +67,7 @@ def snapshot(out: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
 
 
 def run_tiny(name: str, tmp: Path) -> dict[str, Any]:
-    from pwmbench.runner import run_suite
+    from pwmbench.jobs.runner import run_suite
 
     suite = tiny_suite(name, tmp)
     summary = run_suite(suite, tmp / "results", workers=2, progress=False)
@@ -96,7 +96,7 @@ def differences(got: Any, want: Any, exact: bool, where: str = "") -> list[str]:
 def main() -> None:
     import tempfile
 
-    from pwmbench.provenance import cpu_model
+    from pwmbench.results.provenance import cpu_model
 
     record: dict[str, Any] = {"cpu_model": cpu_model(), "suites": {}}
     for name in SHRINK:

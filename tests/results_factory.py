@@ -6,7 +6,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pwmbench.pwm.config import resolve_config
-from pwmbench.results import curves_table, run_table, write_table_atomic
+from pwmbench.results.tables import curves_table, run_table, write_table_atomic
 
 
 SEEDS = (42, 123, 456, 1, 2, 3, 4, 5, 6, 7, 8, 9)

@@ -1,12 +1,12 @@
 """Whole-or-nothing writes, checksums beside the files a resume trusts, and the cleanup of a killed writer's temp
-files (pwmbench/atomic_files.py); what the runner makes of them is in test_faults.py."""
+files (pwmbench/results/atomic_files.py); what the runner makes of them is in test_faults.py."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pwmbench.atomic_files import ChecksumMismatch, checksum_path, move_aside, remove, remove_temp_files, verify_checksum, write_atomic
-from pwmbench.results import UnreadableTable, read_table, run_table, write_table_atomic
+from pwmbench.results.atomic_files import ChecksumMismatch, checksum_path, move_aside, remove, remove_temp_files, verify_checksum, write_atomic
+from pwmbench.results.tables import UnreadableTable, read_table, run_table, write_table_atomic
 
 
 @given(data=st.binary(min_size=1, max_size=2000), at=st.integers(0, 1999), flip=st.integers(1, 255))

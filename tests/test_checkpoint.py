@@ -58,7 +58,7 @@ def test_a_changed_checkpoint_fails_its_checksum(tmp_path):
 def test_a_cell_with_a_corrupt_checkpoint_is_trained_again_not_trusted(tmp_path, capsys):
     from pwmbench.pwm.cell import train_cell
     from pwmbench.pwm.config import resolve_config
-    from pwmbench.results import read_table
+    from pwmbench.results.tables import read_table
 
     cfg = resolve_config({"world_model": {"units": [16], "encoder_units": [16], "latent_dim": 8}, "actor_units": [16], "critic_units": [16],
                           "horizon": 4, "num_envs": 2, "max_epochs": 6, "wm_batch_size": 4, "wm_iterations": 1, "initial_wm_iterations": 2,

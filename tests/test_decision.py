@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from results_factory import write_results
 
 from pwmbench.cli import main
-from pwmbench.decision import DecisionSettings, decide, power_warning
+from pwmbench.analysis.decision import DecisionSettings, decide, power_warning
 from pwmbench.errors import ConfigError
-from pwmbench.scoring import load_results, score_all
-from pwmbench.suite import SuiteError, parse_suite
+from pwmbench.analysis.scoring import load_results, score_all
+from pwmbench.suite.spec import SuiteError, parse_suite
 
 REFS = {"dmc/a": (0.0, 1000.0), "dmc/b": (0.0, 1000.0)}
 BASE_A = [100, 130, 160, 190, 220, 250, 280, 310]
@@ -157,7 +157,7 @@ def test_latex_export_is_booktabs_and_escapes_names(tmp_path):
 
 def test_peak_scoring_of_task_set_members_uses_policy_iterations(tmp_path):
     """Task-set members log their evaluations by policy iteration (no env steps): the peak is found on that axis."""
-    from pwmbench.scoring import at_peak
+    from pwmbench.analysis.scoring import at_peak
 
     runs = [{"task": "mt30/a", "variant": v, "seed": s, "status": "ok", "score_kind": "return", "final_return": 1.0} for v in ("mlp", "flow") for s in (1, 2)]
     curves = [{"task": "mt30/a", "variant": v, "seed": s, "phase": "policy", "epoch": e, "env_steps": None, "eval_return": float(e * (3 - e) + s)}
@@ -173,7 +173,7 @@ def test_the_gate_separates_the_recorded_budget_curves_untrained_from_trained_mo
     ratio fails the MLP even at 30,000 — why it is reported, not gated."""
     from pathlib import Path
 
-    from pwmbench.quality_gate import GATED, bound
+    from pwmbench.analysis.quality_gate import GATED, bound
 
     root = Path(__file__).resolve().parents[1] / "benchmarks/results/model_quality_budget"
     runs = [r for name in ("summary.json", "mlp_30k/summary.json") for r in json.loads((root / name).read_text())["runs"]]

@@ -13,7 +13,7 @@ from torch import nn
 
 from pwmbench import api
 from pwmbench.cli import main
-from pwmbench.interfaces import DynamicsModel, Task, TaskSpec, VecEnv
+from pwmbench.plugin.interfaces import DynamicsModel, Task, TaskSpec, VecEnv
 from pwmbench.nn.world_model import build_world_model
 from pwmbench.pwm.cell import train_cell
 from pwmbench.pwm.config import resolve_config
@@ -23,7 +23,7 @@ from pwmbench.pwm.diagnostics import (
 )  # fmt: skip
 from pwmbench.pwm.normalizers import RunningMeanStd
 from pwmbench.pwm.trainer import PWMTrainer
-from pwmbench.results import CURVE_METRICS, RUNS_SCHEMA, read_table, run_table, write_table_atomic
+from pwmbench.results.tables import CURVE_METRICS, RUNS_SCHEMA, read_table, run_table, write_table_atomic
 
 D, A = 8, 2  # obs = latent width of the exact linear world
 GEN = torch.Generator().manual_seed(0)

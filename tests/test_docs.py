@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pwmbench.results import CURVE_METRICS, RUNS_SCHEMA
+from pwmbench.results.tables import CURVE_METRICS, RUNS_SCHEMA
 
 DOC = (Path(__file__).parents[1] / "docs" / "results.md").read_text()
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pyarrow import ipc
 from toy_task import suite_base
 
-from pwmbench.atomic_files import DiskFull, write_atomic
+from pwmbench.results.atomic_files import DiskFull, write_atomic
 from pwmbench.cli import main
 from pwmbench.pwm.checkpoint import load_checkpoint
 
@@ -187,7 +187,7 @@ def test_a_write_that_finds_no_space_is_a_clear_error_and_keeps_the_old_file(tmp
     target.write_bytes(b"old")
     script = textwrap.dedent(f"""
         import resource, signal
-        from pwmbench.atomic_files import DiskFull, write_atomic
+        from pwmbench.results.atomic_files import DiskFull, write_atomic
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
         try:

@@ -164,8 +164,8 @@ def test_probing_never_changes_training(dynamics):
 def test_score_and_report_show_gradient_quality(tmp_path):
     from results_factory import write_results
 
-    from pwmbench.report import build_report
-    from pwmbench.scoring import compare, load_results
+    from pwmbench.analysis.report import build_report
+    from pwmbench.analysis.scoring import compare, load_results
 
     returns = {("dmc/a", "mlp"): [1, 2, 3], ("dmc/a", "flow"): [2, 3, 4], ("dmc/b", "mlp"): [1, 2, 3], ("dmc/b", "flow"): [2, 3, 4]}
     probe = {("dmc/a", "mlp"): [0.2, 0.3, 0.4], ("dmc/a", "flow"): [0.5, 0.6, 0.7], ("dmc/b", "mlp"): [0.1, 0.1, 0.1], ("dmc/b", "flow"): [0.3, 0.3, 0.3]}

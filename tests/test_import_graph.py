@@ -73,7 +73,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_circles():
     graph = import_graph()
-    assert "pwmbench.pwm.trainer" in graph and "pwmbench.registry" in graph["pwmbench.plugins"]
+    assert "pwmbench.pwm.trainer" in graph and "pwmbench.plugin.registry" in graph["pwmbench.plugin.manager"]
     assert cycles(graph) == []
 
 

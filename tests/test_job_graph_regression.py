@@ -12,7 +12,7 @@ from job_graph_reference import REFERENCE, differences, run_tiny
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["smoke", "mt30-mini"])
 def test_the_job_graph_gives_the_recorded_results(name, tmp_path):
-    from pwmbench.provenance import cpu_model
+    from pwmbench.results.provenance import cpu_model
 
     reference = json.loads(REFERENCE.read_text())
     exact = reference["cpu_model"] == cpu_model()

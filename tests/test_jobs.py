@@ -92,9 +92,9 @@ def test_the_local_executor_runs_a_graph_in_dependency_order(tmp_path, workers_s
 
 
 def test_executor_options_and_resources_come_from_the_suite(tmp_path):
-    from pwmbench.cell_kinds import job_resources
-    from pwmbench.runner import executor_choice, parse_executor_settings
-    from pwmbench.suite import SuiteError, parse_suite
+    from pwmbench.jobs.cell_kinds import job_resources
+    from pwmbench.jobs.runner import executor_choice, parse_executor_settings
+    from pwmbench.suite.spec import SuiteError, parse_suite
 
     base = {"name": "s", "tasks": ["dmc/cartpole-balance"], "variants": {"mlp": {"dynamics": "mlp"}}}
     suite = parse_suite({**base, "executor": {"name": "ray", "address": "auto", "resources": {"cell": {"cpus": 3, "gpus": 1, "time_min": 90}}}})
@@ -118,7 +118,7 @@ def test_executor_options_and_resources_come_from_the_suite(tmp_path):
 
 
 def test_the_results_directory_is_locked_by_one_run(tmp_path):
-    from pwmbench.results_lock import LOCK_FILE, ResultsLocked, results_lock
+    from pwmbench.jobs.lock import LOCK_FILE, ResultsLocked, results_lock
 
     with results_lock(tmp_path) as path:
         holder = json.loads(path.read_text())
@@ -168,10 +168,10 @@ cpus = 1
 def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_one_process(tmp_path, workers_see_the_test_modules):
     from pwmbench.data.collect import collect
     from pwmbench.pwm.cell import train_cell
-    from pwmbench.results import read_table
-    from pwmbench.cell_kinds import kind_for
-    from pwmbench.runner import run_suite
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.results.tables import read_table
+    from pwmbench.jobs.cell_kinds import kind_for
+    from pwmbench.jobs.runner import run_suite
+    from pwmbench.suite.spec import load_suite, prepare
 
     collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)
     path = tmp_path / "suite.toml"

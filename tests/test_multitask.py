@@ -133,7 +133,7 @@ CELL = {**TINY, "offline_wm_iterations": 6, "max_epochs": 2, "eval_every": 2, "e
 @pytest.mark.slow
 def test_a_task_set_cell_writes_one_row_per_member_and_resumes(mt30_data, tmp_path):
     from pwmbench.pwm.cell import train_cell
-    from pwmbench.results import read_table
+    from pwmbench.results.tables import read_table
 
     cfg = resolve_config({**CELL, "data_dir": str(mt30_data.directory)})
     result = train_cell("mt30", cfg, 42, tmp_path / "clean")
@@ -171,7 +171,7 @@ def test_a_task_set_cell_writes_one_row_per_member_and_resumes(mt30_data, tmp_pa
 
 def test_a_failed_member_fails_the_cell_and_is_retried_when_it_is_started_again(mt30_data, tmp_path):
     from pwmbench.pwm.cell import train_cell
-    from pwmbench.results import read_table
+    from pwmbench.results.tables import read_table
 
     cfg = resolve_config({**CELL, "data_dir": str(mt30_data.directory)})
     original = TaskPolicy.train_iteration
@@ -230,15 +230,15 @@ def _suite_file(tmp_path, base: str, data: str):
 
 
 def test_suite_data_table_is_checked(tmp_path):
-    from pwmbench.suite import SuiteError, load_suite
+    from pwmbench.suite.spec import SuiteError, load_suite
 
     with pytest.raises(SuiteError, match="base.data_dir, which is not set"):
         load_suite(_suite_file(tmp_path, "", 'taskset = "mt30"\nepisodes_per_task = 1'))
     with pytest.raises(SuiteError, match="did you mean 'episodes_per_task'"):
         load_suite(_suite_file(tmp_path, f'data_dir = "{tmp_path}/d"', 'taskset = "mt30"\nepisodes_per_tasks = 1'))
     path = _suite_file(tmp_path, f'data_dir = "{tmp_path}/d"', "")
-    from pwmbench.runner import run_suite
-    from pwmbench.suite import prepare
+    from pwmbench.jobs.runner import run_suite
+    from pwmbench.suite.spec import prepare
 
     with pytest.raises(SuiteError, match="holds no chunk_<i>.pt files"):
         run_suite(prepare(load_suite(path)), tmp_path / "out", progress=False)
@@ -248,9 +248,9 @@ def test_suite_data_table_is_checked(tmp_path):
 def test_a_suite_collects_its_data_then_runs_both_variants(tmp_path):
     import json as _json
 
-    from pwmbench.results import read_dir
-    from pwmbench.runner import run_suite
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.results.tables import read_dir
+    from pwmbench.jobs.runner import run_suite
+    from pwmbench.suite.spec import load_suite, prepare
 
     base = "\n".join(f"{k} = {_json.dumps(v)}" for k, v in {**CELL, "data_dir": str(tmp_path / "data"), "task_ids": [29]}.items() if k != "world_model")
     base += '\nworld_model = { units = [32, 32], encoder_units = [32], latent_dim = 16 }'
@@ -260,7 +260,7 @@ def test_a_suite_collects_its_data_then_runs_both_variants(tmp_path):
     runs = read_dir(tmp_path / "out", "run.arrow").to_pylist()
     assert sorted((r["variant"], r["task"]) for r in runs) == [("flow", "mt30/dmc/pendulum-spin"), ("mlp", "mt30/dmc/pendulum-spin")]
     assert (tmp_path / "data" / "metadata.json").exists()
-    from pwmbench.report import build_report
+    from pwmbench.analysis.report import build_report
 
     report = build_report(tmp_path / "out", tmp_path / "report", reps=50).read_text()
     assert "## Offline data used (task sets)" in report and "| mt30/dmc/pendulum-spin | 2 | 1,000 |" in report
@@ -303,7 +303,7 @@ def test_a_garbled_world_model_is_caught_by_the_member_that_loads_it_and_trained
     from pwmbench.pwm import multitask_cell as mt
     from pwmbench.pwm.cell import train_cell
     from pwmbench.pwm.checkpoint import CorruptCheckpoint
-    from pwmbench.results import read_table
+    from pwmbench.results.tables import read_table
 
     cfg = resolve_config({**CELL, "data_dir": str(mt30_data.directory)})
     taskset, ident = api.task("mt30"), {"task": "mt30", "seed": "3", "variant": "mlp"}

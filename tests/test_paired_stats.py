@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pwmbench.paired_stats import (
+from pwmbench.analysis.paired_stats import (
     holm,
     minimum_detectable_effect,
     paired_difference,
@@ -20,7 +20,7 @@ from pwmbench.paired_stats import (
     sign_flip_p,
     wilcoxon_p,
 )
-from pwmbench.stats import aggregate
+from pwmbench.analysis.stats import aggregate
 
 scores = st.floats(-1, 2, allow_nan=False).map(lambda x: round(x, 3))
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from pwmbench.errors import ConfigError
 from pwmbench.nn.world_model import SHARED_COMPONENTS
-from pwmbench.parity import Dims, VariantSpec, count_components, format_report, parity_report, solve_width
+from pwmbench.suite.parity import Dims, VariantSpec, count_components, format_report, parity_report, solve_width
 
 ANT = Dims(37, 8)
 MT30 = Dims(24, 6, 30, 64)

@@ -9,7 +9,7 @@ import pytest
 
 from pwmbench import hookspecs
 from pwmbench.api import PluginError, RunEvent, hookimpl
-from pwmbench.plugins import Plugins
+from pwmbench.plugin.manager import Plugins
 
 BUILTINS = {"integrators", "mlp", "flow"}
 

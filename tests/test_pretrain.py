@@ -18,7 +18,7 @@ from pwmbench.pwm.cell import train_cell
 from pwmbench.pwm.config import resolve_config
 from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE, pretrain_iterations
 from pwmbench.pwm.trainer import PWMTrainer
-from pwmbench.results import read_table
+from pwmbench.results.tables import read_table
 
 
 @pytest.fixture(autouse=True)
@@ -283,14 +283,14 @@ def test_pretrain_checkpoint_restores_the_agent_as_pwms_checkpoint_does(toy_data
 
 # ------------------------------------------------------------------------------------------------ suites
 def _suite(pretrain, base=None):
-    from pwmbench.suite import parse_suite
+    from pwmbench.suite.spec import parse_suite
 
     return parse_suite({"tasks": ["toy/point"], "seeds": [1], "base": {**SMALL, **(base or {})}, "pretrain": pretrain,
                         "variants": {"mlp": {"dynamics": "mlp"}, "flow": {"dynamics": "flow", "parity": "match"}}})  # fmt: skip
 
 
 def test_suite_pretrain_table_is_validated():
-    from pwmbench.suite import SuiteError
+    from pwmbench.suite.spec import SuiteError
 
     with pytest.raises(SuiteError, match="unknown pretrain key 'episode'.*episodes"):
         _suite({"episode": 3, "dir": "x"})
@@ -306,7 +306,7 @@ def test_suite_pretrain_table_is_validated():
 
 def test_suite_collects_pretraining_data_and_sets_every_variant(tmp_path, toy_plugins):
     from pwmbench.data.jobs import check_suite_data, pretrain_data_job
-    from pwmbench.suite import SuiteError, prepare
+    from pwmbench.suite.spec import SuiteError, prepare
 
     suite = prepare(_suite({"episodes": 3, "dir": str(tmp_path / "pre" / "{task}"), "num_envs": 2, "iterations": 5}))
     configs = [suite.configs[("toy/point", v)] for v in ("mlp", "flow")]
@@ -324,9 +324,9 @@ def test_suite_collects_pretraining_data_and_sets_every_variant(tmp_path, toy_pl
 
 
 def test_check_reports_the_pretraining_data_or_the_fix(tmp_path, toy_plugins):
-    from pwmbench.checklist import preflight
+    from pwmbench.suite.checklist import preflight
     from pwmbench.data.jobs import pretrain_data_job
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.suite.spec import load_suite, prepare
 
     def suite_file(pretrain: str) -> Path:
         path = tmp_path / "s.toml"

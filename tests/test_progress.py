@@ -7,8 +7,8 @@ import pytest
 
 from pwmbench.pwm.cell import ProgressLine
 from pwmbench.pwm.config import resolve_config
-from pwmbench.progress_board import ProgressBoard
-from pwmbench.suite import Cell
+from pwmbench.jobs.progress import ProgressBoard
+from pwmbench.suite.spec import Cell
 
 
 class Terminal(io.StringIO):

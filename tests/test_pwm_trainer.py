@@ -249,7 +249,7 @@ def test_a_failed_cell_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
 
 
 def test_a_diverged_run_is_a_result_that_only_restart_replaces(tmp_path):
-    from pwmbench.results import run_table, write_table_atomic
+    from pwmbench.results.tables import run_table, write_table_atomic
 
     write_table_atomic(run_table({"task": "toy/point", "status": "diverged", "reason": "wm_loss became nan at epoch 3"}), tmp_path / "d" / "run.arrow")
     with pytest.raises(api.PwmbenchError, match="status diverged.*--restart"):

@@ -224,8 +224,8 @@ print("ok")
 def test_a_suite_run_by_ray_gives_the_local_executors_results(tmp_path):
     from test_runner import curves, write_suite
 
-    from pwmbench.runner import run_suite
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.jobs.runner import run_suite
+    from pwmbench.suite.spec import load_suite, prepare
 
     suite = prepare(load_suite(write_suite(tmp_path, seeds=(1,))))
     summaries = {name: run_suite(suite, tmp_path / name, workers=2, executor=name, progress=False) for name in ("ray", "local")}
@@ -245,9 +245,9 @@ def test_a_task_set_suite_runs_as_a_job_graph_on_ray_with_the_local_executors_re
     from test_jobs import TASKSET_SUITE
 
     from pwmbench.data.collect import collect
-    from pwmbench.results import read_table
-    from pwmbench.runner import run_suite
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.results.tables import read_table
+    from pwmbench.jobs.runner import run_suite
+    from pwmbench.suite.spec import load_suite, prepare
 
     collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)
     path = tmp_path / "suite.toml"

@@ -219,7 +219,7 @@ def test_task_policy_uses_the_configured_critic_targets(targets, expected, mt30_
 
 # ---------------------------------------------------------------------------------------------- fairness audit
 def test_fairness_audit_shows_the_task_set_recipe_for_every_variant(tmp_path):
-    from pwmbench.suite import parse_suite, prepare
+    from pwmbench.suite.spec import parse_suite, prepare
 
     data = {"name": "r", "tasks": ["mt30"], "seeds": [1], "base": {**TINY, "data_dir": str(tmp_path)},
             "variants": {"mlp": {"dynamics": "mlp"}, "flow": {"dynamics": "flow", "integrator": "heun", "substeps": 2}}}  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pwmbench.scoring import load_results, score_all
+from pwmbench.analysis.scoring import load_results, score_all
 
 RECORDS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 SCORED = ["smoke_suite", "gradient_quality", "mt30_mini_suite", "learning_pretrained"]

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pwmbench import report_plots as rp  # noqa: E402
-from pwmbench.stats import aggregate  # noqa: E402
+from pwmbench.analysis import report_plots as rp  # noqa: E402
+from pwmbench.analysis.stats import aggregate  # noqa: E402
 
 REPS = 200
 SCORES = {
@@ -32,7 +32,7 @@ def image(path):
 
 
 def test_importing_the_module_does_not_import_matplotlib():
-    code = "import sys, pwmbench.report_plots; assert 'matplotlib' not in sys.modules"
+    code = "import sys, pwmbench.analysis.report_plots; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -11,10 +11,10 @@ from toy_task import suite_base
 
 from pwmbench.api import ConfigError, Executor, hookimpl
 from pwmbench.cli import main
-from pwmbench.plugins import Plugins, get_plugins, set_plugins
-from pwmbench.run_summary import one_line
-from pwmbench.runner import parse_only, run_suite
-from pwmbench.suite import load_suite, prepare
+from pwmbench.plugin.manager import Plugins, get_plugins, set_plugins
+from pwmbench.jobs.summary import one_line
+from pwmbench.jobs.runner import parse_only, run_suite
+from pwmbench.suite.spec import load_suite, prepare
 
 pytestmark = [pytest.mark.usefixtures("toy_plugins"), pytest.mark.slow]
 TESTS = Path(__file__).parent

@@ -236,9 +236,9 @@ def test_a_suite_runs_on_slurm_attached_and_detached(cluster, tmp_path, monkeypa
     (results_status) follows the Slurm jobs to done."""
     from test_runner import write_suite
 
-    from pwmbench.results_status import results_status
-    from pwmbench.runner import run_suite
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.jobs.status import results_status
+    from pwmbench.jobs.runner import run_suite
+    from pwmbench.suite.spec import load_suite, prepare
 
     monkeypatch.setenv("PWMBENCH_PLUGINS", "toy_task")  # the jobs load the toy task plugin (sbatch passes the environment)
     suite = prepare(load_suite(write_suite(tmp_path, seeds=(1,))))
@@ -265,9 +265,9 @@ def test_a_task_set_suite_on_slurm_gives_the_local_executors_results(cluster, tm
     same rows and curves as the local executor, which finds the data there and collects nothing."""
     from test_jobs import TASKSET_SUITE
 
-    from pwmbench.results import read_table
-    from pwmbench.runner import plan_graph, run_suite
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.results.tables import read_table
+    from pwmbench.jobs.runner import plan_graph, run_suite
+    from pwmbench.suite.spec import load_suite, prepare
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     path = tmp_path / "suite.toml"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pwmbench.stats import (
+from pwmbench.analysis.stats import (
     aggregate,
     bootstrap_ci,
     iqm,
@@ -139,6 +139,6 @@ def test_performance_profile_hand_worked_and_monotone():
 def test_mean_ci_and_default_resamples():
     est = mean_ci([1.0, 2.0, 3.0], reps=2000)
     assert est.value == 2.0 and 1.0 <= est.low < 2.0 < est.high <= 3.0
-    from pwmbench.stats import BOOTSTRAP_REPS
+    from pwmbench.analysis.stats import BOOTSTRAP_REPS
 
     assert BOOTSTRAP_REPS == 50_000

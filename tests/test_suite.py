@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pwmbench.suite import SuiteError, load_suite, parse_suite, prepare
+from pwmbench.suite.spec import SuiteError, load_suite, parse_suite, prepare
 
 pytestmark = pytest.mark.usefixtures("toy_plugins")
 
@@ -142,7 +142,7 @@ def test_non_finite_or_out_of_range_numbers_are_refused_by_name(bad, key):
 
 
 def test_a_nan_parity_tolerance_is_refused():
-    from pwmbench.suite import SuiteError, parse_suite
+    from pwmbench.suite.spec import SuiteError, parse_suite
 
     with pytest.raises(SuiteError, match="parity_tolerance"):
         parse_suite({"name": "s", "tasks": ["dmc/cartpole-balance"], "parity_tolerance": float("nan"), "variants": {"mlp": {"dynamics": "mlp"}}})

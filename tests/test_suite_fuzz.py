@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pwmbench.errors import ConfigError
-from pwmbench.suite import Cell, parse_suite, prepare, safe_name
+from pwmbench.suite.spec import Cell, parse_suite, prepare, safe_name
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,7 +26,7 @@ def toy_plugins_for_the_module():
     the function-scoped `toy_plugins` fixture would cost more than they do."""
     import toy_task
 
-    from pwmbench.plugins import Plugins, set_plugins
+    from pwmbench.plugin.manager import Plugins, set_plugins
 
     previous = set_plugins(Plugins(extra=[toy_task]))
     yield

@@ -1,6 +1,6 @@
 """What runs inside a Slurm job: the checkpointable call around a pwmbench job, and its exception file.
 
-This module imports only `pwmbench.job_output` (standard library, no torch): unpickling a job's call on the compute
+This module imports only `pwmbench.plugin.job_output` (standard library, no torch): unpickling a job's call on the compute
 node costs only these files, and the job function's own imports come when its payload is loaded."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import Any
 
-from pwmbench.job_output import RemoteTraceback, captured_output
+from pwmbench.plugin.job_output import RemoteTraceback, captured_output
 
 
 class SlurmJobError(RuntimeError):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from pwmbench.atomic_files import torch_save_atomic
+from pwmbench.results.atomic_files import torch_save_atomic
 from pwmbench.errors import PwmbenchError
 
 __all__ = ["REQUIRED_KEYS", "Chunk", "ChunkError", "chunk_paths", "episode_lengths", "read_chunk", "write_chunk"]

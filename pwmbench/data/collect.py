@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from pwmbench import api
-from pwmbench.atomic_files import write_text_atomic
+from pwmbench.results.atomic_files import write_text_atomic
 from pwmbench.errors import PwmbenchError
 
 from .chunks import chunk_paths, write_chunk
@@ -126,7 +126,7 @@ def _segments(episodes: dict[str, torch.Tensor], length: int) -> dict[str, torch
 
 
 def versions() -> dict[str, str | None]:
-    from pwmbench.provenance import PACKAGES, _version
+    from pwmbench.results.provenance import PACKAGES, _version
 
     return {p: _version(p) for p in ("pwmbench",) + PACKAGES}
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from pwmbench.data.chunks import chunk_paths
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import Job
+from pwmbench.jobs.lock import holder_gone, lock_holder
+from pwmbench.plugin.interfaces import Job
 
 __all__ = ["COLLECTING_LOCK", "collect_dataset", "collect_pretrain_data", "data_complete", "data_state", "dataset_job", "pretrain_data_job"]
 
@@ -44,30 +45,15 @@ def data_complete(directory: str | os.PathLike) -> bool:
     return directory.is_dir() and ((directory / METADATA).exists() or bool(chunk_paths(directory)))
 
 
-def _holder(lock: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _alive(holder: dict[str, Any] | None, lock: Path) -> bool:
-    """The holder's process still runs (only knowable on its host; another host's lock counts as alive). A lock
-    still empty is its writer between creating and writing it: alive while young."""
+    """The collector holding `lock` still runs (another host's counts as alive). A lock still empty is its writer
+    between creating and writing it: alive while young."""
     if holder is None:
         try:
             return time.time() - lock.stat().st_mtime < 60
         except OSError:
             return False
-    if holder.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, KeyError):
-        return True
-    return True
+    return not holder_gone(holder)
 
 
 def data_state(directory: str | os.PathLike) -> str:
@@ -75,7 +61,7 @@ def data_state(directory: str | os.PathLike) -> str:
     directory = Path(directory).expanduser()
     lock = directory / COLLECTING_LOCK
     if lock.exists():
-        return "collecting" if _alive(_holder(lock), lock) else "interrupted"
+        return "collecting" if _alive(lock_holder(lock), lock) else "interrupted"
     if (directory / PARTIAL).exists():
         return "interrupted"
     return "ready" if data_complete(directory) else "missing"
@@ -92,7 +78,7 @@ def _collect_once(directory: Path, what: str, collect: Any, wait_s: float) -> di
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = _holder(lock)
+            holder = lock_holder(lock)
             if _alive(holder, lock):
                 if waited >= wait_s:
                     raise ConfigError(f"{directory}: another process ({holder}) has been collecting {what} for {waited:.0f} s; "
@@ -161,7 +147,7 @@ def dataset_job(suite: Any) -> Job | None:
     """The suite's `dataset` job (its [data] into base.data_dir), or None when there is nothing to collect: no
     [data] table, or the directory already holds a finished dataset. A task set without data and without [data] is
     refused at planning time (suite.check_task_set_data), before anything is submitted."""
-    from pwmbench.cell_kinds import job_resources
+    from pwmbench.jobs.cell_kinds import job_resources
 
     data_dir = suite.base.get("data_dir")
     if not suite.data or not data_dir or data_complete(data_dir):
@@ -174,8 +160,8 @@ def dataset_job(suite: Any) -> Job | None:
 def pretrain_data_job(suite: Any, task: str, horizon: int) -> Job | None:
     """The `pretrain_data` job of `task` under [pretrain] with a collector (`episodes`), or None when its directory
     already holds finished data (user-supplied data is checked at planning time instead)."""
-    from pwmbench.cell_kinds import job_resources
-    from pwmbench.suite import pretrain_dir
+    from pwmbench.jobs.cell_kinds import job_resources
+    from pwmbench.suite.spec import pretrain_dir
 
     spec = suite.pretrain
     if not spec or "episodes" not in spec:
@@ -194,7 +180,7 @@ def check_suite_data(suite: Any, horizon: int) -> None:
     from pwmbench.api import TaskSet
     from pwmbench.api import task as get_task
     from pwmbench.pwm.pretrain import open_pretrain_data
-    from pwmbench.suite import SuiteError, pretrain_dir
+    from pwmbench.suite.spec import SuiteError, pretrain_dir
 
     sets = [t for t in suite.tasks if isinstance(get_task(t), TaskSet)]
     data_dir = suite.base.get("data_dir")

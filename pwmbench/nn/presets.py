@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys, unknown_name_message
-from pwmbench.options import MAX_WIDTH, is_int, is_number, is_widths
+from pwmbench.plugin.options import MAX_WIDTH, is_int, is_number, is_widths
 
 MAX_BINS = 10_001  # two-hot reward bins (PWM's presets use 101)
 

@@ -28,13 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import DynamicsContext, DynamicsModel, join_inputs
+from pwmbench.plugin.interfaces import DynamicsContext, DynamicsModel, join_inputs
 from pwmbench.nn.layers import SimNorm, init_weights, mlp, zero_last_layer
 from pwmbench.nn.presets import WorldModelPreset
 from pwmbench.nn.presets import preset as get_preset
 from pwmbench.nn.reward import RewardHead
-from pwmbench.options import check_units
-from pwmbench.plugin_source import registered_label
+from pwmbench.plugin.options import check_units
+from pwmbench.plugin.source import registered_label
 
 REWARD_DECODES = ("symexp", "pwm-code")  # how WorldModel.step decodes a two-hot reward head for the actor
 
@@ -209,7 +209,7 @@ def build_world_model(
     if overrides:
         cfg = cfg.with_overrides(**overrides)
     if isinstance(dynamics, str):
-        from pwmbench.plugins import get_plugins
+        from pwmbench.plugin.manager import get_plugins
 
         dynamics_cls = get_plugins().dynamics.get(dynamics)
     else:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pwmbench.atomic_files import remove
-from pwmbench.interfaces import RunEvent, TaskSet
-from pwmbench.plugins import get_plugins
-from pwmbench.provenance import provenance
+from pwmbench.results.atomic_files import remove
+from pwmbench.plugin.interfaces import RunEvent, TaskSet
+from pwmbench.plugin.manager import get_plugins
+from pwmbench.results.provenance import provenance
 from pwmbench.pwm.checkpoint import CorruptCheckpoint, discard_corrupt, load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
@@ -31,10 +31,10 @@ from pwmbench.pwm.gradient_probe import probe_summary
 from pwmbench.pwm.policy_file import POLICY_FILE, save_policy
 from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE, save_pretrained_wm
 from pwmbench.pwm.trainer import Diverged, PWMTrainer
-from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
-from pwmbench.stats import steps_to_threshold
+from pwmbench.results.tables import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
+from pwmbench.analysis.stats import steps_to_threshold
 
-from pwmbench.pwm.cell_files import (  # noqa: F401 - re-exported: callers import the file names from here
+from pwmbench.results.cell_files import (  # noqa: F401 - re-exported: callers import the file names from here
     CHECKPOINT_FILE,
     CURVES_FILE,
     PROGRESS_FILE,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pwmbench.atomic_files import ChecksumMismatch, move_aside, torch_save_atomic, verify_checksum
+from pwmbench.results.atomic_files import ChecksumMismatch, move_aside, torch_save_atomic, verify_checksum
 from pwmbench.errors import PwmbenchError
 
 

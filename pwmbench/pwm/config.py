@@ -19,7 +19,7 @@ from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys
 from pwmbench.nn.presets import preset as get_preset
-from pwmbench.options import MAX_WIDTH, is_widths
+from pwmbench.plugin.options import MAX_WIDTH, is_widths
 
 MAX_COUNT = 2**31 - 1  # every int field (counts, iterations, widths' ceiling is MAX_WIDTH)
 LOGSTD_LIMIT = 10.0  # |init_logstd|, |min_logstd|: std between 4.5e-5 and 2.2e4 (actions live in [-1, 1])

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from pwmbench.data.dataset import OfflineDataset
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import TaskSet
+from pwmbench.plugin.interfaces import TaskSet
 from pwmbench.nn.world_model import WorldModel, build_world_model
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.critic import update_critic

@@ -13,7 +13,7 @@ job that collects the members' results into the cell's `curves.arrow` and `run.a
   (a run started again retries those members, and the world model if it failed), else diverged when any diverged.
 
 `train_multitask_cell` runs the three in this process, one after the other (`pwmbench train`, tests); the runner
-hands them to an executor as a job graph (runner.py).
+hands them to an executor as a job graph (pwm/task_set_kind.py plans the jobs, jobs/runner.py runs them).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from pwmbench.atomic_files import remove, sha256_of
+from pwmbench.results.atomic_files import remove, sha256_of
 from pwmbench.data.dataset import OfflineDataset
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import RunEvent, TaskSet
+from pwmbench.plugin.interfaces import RunEvent, TaskSet
 from pwmbench.nn.world_model import count_parameters
-from pwmbench.plugins import get_plugins
-from pwmbench.provenance import provenance
-from pwmbench.pwm.cell_files import (
+from pwmbench.plugin.manager import get_plugins
+from pwmbench.results.provenance import provenance
+from pwmbench.results.cell_files import (
     CHECKPOINT_FILE,
     CURVES_FILE,
     MEMBERS_DIR,
@@ -56,7 +56,7 @@ from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy
 from pwmbench.pwm.trainer import Diverged
-from pwmbench.results import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
+from pwmbench.results.tables import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 
 __all__ = ["WM_CHECKPOINT_EVERY", "WORLD_MODEL_FILE", "collect", "member_ids", "prepare_retry", "train_member",
            "train_multitask_cell", "train_world_model"]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pwmbench.atomic_files import torch_save_atomic
+from pwmbench.results.atomic_files import torch_save_atomic
 from pwmbench.errors import PwmbenchError
 from pwmbench.pwm.pretrain import agent_state
 

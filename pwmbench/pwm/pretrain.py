@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pwmbench.atomic_files import torch_save_atomic
+from pwmbench.results.atomic_files import torch_save_atomic
 from pwmbench.errors import ConfigError, PwmbenchError
 
 if TYPE_CHECKING:  # pragma: no cover

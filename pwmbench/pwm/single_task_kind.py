@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pwmbench.cell_kinds import CellKind, Tracked, job_resources
+from pwmbench.jobs.cell_kinds import CellKind, Tracked, job_resources
 from pwmbench.data.jobs import pretrain_data_job
-from pwmbench.interfaces import Job, TaskSet
-from pwmbench.pwm.cell_files import JOB_LOG
+from pwmbench.plugin.interfaces import Job, TaskSet
+from pwmbench.results.cell_files import JOB_LOG
 
 __all__ = ["KIND", "SingleTaskKind", "run_cell_job"]
 

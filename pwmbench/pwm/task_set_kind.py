@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pwmbench.cell_kinds import CellKind, Tracked, job_resources
+from pwmbench.jobs.cell_kinds import CellKind, Tracked, job_resources
 from pwmbench.data.jobs import data_complete, dataset_job
-from pwmbench.interfaces import Job, TaskSet
-from pwmbench.pwm.cell_files import COLLECT_LOG, JOB_LOG, MEMBERS_DIR, clear_cell_files
+from pwmbench.plugin.interfaces import Job, TaskSet
+from pwmbench.results.cell_files import COLLECT_LOG, JOB_LOG, MEMBERS_DIR, clear_cell_files
 
 __all__ = ["KIND", "TaskSetKind", "run_task_set_job"]
 
@@ -113,8 +113,8 @@ class TaskSetKind(CellKind):
 
     def status_rows(self, cell: Any, out: Path) -> list[dict[str, Any]]:
         from pwmbench.pwm import multitask_cell as mt
-        from pwmbench.pwm.cell_files import WORLD_MODEL_FILE
-        from pwmbench.results_status import file_state
+        from pwmbench.results.cell_files import WORLD_MODEL_FILE
+        from pwmbench.jobs.status import file_state
 
         directory = cell.directory(out)
         rows: list[dict[str, Any]] = []

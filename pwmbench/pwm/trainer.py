@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import Task
+from pwmbench.plugin.interfaces import Task
 from pwmbench.nn.reward import symlog
 from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.pwm.buffer import SequenceBuffer

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import DynamicsContext, DynamicsModel
+from pwmbench.plugin.interfaces import DynamicsContext, DynamicsModel
 
 DynamicsCheck = Callable[..., None]
 DynamicsLike = str | type[DynamicsModel] | DynamicsModel
@@ -31,7 +31,7 @@ def resolve_dynamics(model: DynamicsLike, options: Mapping[str, Any] | None = No
     """(class, options) for a registered name, a DynamicsModel subclass or an instance (whose `options()` are used,
     then `options` on top): the one calling convention of every dynamics check."""
     if isinstance(model, str):
-        from pwmbench.plugins import get_plugins
+        from pwmbench.plugin.manager import get_plugins
 
         return get_plugins().dynamics.get(model), dict(options or {})
     if isinstance(model, DynamicsModel):

@@ -16,7 +16,7 @@ import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import Integrator
+from pwmbench.plugin.interfaces import Integrator
 
 IntegratorCheck = Callable[..., None]
 IntegratorLike = str | type[Integrator] | Integrator
@@ -29,7 +29,7 @@ def resolve_integrator(integ: IntegratorLike, options: Mapping[str, Any] | None 
             raise TypeError(f"options {dict(options)} given with an integrator instance {integ!r}: pass its class or name instead")
         return integ
     if isinstance(integ, str):
-        from pwmbench.plugins import get_plugins
+        from pwmbench.plugin.manager import get_plugins
 
         return get_plugins().integrators.get(integ).build(**(options or {}))
     if isinstance(integ, type) and issubclass(integ, Integrator):

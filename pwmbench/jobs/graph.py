@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import DependencyFailed, Job
+from pwmbench.plugin.interfaces import DependencyFailed, Job
 
 
 def order_jobs(jobs: Iterable[Job]) -> list[Job]:

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pwmbench.cell_kinds import registered_kinds
+from pwmbench.jobs.cell_kinds import registered_kinds
 from pwmbench.data.jobs import data_rows
 from pwmbench.errors import ConfigError
-from pwmbench.pwm.cell_files import JOB_LOG, PROGRESS_FILE, RUN_FILE, run_status
-from pwmbench.suite import Cell
+from pwmbench.results.cell_files import JOB_LOG, PROGRESS_FILE, RUN_FILE, run_status
+from pwmbench.suite.spec import Cell
 
 __all__ = ["EXECUTOR_DIR", "SUITE_FILE", "file_state", "results_status"]
 

@@ -4,7 +4,7 @@ With 3 seeds per task a table of per-task means hides how uncertain they are; th
 aggregate interval estimates (median, IQM, mean, optimality gap with 95% CIs), performance profiles (the whole
 score distribution), per-task bars with every seed visible, and IQM learning curves on a shared "fraction of
 training" axis. Scores are normalised (1 = the task's reference score, 0 = its random score). Every interval comes
-from `pwmbench.stats` (stratified bootstrap, seeded), so the pictures agree with the report's numbers.
+from `pwmbench.analysis.stats` (stratified bootstrap, seeded), so the pictures agree with the report's numbers.
 
 Each function writes one PNG into `out`, and the same figure as a PDF beside it for papers (matplotlib's Agg backend,
 imported inside the function so that importing this module stays cheap; dpi 110), and returns the PNG's file name,
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pwmbench.stats import Estimate, Scores, aggregate, mean_ci, performance_profile
+from pwmbench.analysis.stats import Estimate, Scores, aggregate, mean_ci, performance_profile
 
 DPI = 110
 METRICS = (("median", "Median"), ("iqm", "IQM"), ("mean", "Mean"), ("optimality_gap", "Optimality gap"))

@@ -13,9 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pwmbench import report_plots
-from pwmbench.decision import DecisionSettings
-from pwmbench.scoring import (
+from pwmbench.analysis import report_plots
+from pwmbench.analysis.decision import DecisionSettings
+from pwmbench.analysis.scoring import (
     PROTOCOL,
     Scoring,
     TaskScale,
@@ -28,7 +28,7 @@ from pwmbench.scoring import (
     run_failure,
     score_all,
 )
-from pwmbench.stats import BOOTSTRAP_REPS, aggregate, late_half_median
+from pwmbench.analysis.stats import BOOTSTRAP_REPS, aggregate, late_half_median
 
 SETTINGS = ("preset", "horizon", "max_epochs", "num_envs", "wm_iterations", "initial_wm_iterations", "wm_batch_size", "model_lr", "actor_lr", "critic_lr", "gamma", "lam", "rew_rms", "ret_rms", "world_model", "wm_recipe", "critic_targets", "pretrain_wm_iterations", "eval_every", "eval_episodes")
 
@@ -55,7 +55,7 @@ def build_report(results: str | Path, out: str | Path, candidates: list[str] | N
     plots = [p for p in [report_plots.paired_differences(scoring.verdicts, out, settings.margin)] if p]
     plots += _plots(curves, scoring, out) + _score_plots(runs, curves, scoring, out)
     if latex:
-        from pwmbench.report_latex import write_latex
+        from pwmbench.analysis.report_latex import write_latex
 
         write_latex(scoring, out / "summary.tex")
     _csv(runs, out / "runs.csv")
@@ -71,7 +71,9 @@ def build_report(results: str | Path, out: str | Path, candidates: list[str] | N
 def _copy_protocol(out: Path) -> str:
     """The protocol beside the report (`protocol.md`), so its link works wherever the report is published; from an
     install without the docs, the reference names the pwmbench version instead."""
-    source = Path(__file__).resolve().parents[1] / PROTOCOL
+    import pwmbench
+
+    source = Path(pwmbench.__file__).resolve().parents[1] / PROTOCOL
     if source.is_file():
         (out / "protocol.md").write_text(source.read_text())
         return "[protocol.md](protocol.md)"
@@ -257,8 +259,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _model_quality(runs: list[dict[str, Any]]) -> list[str]:
     """World-model quality next to the returns, per task × variant: the held-out errors of pwm/diagnostics.py at the
-    last evaluation, mean ± std over the ok seeds, and the model-quality gate's outcome (pwmbench/quality_gate.py)."""
-    from pwmbench import quality_gate
+    last evaluation, mean ± std over the ok seeds, and the model-quality gate's outcome (pwmbench/analysis/quality_gate.py)."""
+    from pwmbench.analysis import quality_gate
 
     columns = (("model_error_1_final", "one-step error"), ("model_error_copy_final", '"no change" error'),
                ("model_error_ratio_copy_final", "ratio"), ("model_error_H_final", "H-step error"),

@@ -58,10 +58,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pwmbench.decision import DecisionSettings
+from pwmbench.analysis.decision import DecisionSettings
 from pwmbench.errors import ConfigError, PwmbenchError, check_keys, suggest
-from pwmbench.options import is_int, is_number
-from pwmbench.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
+from pwmbench.plugin.options import is_int, is_number
+from pwmbench.suite.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
 from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import MAX_COUNT, PWMConfig, resolve_config
 
@@ -280,7 +280,7 @@ def parse_executor(where: str, block: Any) -> dict[str, Any]:
     memory_gb, time_min for kind cell, world_model, member or collect), and any other key as an option of the executor
     (checked here by building the named executor once; unnamed, by the executor the run picks). Returns {"name",
     "options", "resources"}."""
-    from pwmbench.interfaces import Resources
+    from pwmbench.plugin.interfaces import Resources
 
     here = f"{where} [executor]"
     block = dict(_expect(where, "executor", block, dict, "a table"))
@@ -289,7 +289,7 @@ def parse_executor(where: str, block: Any) -> dict[str, Any]:
         _expect(here, "name", name, str, "an executor name")
     resources = dict(_expect(here, "resources", block.pop("resources", {}), dict, "a table of [executor.resources.KIND] tables"))
     try:
-        from pwmbench.cell_kinds import job_kinds  # the kinds of job the registered cell kinds and the data jobs emit
+        from pwmbench.jobs.cell_kinds import job_kinds  # the kinds of job the registered cell kinds and the data jobs emit
 
         check_keys(resources, job_kinds(), kind="job kind", where=f"{here} resources")
         for kind, spec in resources.items():
@@ -313,7 +313,7 @@ def _check_executor_options(here: str, name: str, options: dict[str, Any]) -> No
     when built; none starts anything before `run`). A missing optional dependency (Ray, submitit) is left to the run,
     which may choose another executor."""
     from pwmbench.errors import PluginError
-    from pwmbench.plugins import get_plugins
+    from pwmbench.plugin.manager import get_plugins
 
     try:
         factory = get_plugins().executors.get(name)
@@ -405,15 +405,15 @@ def _parse_data(where: str, block: Any, base: Mapping[str, Any]) -> dict[str, An
 
 
 def _dynamics_options_for(dynamics: str) -> dict[str, Any]:
-    from pwmbench.plugins import get_plugins
+    from pwmbench.plugin.manager import get_plugins
 
     return {**get_plugins().dynamics.get(dynamics).default_options, "units": None}
 
 
 def _check_options(here: str, dynamics: str, options: Mapping[str, Any]) -> None:
     """Types and values of a variant's dynamics options (a trial build on a small context), named by file and variant."""
-    from pwmbench.plugins import get_plugins
-    from pwmbench.validation import check_variant_options
+    from pwmbench.plugin.manager import get_plugins
+    from pwmbench.plugin.validation import check_variant_options
 
     try:
         check_variant_options(get_plugins().dynamics.get(dynamics), options)

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pwmbench.cell_kinds import Tracked, kind_for
+from pwmbench.jobs.cell_kinds import Tracked, kind_for
 from pwmbench.errors import PwmbenchError
-from pwmbench.pwm.cell_files import PROGRESS_FILE
+from pwmbench.results.cell_files import PROGRESS_FILE
 
 if TYPE_CHECKING:
-    from pwmbench.suite import Cell
+    from pwmbench.suite.spec import Cell
 
 __all__ = ["ProgressBoard"]
 

@@ -10,7 +10,7 @@ margin, not a count of tasks won (docs/protocol.md#the-decision).
     inconclusive  anything else
 
 then: a claim of "better" or "non-inferior" becomes "inconclusive" when a task has no usable run of one arm, or (with
-`model_quality = "gate"`) when a compared world model does not beat the trivial predictors (pwmbench/quality_gate.py);
+`model_quality = "gate"`) when a compared world model does not beat the trivial predictors (pwmbench/analysis/quality_gate.py);
 a "worse" is never hidden. Every step that moved the decision is a reason in its list.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pwmbench.errors import ConfigError, check_keys
-from pwmbench.options import is_number
-from pwmbench.paired_stats import (
+from pwmbench.plugin.options import is_number
+from pwmbench.analysis.paired_stats import (
     DECISION_METRICS,
     Pairs,
     minimum_detectable_effect,
@@ -33,7 +33,7 @@ from pwmbench.paired_stats import (
     seed_differences,
     seeds_needed,
 )
-from pwmbench.stats import BOOTSTRAP_REPS, Estimate
+from pwmbench.analysis.stats import BOOTSTRAP_REPS, Estimate
 
 OUTCOMES = ("better", "non-inferior", "worse", "inconclusive")
 MODEL_QUALITY = ("gate", "report")

@@ -25,7 +25,7 @@ import pluggy
 
 from pwmbench import hookspecs
 from pwmbench.errors import PluginError, suggest
-from pwmbench.registry import (
+from pwmbench.plugin.registry import (
     DynamicsRegistry,
     ExecutorRegistry,
     IntegratorRegistry,

@@ -16,12 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError, PluginError, PwmbenchError
-from pwmbench.options import is_number, resolve_options
-from pwmbench.plugin_source import registered_label
+from pwmbench.plugin.options import is_number, resolve_options
+from pwmbench.plugin.source import registered_label
 
 VelocityFn = Callable[[Tensor, Any], Tensor]
 
-# What a subclass must implement, as error messages and the registration checks (pwmbench.validation) name it.
+# What a subclass must implement, as error messages and the registration checks (pwmbench.plugin.validation) name it.
 SIGNATURES = {
     "next": "next(self, z, a, emb=None) -> Tensor [B, latent_dim]",
     "step_loss": "step_loss(self, z, a, target, emb=None, *, teacher=None) -> Tensor [B]",
@@ -67,7 +67,7 @@ class Integrator:
     order: ClassVar[int] = 1
     evals_per_substep: ClassVar[int] = 1
     default_options: ClassVar[dict[str, Any]] = {}  # every option __init__ accepts, with its default
-    option_types: ClassVar[dict[str, Any] | None] = None  # types where a default does not say (pwmbench.options)
+    option_types: ClassVar[dict[str, Any] | None] = None  # types where a default does not say (pwmbench.plugin.options)
 
     @classmethod
     def build(cls, **options: Any) -> Integrator:
@@ -138,7 +138,7 @@ class DynamicsModel(nn.Module):
 
     default_options: ClassVar[dict[str, Any]] = {}
     # Optional: option → type spec for options whose default does not say enough (a None default, a list that may be
-    # empty, a choice: Literal["a", "b"]); the others are checked against their default's type (pwmbench.options).
+    # empty, a choice: Literal["a", "b"]); the others are checked against their default's type (pwmbench.plugin.options).
     option_types: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, ctx: DynamicsContext) -> None:

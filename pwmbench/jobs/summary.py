@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pwmbench.interfaces import Job
-from pwmbench.pwm.cell_files import RUN_FILE, TRACEBACK_FILE, write_text_atomic
-from pwmbench.results import read_table
+from pwmbench.plugin.interfaces import Job
+from pwmbench.results.cell_files import RUN_FILE, TRACEBACK_FILE, write_text_atomic
+from pwmbench.results.tables import read_table
 
 if TYPE_CHECKING:
-    from pwmbench.suite import Cell
+    from pwmbench.suite.spec import Cell
 
 __all__ = ["BAD_INPUT_ERRORS", "Problem", "RunSummary", "cell_problems", "one_line", "record_error"]
 

@@ -228,7 +228,7 @@ def _coerce(value: Any, spec: Any) -> Any:
         if isinstance(value, spec):
             return value
         raise _Mismatch
-    raise ConfigError(f"unsupported option type spec {spec!r}; see pwmbench.options for the supported forms")
+    raise ConfigError(f"unsupported option type spec {spec!r}; see pwmbench.plugin.options for the supported forms")
 
 
 def _parse_text(text: str) -> Any:

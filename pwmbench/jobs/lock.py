@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pwmbench.atomic_files import no_space
 from pwmbench.errors import PwmbenchError
+from pwmbench.results.atomic_files import no_space
 
-__all__ = ["LOCK_FILE", "ResultsLocked", "results_lock"]
+__all__ = ["LOCK_FILE", "ResultsLocked", "holder_gone", "lock_holder", "results_lock"]
 
 LOCK_FILE = ".pwmbench.lock"  # who is running a suite into this results directory (host, pid)
 
@@ -25,7 +25,8 @@ class ResultsLocked(PwmbenchError):
     """Another `pwmbench run` holds the results directory."""
 
 
-def _lock_holder(path: Path) -> dict[str, Any] | None:
+def lock_holder(path: Path) -> dict[str, Any] | None:
+    """The holder a lock file names ({"host", "pid", ...}), or None when it is unreadable or still empty."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -33,9 +34,13 @@ def _lock_holder(path: Path) -> dict[str, Any] | None:
 
 
 def _holder_gone(holder: dict[str, Any] | None) -> bool:
-    """The holder's process has ended (only knowable on its own host; a lock from another host is kept)."""
     if holder is None:
         return True  # an unreadable lock: its writer died between creating and writing it
+    return holder_gone(holder)
+
+
+def holder_gone(holder: dict[str, Any]) -> bool:
+    """A lock holder's process has ended (only knowable on its own host; a lock from another host is kept)."""
     if holder.get("host") != socket.gethostname():
         return False
     try:
@@ -58,7 +63,7 @@ def results_lock(out: Path) -> Iterator[Path]:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = _lock_holder(path)
+            holder = lock_holder(path)
             if _holder_gone(holder):
                 path.unlink(missing_ok=True)
                 continue
@@ -80,5 +85,5 @@ def results_lock(out: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        if (_lock_holder(path) or {}).get("pid") == me["pid"]:
+        if (lock_holder(path) or {}).get("pid") == me["pid"]:
             path.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import Job, Resources
+from pwmbench.plugin.interfaces import Job, Resources
 
 __all__ = ["KIND_MODULES", "CellKind", "JobPlan", "Tracked", "job_resources", "kind_for", "plan_jobs", "registered_kinds"]
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pwmbench.stats import BOOTSTRAP_REPS, CHUNK, Estimate, _chunks, _interval, _Runs
+from pwmbench.analysis.stats import BOOTSTRAP_REPS, CHUNK, Estimate, _chunks, _interval, _Runs
 
 Pairs = Mapping[str, Mapping[int, tuple[float, float]]]  # task → seed → (candidate score, baseline score)
 EXACT_MAX_PAIRS = 16  # 2^16 = 65,536 swap patterns enumerated; above that, Monte Carlo

@@ -13,7 +13,7 @@ Check = tuple[str, bool, str]
 
 def _decision_text(suite) -> str:
     """The [decision] settings, and a warning (not a failure) when the seeds cannot detect the margin."""
-    from pwmbench.decision import power_warning
+    from pwmbench.analysis.decision import power_warning
 
     d = suite.decision
     text = f"{d.metric}, margin {d.margin:g}, α {d.alpha:g}, model quality {d.model_quality}, scored at the {d.score_at} evaluation"
@@ -37,8 +37,8 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
             checks.append((name, False, text))
             return None
 
-    from pwmbench.plugins import get_plugins
-    from pwmbench.suite import load_suite, prepare
+    from pwmbench.plugin.manager import get_plugins
+    from pwmbench.suite.spec import load_suite, prepare
 
     plugins = record("plugins import (dynamics models, integrators, tasks)", lambda: ", ".join(f"{k}: {len(r)}" for k, r in get_plugins().registries().items()) + _plugin_problems())
     suite = record("suite file valid", lambda: load_suite(suite_file))
@@ -72,7 +72,7 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
 
 def _plugin_problems() -> str:
     """Problems of plugins the suite may not use (refused registrations, clashes): named here, failed where used."""
-    from pwmbench.plugins import get_plugins
+    from pwmbench.plugin.manager import get_plugins
 
     n = len(get_plugins().problems())
     return f"; {n} plugin problem{'s' if n != 1 else ''} (`pwmbench plugins` lists them)" if n else ""
@@ -131,7 +131,7 @@ def _pretrain_check(task: str, suite) -> str:
     from pwmbench.api import task as get_task
     from pwmbench.data.chunks import chunk_paths
     from pwmbench.pwm.pretrain import open_pretrain_data, pretrain_iterations
-    from pwmbench.suite import pretrain_dir
+    from pwmbench.suite.spec import pretrain_dir
 
     directory = Path(pretrain_dir(suite, task) or "").expanduser()
     spec = get_task(task).spec

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pwmbench.errors import ConfigError, PwmbenchError
-from pwmbench.interfaces import (
+from pwmbench.plugin.interfaces import (
     SIGNATURES,
     DynamicsContext,
     DynamicsModel,
@@ -25,8 +25,8 @@ from pwmbench.interfaces import (
     TaskSet,
     TaskSpec,
 )
-from pwmbench.options import check_units, coerce, describe_type, resolve_options
-from pwmbench.plugin_source import registered_label
+from pwmbench.plugin.options import check_units, coerce, describe_type, resolve_options
+from pwmbench.plugin.source import registered_label
 
 # A small context shaped like TD-MPC2's (latent = 2 SimNorm groups of 8) and a batch of 3: cheap to build and run.
 VALIDATION_CONTEXT = DynamicsContext(latent_dim=16, action_dim=2, task_dim=0, units=(16,), simnorm_dim=8)

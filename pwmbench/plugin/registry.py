@@ -4,7 +4,7 @@ Hooks receive a registry object instead of returning values (as tox 4 does), so 
 stable while what a plugin registers can grow new options. Every entry remembers which plugin added it,
 so a name registered twice is an error that names both sources.
 
-`add` checks what it is given against the plugin API (`pwmbench.validation`: a DynamicsModel subclass that
+`add` checks what it is given against the plugin API (`pwmbench.plugin.validation`: a DynamicsModel subclass that
 implements `next` and `step_loss` and builds on a small context, an Integrator subclass with a `step`, ...) and
 raises a PluginError naming the plugin, its distribution and what is wrong. Inside the plugin manager
 (`scope(..., defer=True)`) such an error, and a name two plugins register, is recorded against the name instead:
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pwmbench.errors import PluginError, unknown_name_message
-from pwmbench.plugin_source import _REGISTERED, UNKNOWN_SOURCE, PluginSource, registered_label  # noqa: F401 - re-exported
+from pwmbench.plugin.source import _REGISTERED, UNKNOWN_SOURCE, PluginSource, registered_label  # noqa: F401 - re-exported
 
 
 def plugin_in_traceback(tb: types.TracebackType | None) -> str | None:
@@ -201,7 +201,7 @@ class DynamicsRegistry(Registry):
     kind = "dynamics model"
 
     def validate(self, name: str, factory: Callable[..., Any]) -> list[str]:
-        from pwmbench.validation import dynamics_problems
+        from pwmbench.plugin.validation import dynamics_problems
 
         return dynamics_problems(factory)
 
@@ -212,7 +212,7 @@ class IntegratorRegistry(Registry):
     kind = "integrator"
 
     def validate(self, name: str, factory: Callable[..., Any]) -> list[str]:
-        from pwmbench.validation import integrator_problems
+        from pwmbench.plugin.validation import integrator_problems
 
         return integrator_problems(factory)
 
@@ -223,7 +223,7 @@ class TaskRegistry(Registry):
     kind = "task"
 
     def validate(self, name: str, factory: Callable[..., Any]) -> list[str]:
-        from pwmbench.validation import task_problems
+        from pwmbench.plugin.validation import task_problems
 
         return task_problems(factory)
 
@@ -234,6 +234,6 @@ class ExecutorRegistry(Registry):
     kind = "executor"
 
     def validate(self, name: str, factory: Callable[..., Any]) -> list[str]:
-        from pwmbench.validation import executor_problems
+        from pwmbench.plugin.validation import executor_problems
 
         return executor_problems(factory)

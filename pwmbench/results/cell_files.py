@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pwmbench.atomic_files import move_aside, remove, remove_temp_files, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
+from pwmbench.results.atomic_files import move_aside, remove, remove_temp_files, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 from pwmbench.errors import PwmbenchError
-from pwmbench.plugins import get_plugins
+from pwmbench.plugin.manager import get_plugins
 from pwmbench.pwm.config import PWMConfig
-from pwmbench.results import UnreadableTable, read_table
+from pwmbench.results.tables import UnreadableTable, read_table
 
 CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"
 WORLD_MODEL_FILE = "world_model.pt"  # a task-set cell's world-model job result: the trained model, its status, data usage
@@ -62,7 +62,7 @@ def failure_record(exc: BaseException) -> tuple[str, dict[str, Any]]:
     that plugin (`failed_in`), the traceback's start for the run row and the full traceback for traceback.txt."""
     import traceback
 
-    from pwmbench.registry import plugin_in_traceback
+    from pwmbench.plugin.registry import plugin_in_traceback
 
     culprit = plugin_in_traceback(exc.__traceback__)
     reason = f"{type(exc).__name__}: {exc}" + (f" [raised in {culprit}]" if culprit else "")

@@ -1,7 +1,7 @@
 """Where a registered plugin object came from, and its label in error messages.
 
-A leaf module (it imports nothing from pwmbench): the plugin API's base classes (pwmbench.interfaces), the checks
-(pwmbench.validation) and the registries (pwmbench.registry, which records registrations here) all name the plugin
+A leaf module (it imports nothing from pwmbench): the plugin API's base classes (pwmbench.plugin.interfaces), the checks
+(pwmbench.plugin.validation) and the registries (pwmbench.plugin.registry, which records registrations here) all name the plugin
 an error comes from, and none of them needs the others for it.
 """
 

@@ -8,7 +8,7 @@ Reads only the Arrow tables and suite.json, never the models. The protocol it im
   same baseline has the same scores whichever candidate it meets.
 - A run that failed, diverged or ended without a finite score is a failed run: counted, named and failing the required
   "no NaN, divergence or crash" criterion — never silently dropped, trimmed or resampled.
-- The first required criterion is the candidate's *decision* (pwmbench/decision.py: better / non-inferior / worse /
+- The first required criterion is the candidate's *decision* (pwmbench/analysis/decision.py: better / non-inferior / worse /
   inconclusive from a paired interval against a margin, gated on model quality); parity and "no NaN, divergence or
   crash" are the others. Ideal ones are reported beside them. Every non-baseline variant (sweep points,
   compute-matched variants) gets its own verdict; `score_all` returns them together with a summary.
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pwmbench import quality_gate
-from pwmbench.decision import Decision, DecisionSettings, decide
+from pwmbench.analysis import quality_gate
+from pwmbench.analysis.decision import Decision, DecisionSettings, decide
 from pwmbench.errors import PwmbenchError, suggest
-from pwmbench.paired_stats import holm, sign_flip_p, wilcoxon_p
-from pwmbench.results import read_dir
-from pwmbench.stats import (
+from pwmbench.analysis.paired_stats import holm, sign_flip_p, wilcoxon_p
+from pwmbench.results.tables import read_dir
+from pwmbench.analysis.stats import (
     BOOTSTRAP_REPS,
     Estimate,
     aggregate,

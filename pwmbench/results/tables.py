@@ -1,7 +1,7 @@
 """Arrow result files: the per-step curves table and the one-row run table of a training cell.
 
 Files are written to a temporary name in the same directory and renamed (atomic on POSIX), so a reader
-never sees half a file, with a checksum beside them (pwmbench/atomic_files.py), so a garbled one is never
+never sees half a file, with a checksum beside them (pwmbench/results/atomic_files.py), so a garbled one is never
 believed. Provenance lives in columns (not only schema metadata), because a dataset read from many files keeps
 only the first file's metadata.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
-from pwmbench.atomic_files import ChecksumMismatch, verify_checksum, write_atomic
+from pwmbench.results.atomic_files import ChecksumMismatch, verify_checksum, write_atomic
 
 SCHEMA_VERSION = 7  # 7: model_reward_error_mean_H / model_reward_ratio_mean_H (the mean-reward predictor of the model-quality gate); 6: threads (torch threads the cell computed with), failed_in (the plugin an exception came from); 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 

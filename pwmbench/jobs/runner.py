@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pwmbench.cell_kinds import JobPlan, plan_jobs
+from pwmbench.jobs.cell_kinds import JobPlan, plan_jobs
 from pwmbench.errors import ConfigError
-from pwmbench.interfaces import DependencyFailed, Job
-from pwmbench.progress_board import ProgressBoard
-from pwmbench.pwm.cell_files import RUN_FILE, run_status, write_text_atomic
-from pwmbench.results_lock import results_lock
-from pwmbench.results_status import EXECUTOR_DIR, SUITE_FILE
-from pwmbench.run_summary import Problem, RunSummary, cell_problems, record_error
-from pwmbench.suite import Cell, Suite
+from pwmbench.plugin.interfaces import DependencyFailed, Job
+from pwmbench.jobs.progress import ProgressBoard
+from pwmbench.results.cell_files import RUN_FILE, run_status, write_text_atomic
+from pwmbench.jobs.lock import results_lock
+from pwmbench.jobs.status import EXECUTOR_DIR, SUITE_FILE
+from pwmbench.jobs.summary import Problem, RunSummary, cell_problems, record_error
+from pwmbench.suite.spec import Cell, Suite
 
 __all__ = ["Submission", "cell_status", "executor_choice", "finished", "parse_executor_settings", "parse_only", "plan", "plan_graph",
            "run_suite", "select", "write_suite_record"]  # fmt: skip
@@ -80,7 +80,7 @@ def plan_graph(suite: Suite, out: Path, todo: list[Cell], restart: bool, prepare
     """The job graph of the cells still to run, after the planning-time data checks (nothing is collected here).
     `prepare` (a real run, not a dry one): each cell's kind first discards what a re-run must (failed records;
     everything with restart)."""
-    from pwmbench.cell_kinds import kind_for
+    from pwmbench.jobs.cell_kinds import kind_for
     from pwmbench.data.jobs import check_suite_data
 
     if todo:
@@ -199,7 +199,7 @@ def _execute(runner: Any, graph: JobPlan, out: Path, summary: RunSummary, progre
 
 
 def _tracked(graph: JobPlan, job: Job, out: Path) -> Any:
-    from pwmbench.cell_kinds import Tracked
+    from pwmbench.jobs.cell_kinds import Tracked
 
     cell = graph.cell_of[job.key]
     if cell is None:  # a data job: its progress is the collector's log

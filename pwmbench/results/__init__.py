@@ -1,0 +1,1 @@
+"""Result files: the Arrow tables and their schema, a cell's files (atomic writes, checkpoints' neighbours, progress), provenance."""
