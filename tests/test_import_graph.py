@@ -80,3 +80,14 @@ def test_the_package_has_no_import_circles():
 def test_the_cycle_finder_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_job_graph_layer_knows_no_algorithm():
+    """W13: the runner, `pwmbench status` and the progress board reach cells only through the cell-kind interface:
+    nothing in pwmbench/jobs imports pwmbench.pwm, pwmbench.nn or torch (the kinds are found by module name)."""
+    graph = import_graph()
+    for module in (m for m in graph if m.startswith("pwmbench.jobs")):
+        algorithm = sorted(t for t in graph[module] if t.startswith(("pwmbench.pwm", "pwmbench.nn")))
+        assert not algorithm, f"{module} imports {algorithm}"
+        source = (PACKAGE.parent / (module.replace(".", "/") + ".py")).read_text() if not module.endswith("jobs") else ""
+        assert "import torch" not in source, module
