@@ -183,7 +183,9 @@ def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, dev
 @click.option("--set", "settings", multiple=True, metavar="executor.KEY=VALUE", help="An executor option (repeatable), e.g. executor.address=auto.")
 @click.option("--detach", is_flag=True, help="Submit the jobs and return (executors whose jobs outlive this process: slurm); follow with `pwmbench status`.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, executor, settings, detach, progress) -> None:
+@click.option("--allow-pickle", is_flag=True, help="Unpickle dataset files the safe loader refuses (a pickle can run code: trusted data only). "
+              "Only here, never in a suite file.")
+def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, executor, settings, detach, progress, allow_pickle) -> None:
     """Run every cell of a suite (task × variant × seed): parity gate, fairness audit, training, results.
 
     Cells that finished (ok, or diverged: a NaN/Inf is a result) are skipped; failed cells (an exception) are
@@ -194,12 +196,12 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
 
     from pwmbench.errors import PwmbenchError
     from pwmbench.jobs.runner import Submission, cell_status, parse_executor_settings, parse_only, plan, plan_graph, run_suite
-    from pwmbench.suite.spec import load_suite, prepare
+    from pwmbench.suite.spec import load_suite, prepare, unsafe_options, with_invocation
 
     if as_json and not dry_run:
         _fail("--json prints the job graph of a dry run: add --dry-run")
     try:
-        suite = prepare(load_suite(suite_file))
+        suite = with_invocation(prepare(load_suite(suite_file)), allow_pickle=allow_pickle)
         out = Path(out_dir) if out_dir else Path("results") / suite.name
         filters = parse_only(only)
         _check_only(suite, filters)
@@ -207,6 +209,8 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
         graph = plan_graph(suite, out, todo, restart) if dry_run else None
     except PwmbenchError as exc:
         _fail(str(exc))
+    for line in unsafe_options(suite):
+        click.echo(f"UNSAFE: {line}", err=True)
     if as_json:
         click.echo(json.dumps(graph.to_json(), indent=1))
         return
@@ -374,13 +378,14 @@ def report_cmd(results, out_dir, candidates, baseline, reps, latex, metric, marg
 @main.command("check")
 @click.argument("suite_file", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Results directory to check (default: results/<suite name>).")
-def check_cmd(suite_file, out_dir) -> None:
+@click.option("--allow-pickle", is_flag=True, help="Check as `run --allow-pickle` would run (named as unsafe).")
+def check_cmd(suite_file, out_dir, allow_pickle) -> None:
     """The pre-flight checklist for a suite (plugins, suite file, seeds, parity gate, fairness audit, data,
     environments, results directory), one line each; exit 1 if any check fails.
     See docs/protocol.md#the-pre-flight-checklist."""
     from pwmbench.suite.checklist import preflight
 
-    results = preflight(suite_file, out_dir)
+    results = preflight(suite_file, out_dir, allow_pickle=allow_pickle)
     for name, ok, detail in results:
         click.echo(f"[{'pass' if ok else 'FAIL'}] {name}: {detail}")
     sys.exit(0 if all(ok for _, ok, _ in results) else 1)

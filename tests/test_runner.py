@@ -213,3 +213,25 @@ def test_reasons_are_shortened_to_one_line():
     assert len(one_line("x" * 500)) == 200
 
 
+
+
+def test_unpickling_is_the_command_lines_permission_and_check_and_dry_run_name_it(tmp_path):
+    """W14: only `--allow-pickle` on the command line lets a run unpickle dataset files; `check` and `run --dry-run`
+    say so whenever it is given (and the run rows' config, which names what is trained, does not change with it)."""
+    path = write_suite(tmp_path)
+    plain = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert plain.exit_code == 0 and "UNSAFE" not in plain.output
+    unsafe = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--allow-pickle"])
+    assert unsafe.exit_code == 0 and "UNSAFE: --allow-pickle: dataset chunk files the safe loader refuses will be unpickled" in unsafe.output
+    check = CliRunner().invoke(main, ["check", str(path), "--out", str(tmp_path / "out"), "--allow-pickle"])
+    assert "[pass] unsafe options (code from data): --allow-pickle" in check.output, check.output
+    safe = CliRunner().invoke(main, ["check", str(path), "--out", str(tmp_path / "out")])
+    assert "[pass] unsafe options (code from data): none" in safe.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace("[variants.mlp]", "allow_pickle = true\n[variants.mlp]", 1))
+    refused = CliRunner().invoke(main, ["run", str(bad), "--dry-run"])
+    assert refused.exit_code == 2 and "allow_pickle cannot be set in a suite file" in refused.output
+    from pwmbench.pwm.config import resolve_config
+    from pwmbench.results.cell_files import config_hash
+
+    assert config_hash(resolve_config({"allow_pickle": True})) == config_hash(resolve_config({}))

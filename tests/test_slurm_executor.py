@@ -293,3 +293,35 @@ def test_a_task_set_suite_on_slurm_gives_the_local_executors_results(cluster, tm
     keep = ("task", "status", "final_return", "final_score", "epochs", "wm_iterations", "data_transitions_sampled")
     assert [{k: r[k] for k in keep} for r in table(tmp_path / "slurm", "run.arrow")] == [{k: r[k] for k in keep} for r in table(tmp_path / "local", "run.arrow")]
     assert (tmp_path / "slurm" / ".executor" / ".slurm").is_dir()  # submitit's files live with the results
+
+
+def test_status_of_a_results_directory_never_unpickles_what_it_names(tmp_path, monkeypatch):
+    """W14: `pwmbench status DIR` on a directory someone handed you reads JSON only. The Slurm record names result and
+    error pickles that would run code when loaded; status must report the jobs without loading them."""
+    import json
+    import pickle
+
+    from click.testing import CliRunner
+
+    from pwmbench.cli import main
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    out = tmp_path / "results"
+    (out / ".executor").mkdir(parents=True)
+    for name in ("result.pkl", "error.pkl"):
+        (tmp_path / name).write_bytes(pickle.dumps(("success", Payload())))
+    (out / "suite.json").write_text(json.dumps({"configs": {}, "seeds": []}))
+    (out / ".executor" / "submission.json").write_text(json.dumps({"executor": "slurm", "options": {}, "submitted": 0}))
+    (out / ".executor" / "slurm_jobs.json").write_text(json.dumps({"version": 1, "jobs": {
+        "a|mlp|1": {"job_id": "99999", "result": str(tmp_path / "result.pkl"), "error_file": str(tmp_path / "error.pkl"), "log": None}}}))  # fmt: skip
+    empty = tmp_path / "no-slurm"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # the scheduler cannot be asked: status falls back to the files
+    result = CliRunner().invoke(main, ["status", str(out)])
+    assert not marker.exists(), "status unpickled a file named in the results directory"
+    assert "a|mlp|1" in result.output and result.exit_code == 1

@@ -119,7 +119,7 @@ INVALID = {
     ("base", "critic_units"): ("list_int", WIDTHS),
     ("base", "task_ids"): ("list_int", IDS),
     ("base", "grad_probe_horizons"): ("list_int", IDS - {"dup"} | {"item_zero"}),
-    **{("base", k): ("bool", BOOL) for k in ("detach", "obs_rms", "ret_rms", "allow_pickle")},
+    **{("base", k): ("bool", BOOL) for k in ("detach", "obs_rms", "ret_rms")},
     ("base", "rew_rms"): ("bool", BOOL - {"none"}),
     **{("base", k): ("str", CHOICE) for k in ("preset", "lr_schedule", "critic_targets", "actor_reward_decode")},
     ("base", "wm_recipe"): ("str", CHOICE - {"none"}),
@@ -396,3 +396,12 @@ def test_values_from_the_legal_ranges_are_accepted(paths, data):
         return  # vmin < vmax and min_logstd ≤ init_logstd are relations, not ranges: two legal values can break them
     prepared = prepare(parse_suite(suite))
     assert len(prepared.cells()) == len(suite["seeds"]) * len(prepared.variants)
+
+
+# ------------------------------------------------------------------------------------------ permissions of the invocation
+@settings(max_examples=30)
+@given(table=st.sampled_from([("base",), ("variants", "mlp"), ("variants", "flow")]), value=st.one_of(st.booleans(), st.integers(), st.text(max_size=5), st.none()))
+def test_a_suite_file_cannot_allow_unpickling(table, value):
+    """W14: `allow_pickle` is the command line's (`--allow-pickle`), never a suite key, whatever its value and table."""
+    message = refused(with_value((*table, "allow_pickle"), value))
+    assert "allow_pickle cannot be set in a suite file" in message and "--allow-pickle" in message, message

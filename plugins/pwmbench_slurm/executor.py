@@ -30,7 +30,7 @@ from pwmbench.api import (
     check_keys,
     order_jobs,
 )
-from pwmbench_slurm.job import RemoteTraceback, SlurmCall, SlurmJobError, _load_error  # noqa: F401
+from pwmbench_slurm.job import RemoteTraceback, SlurmCall, SlurmJobError, _load_error, outcome_file, read_outcome  # noqa: F401
 
 INSTALL_HINT = "pip install 'pwmbench[slurm]'"
 RECORD_FILE = "slurm_jobs.json"
@@ -446,6 +446,7 @@ class SlurmExecutor(Executor):
                 "stderr": s.stderr,
                 "result": str(s.result_file),
                 "error_file": s.error_file,
+                "outcome": outcome_file(s.error_file),
                 "submitted_at": s.submitted_at,
             }
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -472,7 +473,7 @@ class SlurmExecutor(Executor):
         for key, info in jobs.items():
             log = info.get("log") or info.get("stdout")
             slurm_state, reason = states.get(info["job_id"], (None, ""))
-            result = _result_kind(info.get("result"))
+            outcome = read_outcome(info.get("outcome") or outcome_file(str(info.get("error_file") or "")))  # JSON only: no pickle
             if slurm_state is not None:
                 state = STATE_MAP.get(slurm_state, "unknown")
                 detail = slurm_state if state == "unknown" else None
@@ -482,27 +483,15 @@ class SlurmExecutor(Executor):
                         detail += " (a job it depends on failed: it will never start)"
                 elif slurm_state == "CANCELLED" and reason and reason != "None":
                     detail = f"cancelled: {reason}"
-            elif result is not None:
-                state, detail = ("done", None) if result == "success" else ("failed", None)
+            elif outcome is not None:
+                state, detail = ("done", None) if outcome["state"] == "success" else ("failed", None)
             else:
                 state, detail = "unknown", "the scheduler no longer knows this job and it left no result"
-            if state == "failed":
-                error = _load_error(info.get("error_file", ""))
-                if error is not None:
-                    detail = f"{type(error).__name__}: {error}"
+            if state == "failed" and outcome is not None and outcome["state"] == "error":
+                detail = f"{outcome.get('type')}: {outcome.get('message')}"
             if unreachable:
                 detail = f"scheduler unreachable ({unreachable})" + (f"; {detail}" if detail else "")
             out.append(JobStatus(key, state, log, detail, info["job_id"]))
         return out
 
-
-def _result_kind(path: str | None) -> str | None:
-    """"success" or "error" from a submitit result file, None when there is none."""
-    if not path or not Path(path).exists():
-        return None
-    try:
-        with open(path, "rb") as f:
-            return str(pickle.load(f)[0])
-    except Exception:  # noqa: BLE001
-        return None
 

@@ -6,6 +6,7 @@ node costs only these files, and the job function's own imports come when its pa
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import sys
@@ -42,10 +43,12 @@ class SlurmCall:
         fn, kwargs = pickle.loads(self.payload)
         with captured_output(self.log):
             try:
-                return fn(**kwargs)
+                result = fn(**kwargs)
             except Exception as exc:
                 _save_error(self.error_file, exc)
                 raise
+        _write_json(outcome_file(self.error_file), {"state": "success", "result": result if isinstance(result, (str, int, float, bool)) else None})
+        return result
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Resubmit the same call (submitit's protocol); the job resumes from its own checkpoint files."""
@@ -57,8 +60,35 @@ class SlurmCall:
         return f"SlurmCall({self.key!r})"
 
 
+def outcome_file(error_file: str) -> str:
+    """The job's outcome as JSON beside its error file: what `status` reads (never a pickle: a results directory
+    someone hands you must not run code when you look at it)."""
+    return os.path.splitext(error_file)[0] + ".json"
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+
+def read_outcome(path: str | None) -> dict[str, Any] | None:
+    """A job's JSON outcome ({"state": "success"|"error", ...}), or None without a readable one."""
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("state") in ("success", "error") else None
+
+
 def _save_error(path: str, exc: BaseException) -> None:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    _write_json(outcome_file(path), {"state": "error", "type": type(exc).__name__, "message": str(exc)[:2000], "traceback": tb[-20000:]})
     try:
         blob: bytes | None = pickle.dumps(exc)
         pickle.loads(blob)  # an exception whose class cannot be rebuilt from its args is sent as its text

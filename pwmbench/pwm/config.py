@@ -186,8 +186,16 @@ class PWMConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """The keys that define what is trained (run rows, config hash, the resume check): `to_dict` without the
+        permissions of one invocation (`allow_pickle`, given on the command line), which change no result."""
+        return {k: v for k, v in self.to_dict().items() if k not in INVOCATION_KEYS}
+
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return json.dumps(self.identity(), sort_keys=True)
+
+
+INVOCATION_KEYS = ("allow_pickle",)  # set by the person running the command (`--allow-pickle`), never by a suite file
 
 
 KEYS = tuple(f.name for f in fields(PWMConfig))

@@ -38,7 +38,7 @@ from pwmbench.plugin.interfaces import Task
 from pwmbench.nn.reward import symlog
 from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.pwm.buffer import SequenceBuffer
-from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.config import INVOCATION_KEYS, PWMConfig
 from pwmbench.pwm.critic import update_critic
 from pwmbench.pwm.diagnostics import EpisodeRecorder, diagnose, window_generator
 from pwmbench.pwm.episodes import EpisodeStats
@@ -427,8 +427,9 @@ class PWMTrainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.cfg.to_dict():
-            changed = sorted(k for k in set(state["config"]) | set(self.cfg.to_dict()) if state["config"].get(k) != self.cfg.to_dict().get(k))
+        saved, mine = ({k: v for k, v in c.items() if k not in INVOCATION_KEYS} for c in (state["config"], self.cfg.to_dict()))
+        if saved != mine:
+            changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
             raise ConfigError(f"the checkpoint was written with a different config ({', '.join(changed)} changed); pass --restart to train from scratch")
         if not hasattr(self.env, "load_state_dict") or "env" not in state:
             raise ConfigError("this task's environments cannot save and restore their state, so the run cannot resume; pass --restart")

@@ -21,7 +21,7 @@ def _decision_text(suite) -> str:
     return text + (f"; WARNING: {warning} (docs/protocol.md#seeds-and-power)" if warning else f"; {len(suite.seeds)} seeds detect the margin at noise_sd {d.noise_sd:g}")
 
 
-def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Check]:
+def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *, allow_pickle: bool = False) -> list[Check]:
     checks: list[Check] = []
 
     def record(name: str, fn) -> object:
@@ -38,7 +38,7 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
             return None
 
     from pwmbench.plugin.manager import get_plugins
-    from pwmbench.suite.spec import load_suite, prepare
+    from pwmbench.suite.spec import load_suite, prepare, unsafe_options, with_invocation
 
     plugins = record("plugins import (dynamics models, integrators, tasks)", lambda: ", ".join(f"{k}: {len(r)}" for k, r in get_plugins().registries().items()) + _plugin_problems())
     suite = record("suite file valid", lambda: load_suite(suite_file))
@@ -53,6 +53,8 @@ def preflight(suite_file: str | os.PathLike[str], out_dir: str | os.PathLike[str
     prepared = record("parity gate on the real task dimensions", lambda: (prepare(suite), _parity_text(suite))[1])
     if prepared is None:
         return checks
+    with_invocation(suite, allow_pickle=allow_pickle)
+    record("unsafe options (code from data)", lambda: "; ".join(unsafe_options(suite)) or "none: datasets are read with the safe loader only")
     record("identical settings across variants (fairness audit)", lambda: "only dynamics blocks differ" + (f"; declared: {suite.audit['declared_differences']}" if suite.audit["declared_differences"] else ""))
     for task, recipes in suite.audit.get("wm_recipes", {}).items():  # identical across variants (the audit refuses otherwise)
         record(f"task set {task}: world-model recipe, every variant", lambda r=recipes: _recipe_text(r))

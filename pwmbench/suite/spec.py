@@ -226,6 +226,7 @@ def parse_suite(data: Mapping[str, Any], path: Path | None = None) -> Suite:
             raise SuiteError(f"{where}: thresholds.{task} must be a finite number (a return), got {value!r}")
 
     base = dict(_expect(where, "base", data.get("base", {}), dict, "a table of config keys"))
+    _refuse_invocation_keys(f"{where} [base]", base)
     for key in ("dynamics", "dynamics_options"):
         if key in base:
             raise SuiteError(f"{where}: base.{key} is not allowed: the dynamics model belongs in each [variants.NAME] block")
@@ -421,8 +422,34 @@ def _check_options(here: str, dynamics: str, options: Mapping[str, Any]) -> None
         raise SuiteError(f"{here}: {exc}") from None
 
 
+def _refuse_invocation_keys(here: str, block: Mapping[str, Any]) -> None:
+    """`allow_pickle` is the permission of the person at the keyboard, not of whoever wrote the suite file: a suite
+    file that could switch it on could make `pwmbench run` unpickle — and so run — code from a dataset."""
+    from pwmbench.pwm.config import INVOCATION_KEYS
+
+    for key in INVOCATION_KEYS:
+        if key in block:
+            raise SuiteError(f"{here}: {key} cannot be set in a suite file (whoever can write the file could make a run unpickle, "
+                             f"and so run, code from a dataset); when you trust the data, pass --allow-pickle to `pwmbench run`")  # fmt: skip
+
+
+def with_invocation(suite: Suite, *, allow_pickle: bool = False) -> Suite:
+    """The suite's configs with the command line's permissions (`--allow-pickle`), which no suite file can give."""
+    if allow_pickle:
+        suite.configs = {k: dataclasses.replace(c, allow_pickle=True) for k, c in suite.configs.items()}
+    return suite
+
+
+def unsafe_options(suite: Suite) -> list[str]:
+    """What this run permits that can run code from data — said by `check` and `run --dry-run`."""
+    if any(c.allow_pickle for c in suite.configs.values()):
+        return ["--allow-pickle: dataset chunk files the safe loader refuses will be unpickled (a pickle can run code: trusted data only)"]
+    return []
+
+
 def _parse_variant(where: str, name: str, block: Mapping[str, Any]) -> list[Variant]:
     here = f"{where} [variants.{name}]"
+    _refuse_invocation_keys(here, block)
     if "dynamics" not in block:
         raise SuiteError(f"{here}: 'dynamics' is required (e.g. dynamics = \"mlp\")")
     dynamics = _expect(here, "dynamics", block["dynamics"], str, "a registered dynamics model name")
