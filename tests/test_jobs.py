@@ -3,6 +3,7 @@ world-model → member → collect jobs (equal to the cell trained in one proces
 results-directory lock and `pwmbench status`."""
 
 import json
+import time
 import os
 import socket
 import subprocess
@@ -127,15 +128,88 @@ def test_the_results_directory_is_locked_by_one_run(tmp_path):
             with results_lock(tmp_path):
                 pass
     assert not (tmp_path / LOCK_FILE).exists()
-    # a lock left by a process that is gone is taken over; one from another host is kept
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    # the kernel's lock is the truth: a lock file left behind by a process that is gone, whatever it names, is taken
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout.strip()
+    for text in (json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0}), json.dumps({"host": "elsewhere", "pid": 1}), ""):
+        (tmp_path / LOCK_FILE).write_text(text)
+        with results_lock(tmp_path):
+            pass
+
+
+def test_without_flock_the_lock_is_a_whole_file_and_a_gone_holder_is_taken_over(tmp_path, monkeypatch):
+    import fcntl
+
+    from pwmbench.jobs.lock import LOCK_FILE, ResultsLocked, results_lock
+
+    def no_flock(*args):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with results_lock(tmp_path) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        with pytest.raises(ResultsLocked, match=f"pid {os.getpid()}"):
+            with results_lock(tmp_path):
+                pass
+    assert not (tmp_path / LOCK_FILE).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout.strip()
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0}))
     with results_lock(tmp_path):
         pass
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))
-    with pytest.raises(ResultsLocked, match="host elsewhere, pid 1.*delete"):
+    with pytest.raises(ResultsLocked, match="host elsewhere, pid 1"):
         with results_lock(tmp_path):
             pass
+
+
+RACER = """
+import json, os, sys, time
+if sys.argv[3] == "no-flock":
+    import fcntl
+    def no_flock(*a):
+        raise OSError(37, "No locks available")
+    fcntl.flock = no_flock
+from pathlib import Path
+from pwmbench.jobs.lock import ResultsLocked, results_lock
+out, start = Path(sys.argv[1]), float(sys.argv[2])
+while time.time() < start:
+    pass
+held = 0
+deadline = start + 1.0
+while time.time() < deadline:
+    try:
+        with results_lock(out):
+            t0 = time.time()
+            time.sleep(0.01)
+            t1 = time.time()
+            with open(out / "intervals", "a") as f:
+                f.write(json.dumps([os.getpid(), t0, t1]) + "\\n")
+            held += 1
+    except ResultsLocked:
+        time.sleep(0.001)
+print(held)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["flock", "no-flock"])
+def test_eight_processes_racing_for_the_lock_never_hold_it_together(tmp_path, mode):
+    """W14 item 4: 8 processes try to take the lock over and over for a second, from a clean directory, over a lock
+    file a dead process left, and over an empty one; every holding interval is disjoint from every other."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout.strip()
+    leftovers = ["", json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0})] + ([None] if mode == "flock" else [])
+    for trial, leftover in enumerate([None, *leftovers] * 2):
+        out = tmp_path / f"t{trial}"
+        out.mkdir()
+        if leftover is not None and (mode == "flock" or leftover):  # without flock an empty lock is refused, not taken
+            (out / ".pwmbench.lock").write_text(leftover)
+        start = time.time() + 1.5
+        racers = [subprocess.Popen([sys.executable, "-c", RACER, str(out), str(start), mode], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+        held = [int(r.communicate(timeout=60)[0].strip() or 0) for r in racers]
+        intervals = sorted(json.loads(line)[1:] for line in (out / "intervals").read_text().splitlines())
+        assert sum(held) == len(intervals) > 1, (trial, held)
+        overlaps = [(a, b) for a, b in zip(intervals, intervals[1:]) if b[0] < a[1]]
+        assert not overlaps, f"trial {trial} ({mode}, leftover {leftover!r}): two holders at once {overlaps[:3]}"
+        assert not (out / ".pwmbench.lock").exists()
 
 
 TASKSET_SUITE = """

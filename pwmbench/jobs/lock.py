@@ -3,6 +3,8 @@ writes there; a second run is refused naming the holder, and a lock whose proces
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -54,36 +56,111 @@ def holder_gone(holder: dict[str, Any]) -> bool:
 
 @contextmanager
 def results_lock(out: Path) -> Iterator[Path]:
-    """Hold `out` for this process: a second `pwmbench run` on it is refused (naming the holder) while the holder
-    lives; a lock whose process is gone is taken over. Created with O_EXCL, so two runners never both get it."""
+    """Hold `out` for this process: a second `pwmbench run` on it is refused, naming the holder, while the holder runs.
+
+    The lock is the kernel's: an exclusive `flock` on DIR/.pwmbench.lock, held for the whole run and released by the
+    kernel however the process ends (so a stale lock cannot exist and there is nothing to take over). The holder's
+    name is written into the file once the lock is held; after taking the lock the file is checked to be the one at
+    the path (a releasing holder unlinks it), so two runners never hold it at once. On a filesystem without flock
+    the lock falls back to a file created whole with a hard link (atomic, never empty) and a pid check."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_FILE
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)}
-    for _ in range(3):
+    for _ in range(50):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
         except FileExistsError:
-            holder = lock_holder(path)
-            if _holder_gone(holder):
-                path.unlink(missing_ok=True)
+            try:
+                fd, created = os.open(path, os.O_RDWR), False
+            except FileNotFoundError:
                 continue
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
-            raise ResultsLocked(
-                f"{out} is in use by another pwmbench run (host {holder.get('host')}, pid {holder.get('pid')}, since {since}): "
-                f"wait for it to finish, or run into another --out. If that process is gone (e.g. on another machine "
-                f"that was shut down), delete {path}."
-            ) from None
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-        except OSError as exc:  # a full disk: no lock file left half-written, and an error that says what to do
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _locked(out, path) from None
+        except OSError:  # no flock on this filesystem
+            os.close(fd)
+            if created:
+                path.unlink(missing_ok=True)  # the empty file just made to be locked
+            with _link_lock(out, path, me):
+                yield path
+            return
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # we locked a file its last holder had just unlinked: take the one at the path
+            os.close(fd)
+            continue
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+        except OSError as exc:  # a full disk: no lock left behind, and an error that says what to do
             path.unlink(missing_ok=True)
+            os.close(fd)
             raise no_space(exc, path) from None
-        break
-    else:
-        raise ResultsLocked(f"could not take the lock {path}: it keeps changing hands")
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)  # before unlocking: a waiter that opened this file sees it is gone
+            os.close(fd)
+        return
+    raise ResultsLocked(f"could not take the lock {path}: it keeps changing hands")
+
+
+def _locked(out: Path, path: Path) -> ResultsLocked:
+    holder = None
+    for _ in range(20):  # the holder writes its name right after taking the lock
+        holder = lock_holder(path)
+        if holder:
+            break
+        time.sleep(0.05)
+    holder = holder or {}
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
+    return ResultsLocked(
+        f"{out} is in use by another pwmbench run (host {holder.get('host')}, pid {holder.get('pid')}, since {since}): "
+        f"wait for it to finish, or run into another --out."
+    )
+
+
+@contextmanager
+def _link_lock(out: Path, path: Path, me: dict[str, Any]) -> Iterator[None]:
+    """The lock without flock: the holder's file is written whole under a private name and hard-linked to the lock's
+    name (atomic; fails if it exists), so no one ever reads an empty lock; a holder whose process is gone (on this
+    host) is moved aside by a rename, which only one taker wins."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.time_ns()}")
     try:
-        yield path
+        tmp.write_text(json.dumps(me))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise no_space(exc, path) from None
+    try:
+        for _ in range(50):
+            try:
+                os.link(tmp, path)
+                break
+            except FileExistsError:
+                holder = lock_holder(path)
+                if holder is None or not _holder_gone(holder):
+                    raise _locked(out, path) from None
+                stale = path.with_name(f"{path.name}.stale.{os.getpid()}.{time.time_ns()}")
+                try:
+                    os.rename(path, stale)
+                except FileNotFoundError:
+                    continue
+                if lock_holder(stale) != holder:  # someone else's fresh lock: put it back and give way
+                    with contextlib.suppress(FileExistsError):
+                        os.link(stale, path)
+                    stale.unlink(missing_ok=True)
+                    raise _locked(out, path) from None
+                stale.unlink(missing_ok=True)
+        else:
+            raise ResultsLocked(f"could not take the lock {path}: it keeps changing hands")
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        yield
     finally:
         if (lock_holder(path) or {}).get("pid") == me["pid"]:
             path.unlink(missing_ok=True)
