@@ -178,6 +178,30 @@ def test_ctrl_c_and_sigterm_stop_at_a_boundary_leave_no_worker_and_resume_exactl
     assert_equals_reference(out, reference_out)
 
 
+def test_kill_9_of_the_main_process_only_leaves_no_worker_and_the_run_resumes_exactly(reference, tmp_path):
+    """W14 item 5: the runner killed with SIGKILL (no handler runs) while its workers train: every worker sees its
+    parent go, checkpoints at its next boundary and exits — none is left training beside the resumed run."""
+    suite, reference_out, _ = reference
+    out = tmp_path / "out"
+    proc = subprocess.Popen(command(suite, out, "--workers", "2"), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV, cwd=TESTS.parent)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.rglob("progress.json"))) < 2:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert workers, "no worker processes found"
+    proc.kill()  # the main process only: its workers are not signalled
+    proc.communicate(timeout=60)
+    limit = time.time() + 60
+    while time.time() < limit and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)], "workers outlived the runner"
+    assert_nothing_half_written(out)
+    resumed = run(suite, out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_equals_reference(out, reference_out)
+
+
 # ---------------------------------------------------------------------------------------------------- full disk
 
 

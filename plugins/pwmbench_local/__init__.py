@@ -3,12 +3,17 @@
 Processes are started with the `spawn` method (torch and MuJoCo state must not be forked), so a job's
 function and arguments must be picklable. A job that raises yields its exception; a worker process that
 dies (killed, out of memory) yields a BrokenProcessPool error for the jobs it took down, and the run goes on
-with a fresh pool for the remaining jobs.
+with a fresh pool for the remaining jobs. A worker never outlives the run: a watchdog thread in each worker sees
+its parent go (however it died, kill -9 included) and sends the worker SIGTERM, which a training cell answers by
+checkpointing at its next boundary; a worker still there after STOP_GRACE_S exits.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -42,7 +47,8 @@ class LocalExecutor(Executor):
         graph = JobGraph(jobs)
         queue: list[Job] = []
         while graph or queue:
-            pool = self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method))
+            pool = self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
+                                                    initializer=watch_parent, initargs=(os.getpid(),))  # fmt: skip
             running: dict[Future, Job] = {}
             broken = False
             try:
@@ -75,6 +81,20 @@ class LocalExecutor(Executor):
 
 
 STOP_GRACE_S = 30.0  # how long a worker may take to finish its epoch and checkpoint after SIGTERM
+WATCH_INTERVAL_S = 0.5
+
+
+def watch_parent(parent: int) -> None:
+    """Worker initializer: a daemon thread that stops this worker when the process that started it is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_INTERVAL_S)
+        os.kill(os.getpid(), signal.SIGTERM)  # a training cell checkpoints at its next boundary and stops
+        time.sleep(STOP_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="pwmbench-watch-parent", daemon=True).start()
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
