@@ -235,3 +235,32 @@ def test_unpickling_is_the_command_lines_permission_and_check_and_dry_run_name_i
     from pwmbench.results.cell_files import config_hash
 
     assert config_hash(resolve_config({"allow_pickle": True})) == config_hash(resolve_config({}))
+
+
+def test_a_results_directory_belongs_to_one_suite(tmp_path):
+    """W14 item 3: a suite whose cells' configs differ from the recorded one, or that drops cells, is refused naming the
+    differences (run and --dry-run alike) unless --restart; added seeds, variants or tasks are allowed and recorded."""
+    from pwmbench.jobs.runner import check_same_suite, write_suite_record
+
+    out = tmp_path / "out"
+    out.mkdir()
+    first = prepare(load_suite(write_suite(tmp_path, seeds=(1, 2))))
+    write_suite_record(first, out)
+    assert check_same_suite(first, out, restart=False) == []  # the same suite: nothing to say
+    changed_path = tmp_path / "changed.toml"
+    changed_path.write_text(write_suite(tmp_path, epochs=40, seeds=(1,)).read_text())
+    changed = prepare(load_suite(changed_path))
+    with pytest.raises(ConfigError, match=r"different suite: toy/point flow: max_epochs 12 → 40.*seeds \[2\] are no longer in the suite.*--restart"):
+        check_same_suite(changed, out, restart=False)
+    dry = CliRunner().invoke(main, ["run", str(changed_path), "--out", str(out), "--dry-run"])
+    assert dry.exit_code == 2 and "holds the results of a different suite" in dry.output
+    assert check_same_suite(changed, out, restart=True)[0]["restarted_with_changes"]  # allowed with --restart, recorded
+    more = prepare(load_suite(write_suite(tmp_path, seeds=(1, 2, 3), second="flow2")))
+    refused_and_added = more
+    with pytest.raises(ConfigError, match="toy/point flow is no longer in the suite"):
+        check_same_suite(refused_and_added, out, restart=False)
+    grown = prepare(load_suite(write_suite(tmp_path, seeds=(1, 2, 3))))
+    history = check_same_suite(grown, out, restart=False)
+    assert history[-1]["added"] == ["seed 3"] and history[-1]["restarted_with_changes"] == []
+    write_suite_record(grown, out, history)
+    assert check_same_suite(grown, out, restart=False)[-1]["added"] == ["seed 3"]  # the history is kept

@@ -229,8 +229,9 @@ def test_an_unreadable_result_file_is_left_out_and_named(tmp_path):
     broken = next(root.rglob("run.arrow"))
     broken.write_bytes(broken.read_bytes()[:50])  # truncated
     result = CliRunner().invoke(main, ["score", str(root), "--bootstrap", "200"])
-    assert f"unreadable result file left out: {broken} does not match its checksum" in result.output
+    assert f"incomplete results: unreadable: {broken} does not match its checksum" in result.output
     assert "0 of 11 runs" in result.output  # the other cells are scored as usual
+    assert result.exit_code == 3 and "INCONCLUSIVE" in result.output.upper()  # never "accepted" on incomplete results
     (root / "suite.json").write_text("{not json")
     bad = CliRunner().invoke(main, ["score", str(root)])
     assert bad.exit_code == 2 and "suite.json is not valid JSON" in bad.output

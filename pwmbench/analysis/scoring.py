@@ -30,7 +30,7 @@ from pwmbench.analysis import quality_gate
 from pwmbench.analysis.decision import Decision, DecisionSettings, decide
 from pwmbench.errors import PwmbenchError, suggest
 from pwmbench.analysis.paired_stats import holm, sign_flip_p, wilcoxon_p
-from pwmbench.results.tables import read_dir
+
 from pwmbench.analysis.stats import (
     BOOTSTRAP_REPS,
     Estimate,
@@ -306,6 +306,9 @@ class TaskComparison:
         }  # fmt: skip
 
 
+COMPLETE = "results complete (every planned cell once, readable, where it belongs)"
+
+
 @dataclass
 class Verdict:
     baseline: str
@@ -322,11 +325,17 @@ class Verdict:
 
     @property
     def status(self) -> str:
-        """"accepted"; "inconclusive" (nothing fails, but the decision cannot be made yet); "not accepted"."""
+        """"accepted"; "inconclusive" (nothing fails, but the decision cannot be made yet — or the results are not the
+        suite's planned cells, complete); "not accepted"."""
         if self.passed:
             return "accepted"
-        only_decision = all(c.passed or c.name.startswith("decision") for c in self.criteria if c.required)
-        return "inconclusive" if only_decision and self.decision is not None and self.decision.outcome == "inconclusive" else "not accepted"
+        failing = self.failed_required
+        if not all(c.name.startswith("decision") or c.name == COMPLETE for c in failing):
+            return "not accepted"
+        decision_failed = any(c.name.startswith("decision") for c in failing)
+        if decision_failed and (self.decision is None or self.decision.outcome != "inconclusive"):
+            return "not accepted"
+        return "inconclusive"
 
     @property
     def failed_required(self) -> list[Criterion]:
@@ -356,7 +365,7 @@ class Scoring:
     verdicts: list[Verdict]
     reps: int
     baseline_failed: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)  # result files that could not be read (left out, named)
+    incomplete: list[str] = field(default_factory=list)  # what the completeness audit found (analysis/completeness.py)
     settings: DecisionSettings = field(default_factory=DecisionSettings)
 
     @property
@@ -387,27 +396,28 @@ class Scoring:
 
 
 def load_results(results: str | Path, curves: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]] | tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-    """(runs, suite record) — and the curves rows with `curves=True` (the fallback scale reads first evaluations)."""
+    """(runs, suite record) — and the curves rows with `curves=True` (the fallback scale reads first evaluations).
+    Every run.arrow is checked against the suite's plan and its directory (analysis/completeness.py); what is
+    missing, unreadable, empty, misplaced, stray or duplicated is left out and listed in the record's "incomplete"."""
+    from pwmbench.analysis.completeness import load_checked
+
     results = Path(results)
-    skipped: list[str] = []
-    try:
-        runs = read_dir(results, "run.arrow", skipped).to_pylist()
-    except FileNotFoundError as exc:
-        raise UnusableResults(str(exc)) from None
     suite_file = results / "suite.json"
     try:
         suite = json.loads(suite_file.read_text()) if suite_file.exists() else {}
     except ValueError as exc:
         raise UnusableResults(f"{suite_file} is not valid JSON ({exc}): it names the baseline and the parity records; re-run the suite to rewrite it") from None
-    rows: list[dict[str, Any]] = []
-    if curves:
-        try:
-            rows = read_dir(results, "curves.arrow", skipped).to_pylist()
-        except FileNotFoundError:
-            pass
-    if skipped:  # a cell whose result cannot be read is left out and said so, never guessed at
-        suite = {**suite, "unreadable": skipped}
-    return (runs, suite, rows) if curves else (runs, suite)
+    if not isinstance(suite, dict):
+        raise UnusableResults(f"{suite_file} holds {type(suite).__name__}, not a suite record: re-run the suite to rewrite it")
+    if not results.is_dir():
+        raise UnusableResults(f"{results} is not a directory of results")
+    loaded = load_checked(results, suite, curves)
+    if not loaded.runs:
+        why = "; ".join(loaded.problems[:5]) or "none found"
+        raise UnusableResults(f"no usable run.arrow under {results} ({why})")
+    if loaded.problems:  # every problem named, never guessed at
+        suite = {**suite, "incomplete": loaded.problems}
+    return (loaded.runs, suite, loaded.curves) if curves else (loaded.runs, suite)
 
 
 def resolve_variants(runs: list[dict[str, Any]], suite: dict[str, Any], baseline: str | None, candidates: list[str] | None) -> tuple[str, list[str]]:
@@ -447,10 +457,10 @@ def score_all(
     `settings`: the decision's settings (default: the suite record's [decision], else the defaults)."""
     try:
         baseline, chosen = resolve_variants(runs, suite, baseline, candidates)
-    except UnusableResults as exc:  # missing variants may be the unreadable files' runs: say which they are
-        if not suite.get("unreadable"):
+    except UnusableResults as exc:  # missing variants may be the left-out files' runs: say which they are
+        if not suite.get("incomplete"):
             raise
-        raise UnusableResults(f"{exc}; " + "; ".join(f"unreadable result file left out: {u}" for u in suite["unreadable"])) from None
+        raise UnusableResults(f"{exc}; " + "; ".join(suite["incomplete"][:10])) from None
     settings = settings if settings is not None else DecisionSettings.from_record(suite.get("decision"))
     if settings.score_at == "peak":
         if not curves:
@@ -466,9 +476,11 @@ def score_all(
     verdicts = [_verdict(runs, by, suite, baseline, c, comparisons[c], reps, cache, settings, len(chosen)) for c in chosen]
     failed = [f"{r['task']}/seed {r['seed']}: {why}" for r in runs if r["variant"] == baseline and (why := run_failure(r))]
     scoring = Scoring(baseline, scales, verdicts, reps, failed, settings=settings)
-    scoring.unreadable = list(suite.get("unreadable", []))
-    for v in verdicts:
-        v.notes += [f"unreadable result file left out: {u}" for u in scoring.unreadable]
+    scoring.incomplete = list(suite.get("incomplete", []))
+    for v in verdicts:  # a verdict on results that are not the suite's planned cells, once each, cannot be accepted
+        v.criteria.append(Criterion(COMPLETE, f"{len(scoring.incomplete)} problem(s)" if scoring.incomplete else "every planned cell, once, where it belongs",
+                                    "none", not scoring.incomplete, True))  # fmt: skip
+        v.notes += scoring.incomplete
     return scoring
 
 
@@ -734,8 +746,8 @@ def format_summary(scoring: Scoring) -> str:
         lines.append(f"note: fallback normalisation on {', '.join(fallback)} (no task references; anchored on {scoring.baseline})")
     if scoring.baseline_failed:
         lines.append(f"note: failed {scoring.baseline} runs: {'; '.join(scoring.baseline_failed)}")
-    for u in scoring.unreadable:
-        lines.append(f"note: unreadable result file left out: {u}")
+    for u in scoring.incomplete:
+        lines.append(f"incomplete results: {u}")
     lines.append(f"protocol: {PROTOCOL}; decision on {metric}, margin δ = {st.margin:g}, α = {st.alpha:g}, model quality: {st.model_quality}, "
                  f"scored at the {st.score_at} evaluation; {scoring.reps:,} bootstrap resamples")  # fmt: skip
     lines.append(overall_line(scoring))

@@ -24,7 +24,7 @@ from pwmbench.results.atomic_files import remove
 from pwmbench.plugin.interfaces import RunEvent, TaskSet
 from pwmbench.plugin.manager import get_plugins
 from pwmbench.results.provenance import provenance
-from pwmbench.pwm.checkpoint import CorruptCheckpoint, discard_corrupt, load_checkpoint, save_checkpoint
+from pwmbench.pwm.checkpoint import IDENTITY_KEY, CorruptCheckpoint, checked_identity, discard_corrupt, load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.gradient_probe import probe_summary
@@ -99,13 +99,17 @@ def train_cell(
     if isinstance(task, TaskSet):
         return _train_task_set(task, cfg, seed, out, ident, progress)
     trainer = PWMTrainer(task, cfg, seed)
+    cell_identity = {"task": task_name, "variant": ident["variant"], "seed": int(seed), "config_hash": config_hash(cfg)}
     if ckpt_path.exists():
         try:
-            saved = load_checkpoint(ckpt_path)
+            saved = checked_identity(load_checkpoint(ckpt_path), cell_identity, ckpt_path)
+            try:
+                trainer.load_state_dict(saved)
+            except (KeyError, TypeError, IndexError, RuntimeError) as exc:  # plain data, but not a checkpoint of this cell's shape
+                raise CorruptCheckpoint(f"{ckpt_path} is not a checkpoint of this cell ({type(exc).__name__}: {str(exc)[:120]})") from None
         except CorruptCheckpoint as exc:  # never trusted: the cell starts again from scratch
+            trainer = PWMTrainer(task, cfg, seed)  # nothing of the refused state stays
             print(f"warning: {exc}; moved to {discard_corrupt(ckpt_path).name}, training {out} from the start", file=sys.stderr)
-        else:
-            trainer.load_state_dict(saved)
     discard_failure()
     resumed_from = trainer.epoch
     plugins.emit(RunEvent("started", ident, step=trainer.epoch, config=cfg.to_dict()))
@@ -124,7 +128,7 @@ def train_cell(
         checkpoint's boundary writes it once)."""
         nonlocal saved_at
         if saved_at != progress_mark():
-            save_checkpoint(trainer.state_dict(), ckpt_path)
+            save_checkpoint({**trainer.state_dict(), IDENTITY_KEY: cell_identity}, ckpt_path)
             write_table_atomic(_curves(trainer, ident), curves_path)
             saved_at = progress_mark()
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pwmbench.results.atomic_files import ChecksumMismatch, move_aside, torch_save_atomic, verify_checksum
+from pwmbench.results.atomic_files import ChecksumMismatch, checksum_path, move_aside, torch_save_atomic, verify_checksum
 from pwmbench.errors import PwmbenchError
 
 
@@ -127,3 +127,17 @@ def discard_corrupt(path: str | os.PathLike[str]) -> Path:
         return move_aside(path)
     except FileNotFoundError:
         return Path(path).with_name(Path(path).name + ".corrupt")
+
+
+IDENTITY_KEY = "cell"  # which cell a checkpoint belongs to: task, variant, seed and config hash
+
+
+def checked_identity(state: dict[str, Any], identity: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`state` if it was written by this cell (its recorded identity equals `identity`), else CorruptCheckpoint naming
+    whose it is — another seed's or cell's checkpoint copied in must never be resumed from. A checkpoint written
+    before identities were recorded is taken (its config is still checked by whoever loads it)."""
+    recorded = state.get(IDENTITY_KEY)
+    if recorded is not None and recorded != identity:
+        diff = ", ".join(f"{k} {recorded.get(k)!r} (this cell: {identity.get(k)!r})" for k in sorted(set(recorded) | set(identity)) if recorded.get(k) != identity.get(k))
+        raise CorruptCheckpoint(f"{path} belongs to another cell: {diff}")
+    return state

@@ -51,7 +51,7 @@ from pwmbench.results.cell_files import (
     thread_count,
     write_text_atomic,
 )
-from pwmbench.pwm.checkpoint import CorruptCheckpoint, discard_corrupt, load_checkpoint, save_checkpoint
+from pwmbench.pwm.checkpoint import IDENTITY_KEY, CorruptCheckpoint, checked_identity, discard_corrupt, load_checkpoint, save_checkpoint
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy
@@ -88,13 +88,21 @@ def _member_ids(taskset: TaskSet, cfg: PWMConfig, dataset: OfflineDataset) -> li
     return ids
 
 
-def _load_world_model(path: Path) -> dict[str, Any]:
-    """The world-model job's result, checked: a corrupt one is moved aside (the next run trains the world model again,
-    and its members with it) and the job that found it fails saying so."""
+def cell_identity(taskset: TaskSet, cfg: PWMConfig, seed: int, ident: dict[str, str]) -> dict[str, Any]:
+    """What the cell's checkpoint and world_model.pt record about whose they are (pwm/checkpoint.py)."""
+    return {"task": taskset.spec.name, "variant": ident.get("variant"), "seed": int(seed), "config_hash": config_hash(cfg)}
+
+
+def _load_world_model(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The world-model job's result, checked: a corrupt one, or one of another cell, is moved aside (the next run
+    trains the world model again, and its members with it) and the job that found it fails saying so."""
     if not path.exists():
         raise ConfigError(f"{path} does not exist: the cell's world-model job has not finished (run it first)")
     try:
-        return load_checkpoint(path)
+        saved = checked_identity(load_checkpoint(path), identity, path)
+        if not {"status", "owm", "rows"} <= set(saved):
+            raise CorruptCheckpoint(f"{path} is not a task-set world model (keys {sorted(saved)[:6]})")
+        return saved
     except CorruptCheckpoint as exc:
         discard_corrupt(path)
         raise CorruptCheckpoint(f"{exc}; moved aside: the next run trains the world model again") from None
@@ -136,22 +144,26 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
     ckpt_path = out / CHECKPOINT_FILE
     rows: list[dict[str, Any]] = []
     saved = None
+    identity = cell_identity(taskset, cfg, seed, ident)
     if ckpt_path.exists():
         try:
-            saved = load_checkpoint(ckpt_path)
+            saved = checked_identity(load_checkpoint(ckpt_path), identity, ckpt_path)
+            try:
+                owm.load_state_dict(saved["owm"])
+                dataset.load_usage_state(saved["usage"])
+                rows = saved["rows"]
+            except (KeyError, TypeError, IndexError, RuntimeError) as exc:  # plain data, but not this cell's checkpoint
+                raise CorruptCheckpoint(f"{ckpt_path} is not a checkpoint of this cell ({type(exc).__name__}: {str(exc)[:120]})") from None
         except CorruptCheckpoint as exc:
             print(f"warning: {exc}; moved to {discard_corrupt(ckpt_path).name}, the world model starts again", file=sys.stderr)
-    if saved is not None:
-        owm.load_state_dict(saved["owm"])
-        dataset.load_usage_state(saved["usage"])
-        rows = saved["rows"]
+            owm, rows = OfflineWorldModel(taskset, dataset, cfg, seed), []  # nothing of the refused state stays
     plugins.emit(RunEvent("started", {**ident, "phase": "world_model"}, step=owm.iteration, config=cfg.to_dict()))
     if cfg.world_model_checkpoint:
-        return _import_world_model(owm, cfg, out)
+        return _import_world_model(owm, cfg, out, identity)
     reporter = ProgressFile(out / PROGRESS_FILE, cfg.offline_wm_iterations)
 
     def checkpoint() -> None:
-        save_checkpoint({"owm": owm.state_dict(), "usage": dataset.usage_state(), "rows": rows}, ckpt_path)
+        save_checkpoint({"owm": owm.state_dict(), "usage": dataset.usage_state(), "rows": rows, IDENTITY_KEY: identity}, ckpt_path)
 
     status, reason, failure = "ok", None, {}
     try:
@@ -176,13 +188,13 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
         status = "failed"
         reason, failure = failure_record(exc)
         reason = f"world model: {reason}"
-    save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": dataset.usage(),
+    save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": dataset.usage(), IDENTITY_KEY: identity,
                      "rows": rows, "iteration": owm.iteration, "wall_s": owm.wall_s}, out / WORLD_MODEL_FILE)  # fmt: skip
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     return status
 
 
-def _import_world_model(owm: OfflineWorldModel, cfg: PWMConfig, out: Path) -> str:
+def _import_world_model(owm: OfflineWorldModel, cfg: PWMConfig, out: Path, identity: dict[str, Any]) -> str:
     """The world-model job when `world_model_checkpoint` is set: PWM's multitask path (`general.checkpoint` →
     `load_wm`, a TD-MPC2 checkpoint) — the weights imported, no step trained; `world_model.pt` records the file, its
     SHA-256 and what was left out. A file that does not fit is this job's failure, named, like any other."""
@@ -198,7 +210,7 @@ def _import_world_model(owm: OfflineWorldModel, cfg: PWMConfig, out: Path) -> st
         status = "failed"
         reason, failure = failure_record(exc)
         reason = f"world model: {reason}"
-    save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": owm.dataset.usage(),
+    save_checkpoint({"status": status, "reason": reason, "failure": failure, "owm": owm.state_dict(), "usage": owm.dataset.usage(), IDENTITY_KEY: identity,
                      "rows": [], "iteration": 0, "wall_s": 0.0, "imported_from": imported}, out / WORLD_MODEL_FILE)  # fmt: skip
     return status
 
@@ -210,7 +222,7 @@ def train_member(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: 
     where = member_dir(out, task_id)
     where.mkdir(parents=True, exist_ok=True)
     remove_temp_files(where)
-    saved = _load_world_model(out / WORLD_MODEL_FILE)
+    saved = _load_world_model(out / WORLD_MODEL_FILE, cell_identity(taskset, cfg, seed, ident))
     plugins = get_plugins()
     member = taskset.tasks[task_id]
     dataset = open_dataset(taskset, cfg)
@@ -297,7 +309,7 @@ def collect(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[
     member, written last), traceback.txt for failed members; returns the cell's status."""
     out = Path(out)
     remove_temp_files(out)  # every other job of the cell has ended: what a killed one left is garbage
-    saved = _load_world_model(out / WORLD_MODEL_FILE)
+    saved = _load_world_model(out / WORLD_MODEL_FILE, cell_identity(taskset, cfg, seed, ident))
     missing = [t for t in task_ids if member_status(out, t) is None]
     if missing:
         raise ConfigError(f"{out}: members {missing} have no results yet (their jobs have not finished)")
