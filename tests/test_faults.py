@@ -328,3 +328,38 @@ def test_a_corrupt_file_is_named_never_trusted_and_its_cell_trained_again(refere
         if target in ("run.arrow", "curves.arrow", "checkpoint.pt"):  # named, moved aside, that work done again
             assert broken.name in again.stderr and broken.with_name(broken.name + ".corrupt").exists(), again.stderr
         assert_equals_reference(out, reference_out)
+
+
+@settings(max_examples=6)
+@given(how=st.sampled_from(["another cell's", "no checksum", "foreign plain data"]))
+def test_a_checkpoint_that_is_not_this_cells_is_moved_aside_and_the_cell_trained_from_the_start(reference, interrupted, how):
+    """W14 item 2: a checkpoint resumes only the cell that wrote it, with its checksum. Another cell's checkpoint (with
+    its valid checksum) copied in, a checkpoint whose checksum is missing (a crash between the two, or a hand), and
+    valid plain data that is no checkpoint of this cell are each named, moved aside, and the cell trained afresh —
+    never resumed from, never a KeyError on every re-run."""
+    from pwmbench.pwm.checkpoint import save_checkpoint
+
+    suite, reference_out, _ = reference
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        shutil.copytree(interrupted, out)
+        ckpt = sorted(out.rglob("checkpoint.pt"))[0]
+        if how == "another cell's":
+            other = out / "cells" / "toy__point" / ("flow" if ckpt.parent.parent.name == "mlp" else "mlp") / "7"
+            shutil.rmtree(other, ignore_errors=True)
+            other.mkdir(parents=True)
+            for name in ("checkpoint.pt", "checkpoint.pt.sha256"):
+                shutil.copy(ckpt.with_name(name), other / name)
+            ckpt, said = other / "checkpoint.pt", "belongs to another cell"
+        elif how == "no checksum":
+            ckpt.with_name("checkpoint.pt.sha256").unlink()
+            said = "has no checksum"
+        else:
+            import torch
+
+            save_checkpoint({"weights": torch.zeros(3), "note": "something else"}, ckpt)
+            said = "is not a checkpoint of this cell"
+        again = run(suite, out)
+        assert again.returncode == 0, again.stderr
+        assert said in again.stderr and ckpt.with_name("checkpoint.pt.corrupt").exists(), again.stderr
+        assert_equals_reference(out, reference_out)

@@ -103,9 +103,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, peek: bool = False) -> dict
 
     `peek=True` is for reading a few small entries of a large file (a task-set world model's status): the tensors are
     memory-mapped, not read, and the checksum is not computed (it would read every byte); whoever loads the file for
-    its weights checks it."""
+    its weights checks it. Without its checksum a checkpoint is not trusted (a crash between the file and its
+    checksum, or a file put there by hand): CorruptCheckpoint."""
     path = Path(path)
     if not peek:
+        if path.exists() and not checksum_path(path).exists():
+            raise CorruptCheckpoint(f"{path} has no checksum ({checksum_path(path).name}): not trusted")
         try:
             verify_checksum(path)
         except ChecksumMismatch as exc:
