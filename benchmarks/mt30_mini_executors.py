@@ -42,8 +42,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     os.chdir(args.work)  # the suite's data_dir (results/mt30-mini/data) is relative: one dataset for every executor
 
-    from pwmbench.data.collect import collect
     from pwmbench.data.chunks import chunk_paths
+    from pwmbench.data.collect import collect
     from pwmbench.results.provenance import cpu_model
     from pwmbench.results.tables import read_dir
     from pwmbench.suite.spec import load_suite

@@ -11,6 +11,24 @@ from typing import Any
 
 from pwmbench.errors import ConfigError, PluginError, PwmbenchError, check_keys, suggest
 from pwmbench.hookspecs import hookimpl
+from pwmbench.jobs.graph import JobGraph, order_jobs
+from pwmbench.nn import (
+    PRESETS,
+    NormedLinear,
+    RewardHead,
+    SimNorm,
+    WorldModel,
+    WorldModelLoss,
+    WorldModelPreset,
+    build_world_model,
+    count_parameters,
+    init_weights,
+    mlp,
+    symexp,
+    symlog,
+    two_hot,
+)
+from pwmbench.nn.checkpoint_import import import_world_model, read_checkpoint
 from pwmbench.plugin.interfaces import (
     JOB_STATES,
     DependencyFailed,
@@ -31,26 +49,8 @@ from pwmbench.plugin.interfaces import (
     join_inputs,
 )
 from pwmbench.plugin.job_output import RemoteTraceback, captured_output
-from pwmbench.jobs.graph import JobGraph, order_jobs
-from pwmbench.nn import (
-    PRESETS,
-    NormedLinear,
-    RewardHead,
-    SimNorm,
-    WorldModel,
-    WorldModelLoss,
-    WorldModelPreset,
-    build_world_model,
-    count_parameters,
-    init_weights,
-    mlp,
-    symexp,
-    symlog,
-    two_hot,
-)
-from pwmbench.nn.checkpoint_import import import_world_model, read_checkpoint
-from pwmbench.plugin.options import Range, resolve_options
 from pwmbench.plugin.manager import Plugins, get_plugins, set_plugins
+from pwmbench.plugin.options import Range, resolve_options
 from pwmbench.plugin.registry import (
     DynamicsRegistry,
     ExecutorRegistry,

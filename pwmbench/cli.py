@@ -138,9 +138,9 @@ class _RegisteredOption(click.Option):
 def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, device, out_dir, restart, progress) -> None:
     """Train one cell (task × dynamics × seed) with PWM and write its Arrow results."""
     from pwmbench.errors import PwmbenchError
-    from pwmbench.suite.parity import VariantSpec
     from pwmbench.pwm.cell import train_cell
     from pwmbench.pwm.config import parse_set, resolve_config
+    from pwmbench.suite.parity import VariantSpec
 
     try:
         overrides = parse_set(sets)
@@ -195,7 +195,15 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
     from pathlib import Path
 
     from pwmbench.errors import PwmbenchError
-    from pwmbench.jobs.runner import Submission, cell_status, parse_executor_settings, parse_only, plan, plan_graph, run_suite
+    from pwmbench.jobs.runner import (
+        Submission,
+        cell_status,
+        parse_executor_settings,
+        parse_only,
+        plan,
+        plan_graph,
+        run_suite,
+    )
     from pwmbench.suite.spec import load_suite, prepare, unsafe_options, with_invocation
 
     if as_json and not dry_run:
@@ -339,9 +347,9 @@ def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alph
     """Decide every candidate against the baseline (docs/protocol.md#the-decision): exit 0 when every candidate is
     accepted (better or non-inferior, every required criterion), 1 when one is not (named in the last line), 3 when
     none fails but one is inconclusive (we cannot tell yet), 2 when the results cannot be scored."""
-    from pwmbench.errors import PwmbenchError
     from pwmbench.analysis.decision import DecisionSettings
     from pwmbench.analysis.scoring import format_scoring, load_results, score_all
+    from pwmbench.errors import PwmbenchError
 
     try:
         runs, suite, curves = load_results(results, curves=True)
@@ -364,8 +372,8 @@ def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alph
 @decision_options
 def report_cmd(results, out_dir, candidates, baseline, reps, latex, metric, margin, alpha, model_quality, score_at) -> None:
     """Write the Markdown report (decisions first, summary, plots as PNG and PDF) and CSV exports of a results directory."""
-    from pwmbench.errors import PwmbenchError
     from pwmbench.analysis.report import build_report
+    from pwmbench.errors import PwmbenchError
 
     try:
         flags = {"metric": metric, "margin": margin, "alpha": alpha, "model_quality": model_quality, "score_at": score_at}

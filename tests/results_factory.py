@@ -8,7 +8,6 @@ import pyarrow as pa
 from pwmbench.pwm.config import resolve_config
 from pwmbench.results.tables import curves_table, run_table, write_table_atomic
 
-
 SEEDS = (42, 123, 456, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 TRAINED = 0.5  # a world model's held-out error ratio against the trivial predictors (below 1: it has learned)
 

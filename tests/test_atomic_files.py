@@ -5,7 +5,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pwmbench.results.atomic_files import ChecksumMismatch, checksum_path, move_aside, remove, remove_temp_files, verify_checksum, write_atomic
+from pwmbench.results.atomic_files import (
+    ChecksumMismatch,
+    checksum_path,
+    move_aside,
+    remove,
+    remove_temp_files,
+    verify_checksum,
+    write_atomic,
+)
 from pwmbench.results.tables import UnreadableTable, read_table, run_table, write_table_atomic
 
 

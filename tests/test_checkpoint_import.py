@@ -134,12 +134,12 @@ def test_a_task_set_cell_starts_from_an_imported_tdmpc2_world_model(tmp_path):
     `world_model_checkpoint` imports it in the world-model job: no step trained, the members' policies learn in exactly
     the imported model, the run rows and world_model.pt say where it came from; a file that does not fit fails the
     cell with the mismatch named, and a non-MLP variant is refused before anything runs."""
-    from pwmbench.results.atomic_files import sha256_of
     from pwmbench.data.collect import collect
     from pwmbench.nn.world_model import build_world_model
     from pwmbench.pwm.cell import train_cell
     from pwmbench.pwm.checkpoint import load_checkpoint
     from pwmbench.pwm.config import resolve_config
+    from pwmbench.results.atomic_files import sha256_of
     from pwmbench.results.tables import read_table
 
     spec = api.task("mt30").spec

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 from results_factory import write_results
 
-from pwmbench.cli import main
 from pwmbench.analysis.decision import DecisionSettings, decide, power_warning
-from pwmbench.errors import ConfigError
 from pwmbench.analysis.scoring import load_results, score_all
+from pwmbench.cli import main
+from pwmbench.errors import ConfigError
 from pwmbench.suite.spec import SuiteError, parse_suite
 
 REFS = {"dmc/a": (0.0, 1000.0), "dmc/b": (0.0, 1000.0)}

@@ -8,17 +8,24 @@ import pytest
 import torch
 from click.testing import CliRunner
 from results_factory import write_results
-from toy_task import SMALL
 from torch import nn
+from toy_task import SMALL
 
 from pwmbench import api
 from pwmbench.cli import main
-from pwmbench.plugin.interfaces import DynamicsModel, Task, TaskSpec, VecEnv
 from pwmbench.nn.world_model import build_world_model
+from pwmbench.plugin.interfaces import DynamicsModel, Task, TaskSpec, VecEnv
 from pwmbench.pwm.cell import train_cell
 from pwmbench.pwm.config import resolve_config
 from pwmbench.pwm.diagnostics import (
-    FINAL_COLUMNS, METRICS, EpisodeRecord, EpisodeRecorder, diagnose, final_model_quality, model_quality, sample_windows,
+    FINAL_COLUMNS,
+    METRICS,
+    EpisodeRecord,
+    EpisodeRecorder,
+    diagnose,
+    final_model_quality,
+    model_quality,
+    sample_windows,
     window_generator,
 )  # fmt: skip
 from pwmbench.pwm.normalizers import RunningMeanStd

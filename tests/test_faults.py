@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from pyarrow import ipc
 from toy_task import suite_base
 
-from pwmbench.results.atomic_files import DiskFull, write_atomic
 from pwmbench.cli import main
 from pwmbench.pwm.checkpoint import load_checkpoint
+from pwmbench.results.atomic_files import DiskFull, write_atomic
 
 pytestmark = [pytest.mark.slow]
 TESTS = Path(__file__).parent

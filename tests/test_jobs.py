@@ -3,11 +3,11 @@ world-model → member → collect jobs (equal to the cell trained in one proces
 results-directory lock and `pwmbench status`."""
 
 import json
-import time
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -241,10 +241,10 @@ cpus = 1
 @pytest.mark.slow
 def test_a_task_set_cell_runs_as_world_model_member_and_collect_jobs_equal_to_one_process(tmp_path, workers_see_the_test_modules):
     from pwmbench.data.collect import collect
-    from pwmbench.pwm.cell import train_cell
-    from pwmbench.results.tables import read_table
     from pwmbench.jobs.cell_kinds import kind_for
     from pwmbench.jobs.runner import run_suite
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.results.tables import read_table
     from pwmbench.suite.spec import load_suite, prepare
 
     collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)

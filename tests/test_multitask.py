@@ -248,8 +248,8 @@ def test_suite_data_table_is_checked(tmp_path):
 def test_a_suite_collects_its_data_then_runs_both_variants(tmp_path):
     import json as _json
 
-    from pwmbench.results.tables import read_dir
     from pwmbench.jobs.runner import run_suite
+    from pwmbench.results.tables import read_dir
     from pwmbench.suite.spec import load_suite, prepare
 
     base = "\n".join(f"{k} = {_json.dumps(v)}" for k, v in {**CELL, "data_dir": str(tmp_path / "data"), "task_ids": [29]}.items() if k != "world_model")

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from pwmbench import api
 from pwmbench.api import ConfigError, DynamicsContext, DynamicsModel, PluginError
 from pwmbench.cli import main
-from pwmbench.plugin.options import coerce, resolve_options
 from pwmbench.plugin.manager import Plugins, set_plugins
+from pwmbench.plugin.options import coerce, resolve_options
 from pwmbench.plugin.registry import DynamicsRegistry, PluginSource
 from pwmbench.testing import DYNAMICS_CHECKS, check_dynamics_model, check_integrator, dynamics_checks
 from pwmbench.testing.integrator_checks import check_convergence_order, check_zero_interval_identity

@@ -324,8 +324,8 @@ def test_suite_collects_pretraining_data_and_sets_every_variant(tmp_path, toy_pl
 
 
 def test_check_reports_the_pretraining_data_or_the_fix(tmp_path, toy_plugins):
-    from pwmbench.suite.checklist import preflight
     from pwmbench.data.jobs import pretrain_data_job
+    from pwmbench.suite.checklist import preflight
     from pwmbench.suite.spec import load_suite, prepare
 
     def suite_file(pretrain: str) -> Path:

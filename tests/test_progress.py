@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from pwmbench.jobs.progress import ProgressBoard
 from pwmbench.pwm.cell import ProgressLine
 from pwmbench.pwm.config import resolve_config
-from pwmbench.jobs.progress import ProgressBoard
 from pwmbench.suite.spec import Cell
 
 

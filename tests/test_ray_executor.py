@@ -245,8 +245,8 @@ def test_a_task_set_suite_runs_as_a_job_graph_on_ray_with_the_local_executors_re
     from test_jobs import TASKSET_SUITE
 
     from pwmbench.data.collect import collect
-    from pwmbench.results.tables import read_table
     from pwmbench.jobs.runner import run_suite
+    from pwmbench.results.tables import read_table
     from pwmbench.suite.spec import load_suite, prepare
 
     collect("mt30", 2, tmp_path / "data", task_ids=[8, 29], num_envs=2, seed=3)

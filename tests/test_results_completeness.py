@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pyarrow as pa
-
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st

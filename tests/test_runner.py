@@ -11,9 +11,9 @@ from toy_task import suite_base
 
 from pwmbench.api import ConfigError, Executor, hookimpl
 from pwmbench.cli import main
-from pwmbench.plugin.manager import Plugins, get_plugins, set_plugins
-from pwmbench.jobs.summary import one_line
 from pwmbench.jobs.runner import parse_only, run_suite
+from pwmbench.jobs.summary import one_line
+from pwmbench.plugin.manager import Plugins, get_plugins, set_plugins
 from pwmbench.suite.spec import load_suite, prepare
 
 pytestmark = [pytest.mark.usefixtures("toy_plugins"), pytest.mark.slow]
@@ -240,7 +240,7 @@ def test_unpickling_is_the_command_lines_permission_and_check_and_dry_run_name_i
 def test_a_results_directory_belongs_to_one_suite(tmp_path):
     """W14 item 3: a suite whose cells' configs differ from the recorded one, or that drops cells, is refused naming the
     differences (run and --dry-run alike) unless --restart; added seeds, variants or tasks are allowed and recorded."""
-    from pwmbench.jobs.runner import check_same_suite, write_suite_record
+    from pwmbench.suite.record import check_same_suite, write_suite_record
 
     out = tmp_path / "out"
     out.mkdir()

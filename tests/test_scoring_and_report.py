@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from results_factory import write_results
 
+from pwmbench.analysis.scoring import UnusableResults, compare, load_results, score_all
 from pwmbench.cli import main
 from pwmbench.results.tables import read_table, run_table, write_table_atomic
-from pwmbench.analysis.scoring import UnusableResults, compare, load_results, score_all
 
 GOOD = {
     ("dmc/a", "mlp"): [100, 110, 120], ("dmc/a", "flow"): [150, 160, 170],

@@ -236,8 +236,8 @@ def test_a_suite_runs_on_slurm_attached_and_detached(cluster, tmp_path, monkeypa
     (results_status) follows the Slurm jobs to done."""
     from test_runner import write_suite
 
-    from pwmbench.jobs.status import results_status
     from pwmbench.jobs.runner import run_suite
+    from pwmbench.jobs.status import results_status
     from pwmbench.suite.spec import load_suite, prepare
 
     monkeypatch.setenv("PWMBENCH_PLUGINS", "toy_task")  # the jobs load the toy task plugin (sbatch passes the environment)
@@ -265,8 +265,8 @@ def test_a_task_set_suite_on_slurm_gives_the_local_executors_results(cluster, tm
     same rows and curves as the local executor, which finds the data there and collects nothing."""
     from test_jobs import TASKSET_SUITE
 
-    from pwmbench.results.tables import read_table
     from pwmbench.jobs.runner import plan_graph, run_suite
+    from pwmbench.results.tables import read_table
     from pwmbench.suite.spec import load_suite, prepare
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))

@@ -33,7 +33,17 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pwmbench.api import ConfigError, Executor, Job, JobGraph, PluginError, RemoteTraceback, captured_output, check_keys, hookimpl
+from pwmbench.api import (
+    ConfigError,
+    Executor,
+    Job,
+    JobGraph,
+    PluginError,
+    RemoteTraceback,
+    captured_output,
+    check_keys,
+    hookimpl,
+)
 
 __version__ = "0.1.0"
 

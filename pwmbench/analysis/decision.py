@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pwmbench.errors import ConfigError, check_keys
-from pwmbench.plugin.options import is_number
 from pwmbench.analysis.paired_stats import (
     DECISION_METRICS,
     Pairs,
@@ -34,6 +32,8 @@ from pwmbench.analysis.paired_stats import (
     seeds_needed,
 )
 from pwmbench.analysis.stats import BOOTSTRAP_REPS, Estimate
+from pwmbench.errors import ConfigError, check_keys
+from pwmbench.plugin.options import is_number
 
 OUTCOMES = ("better", "non-inferior", "worse", "inconclusive")
 MODEL_QUALITY = ("gate", "report")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pwmbench.results.atomic_files import write_atomic
 from pwmbench.analysis.scoring import Scoring, summary_rows
+from pwmbench.results.atomic_files import write_atomic
 
 _ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
            "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip

@@ -28,9 +28,7 @@ from typing import Any
 
 from pwmbench.analysis import quality_gate
 from pwmbench.analysis.decision import Decision, DecisionSettings, decide
-from pwmbench.errors import PwmbenchError, suggest
 from pwmbench.analysis.paired_stats import holm, sign_flip_p, wilcoxon_p
-
 from pwmbench.analysis.stats import (
     BOOTSTRAP_REPS,
     Estimate,
@@ -40,6 +38,7 @@ from pwmbench.analysis.stats import (
     probability_of_improvement_ci,
     welch,
 )
+from pwmbench.errors import PwmbenchError, suggest
 
 PCT_MIN_BASELINE = 0.05  # Δ% is shown only when the baseline's normalised score is at least this far from 0
 PROTOCOL = "docs/protocol.md"

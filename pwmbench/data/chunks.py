@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from pwmbench.results.atomic_files import torch_save_atomic
 from pwmbench.errors import PwmbenchError
+from pwmbench.results.atomic_files import torch_save_atomic
 
 __all__ = ["REQUIRED_KEYS", "Chunk", "ChunkError", "chunk_paths", "episode_lengths", "read_chunk", "write_chunk"]
 

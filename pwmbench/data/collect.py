@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from pwmbench import api
-from pwmbench.results.atomic_files import write_text_atomic
 from pwmbench.errors import PwmbenchError
+from pwmbench.results.atomic_files import write_text_atomic
 
 from .chunks import chunk_paths, write_chunk
 

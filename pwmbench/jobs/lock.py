@@ -128,7 +128,7 @@ def _locked(out: Path, path: Path) -> ResultsLocked:
 def _link_lock(out: Path, path: Path, me: dict[str, Any]) -> Iterator[None]:
     """The lock without flock: the holder's file is written whole under a private name and hard-linked to the lock's
     name (atomic; fails if it exists), so no one ever reads an empty lock; a holder whose process is gone (on this
-    host) is moved aside by a rename, which only one taker wins."""
+    host) is removed under a takeover mutex, and only if the lock still names it (_remove_stale)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.time_ns()}")
     try:
         tmp.write_text(json.dumps(me))
@@ -144,17 +144,7 @@ def _link_lock(out: Path, path: Path, me: dict[str, Any]) -> Iterator[None]:
                 holder = lock_holder(path)
                 if holder is None or not _holder_gone(holder):
                     raise _locked(out, path) from None
-                stale = path.with_name(f"{path.name}.stale.{os.getpid()}.{time.time_ns()}")
-                try:
-                    os.rename(path, stale)
-                except FileNotFoundError:
-                    continue
-                if lock_holder(stale) != holder:  # someone else's fresh lock: put it back and give way
-                    with contextlib.suppress(FileExistsError):
-                        os.link(stale, path)
-                    stale.unlink(missing_ok=True)
-                    raise _locked(out, path) from None
-                stale.unlink(missing_ok=True)
+                _remove_stale(path, holder)  # then try the link again
         else:
             raise ResultsLocked(f"could not take the lock {path}: it keeps changing hands")
     finally:
@@ -164,3 +154,30 @@ def _link_lock(out: Path, path: Path, me: dict[str, Any]) -> Iterator[None]:
     finally:
         if (lock_holder(path) or {}).get("pid") == me["pid"]:
             path.unlink(missing_ok=True)
+
+
+TAKEOVER_STALE_S = 10.0  # a takeover mutex older than this was left by a process that died holding it (held for microseconds)
+
+
+def _remove_stale(path: Path, holder: dict[str, Any]) -> None:
+    """Remove a lock whose holder is gone — only while holding the takeover mutex (created with O_EXCL), and only if
+    the lock still names that holder: no one else can remove or replace a lock meanwhile, so a live lock is never
+    removed by a taker that read an older one."""
+    mutex = path.with_name(path.name + ".takeover")
+    deadline = time.monotonic() + 2 * TAKEOVER_STALE_S
+    while True:
+        try:
+            os.close(os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - mutex.stat().st_mtime > TAKEOVER_STALE_S:
+                    mutex.unlink(missing_ok=True)
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+    try:
+        if lock_holder(path) == holder:
+            path.unlink(missing_ok=True)
+    finally:
+        mutex.unlink(missing_ok=True)

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pwmbench.jobs.cell_kinds import Tracked, kind_for
 from pwmbench.errors import PwmbenchError
+from pwmbench.jobs.cell_kinds import Tracked, kind_for
 from pwmbench.results.cell_files import PROGRESS_FILE
 
 if TYPE_CHECKING:

@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pwmbench.jobs.cell_kinds import JobPlan, plan_jobs
 from pwmbench.errors import ConfigError
-from pwmbench.plugin.interfaces import DependencyFailed, Job
-from pwmbench.jobs.progress import ProgressBoard
-from pwmbench.results.cell_files import RUN_FILE, run_status, write_text_atomic
+from pwmbench.jobs.cell_kinds import JobPlan, plan_jobs
 from pwmbench.jobs.lock import results_lock
-from pwmbench.jobs.status import EXECUTOR_DIR, SUITE_FILE
+from pwmbench.jobs.progress import ProgressBoard
+from pwmbench.jobs.status import EXECUTOR_DIR
 from pwmbench.jobs.summary import Problem, RunSummary, cell_problems, record_error
+from pwmbench.plugin.interfaces import DependencyFailed, Job
+from pwmbench.results.cell_files import RUN_FILE, run_status, write_text_atomic
+from pwmbench.suite.record import check_same_suite, write_suite_record
 from pwmbench.suite.spec import Cell, Suite
 
 __all__ = ["Submission", "cell_status", "executor_choice", "finished", "parse_executor_settings", "parse_only", "plan", "plan_graph",
@@ -63,62 +64,6 @@ def finished(cell: Cell, out: Path) -> str | None:
     return None if status == "failed" else status
 
 
-def write_suite_record(suite: Suite, out: Path, amendments: list[dict[str, Any]] | None = None) -> None:
-    """suite.json: the suite this directory's results belong to, with the history of what was added to it."""
-    write_text_atomic(json.dumps({**suite.to_dict(), "amendments": amendments or []}, indent=1, default=str), out / SUITE_FILE)
-
-
-def suite_changes(suite: Suite, out: Path, repair: bool = True) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """How `suite` differs from the one recorded in `out` (suite.json): (refused differences — cells dropped or a
-    config changed —, additions — new tasks, variants or seeds whose cells the old ones do not touch —, the record's
-    amendment history). Nothing recorded: no differences."""
-    from pwmbench.pwm.config import INVOCATION_KEYS
-
-    path = out / SUITE_FILE
-    if not path.exists():
-        return [], [], []
-    try:
-        old = json.loads(path.read_text())
-        old_configs, old_seeds = dict(old["configs"]), list(old["seeds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # a garbled record proves nothing: moved aside, rewritten;
-        from pwmbench.results.atomic_files import move_aside  # the cells' rows still carry their config hashes (score checks them)
-
-        if repair:
-            print(f"warning: {path} is not a readable suite record ({exc}); moved to {move_aside(path).name}, this suite's record is written", file=sys.stderr)
-        return [], [], []
-    new_configs = {f"{t}|{v}": json.loads(json.dumps(c.to_dict(), default=str)) for (t, v), c in suite.configs.items()}  # as recorded
-    refused, added = [], []
-    for key in sorted(old_configs):
-        if key not in new_configs:
-            refused.append(f"{key.replace('|', ' ')} is no longer in the suite")
-            continue
-        before, after = ({k: v for k, v in c.items() if k not in INVOCATION_KEYS} for c in (old_configs[key], new_configs[key]))
-        changed = [f"{k} {before.get(k)!r} → {after.get(k)!r}" for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
-        if changed:
-            refused.append(f"{key.replace('|', ' ')}: {', '.join(changed[:6])}" + (" …" if len(changed) > 6 else ""))
-    dropped = [s for s in old_seeds if s not in suite.seeds]
-    if dropped:
-        refused.append(f"seeds {dropped} are no longer in the suite")
-    added += [f"{k.replace('|', ' ')}" for k in sorted(set(new_configs) - set(old_configs))]
-    added += [f"seed {s}" for s in suite.seeds if s not in old_seeds]
-    return refused, added, list(old.get("amendments") or [])
-
-
-def check_same_suite(suite: Suite, out: Path, restart: bool, repair: bool = True) -> list[dict[str, Any]]:
-    """A results directory belongs to one suite: a suite that drops cells or changes a config is refused (naming the
-    differences) unless `restart`; added tasks, variants or seeds are allowed and recorded. Returns the amendment
-    history to record."""
-    refused, added, history = suite_changes(suite, out, repair)
-    if refused and not restart:
-        raise ConfigError(
-            f"{out} holds the results of a different suite: " + "; ".join(refused[:8]) + (" …" if len(refused) > 8 else "")
-            + ". Run into another --out, or pass --restart to train the selected cells again with this suite's configs."
-        )
-    if refused or added:
-        history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "added": added, "restarted_with_changes": refused})
-    return history
-
-
 def plan(suite: Suite, out: Path, filters: dict[str, set[str]] | None = None, restart: bool = False) -> tuple[list[Cell], list[Cell]]:
     """(cells selected, cells still to run)."""
     cells = select(suite.cells(), filters or {})
@@ -132,8 +77,8 @@ def plan_graph(suite: Suite, out: Path, todo: list[Cell], restart: bool, prepare
     """The job graph of the cells still to run, after the planning-time data checks (nothing is collected here).
     `prepare` (a real run, not a dry one): each cell's kind first discards what a re-run must (failed records;
     everything with restart)."""
-    from pwmbench.jobs.cell_kinds import kind_for
     from pwmbench.data.jobs import check_suite_data
+    from pwmbench.jobs.cell_kinds import kind_for
 
     check_same_suite(suite, out, restart, repair=prepare)  # a dry run changes nothing
     if todo:

@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pwmbench.jobs.cell_kinds import registered_kinds
 from pwmbench.data.jobs import data_rows
 from pwmbench.errors import ConfigError
+from pwmbench.jobs.cell_kinds import registered_kinds
 from pwmbench.results.cell_files import JOB_LOG, PROGRESS_FILE, RUN_FILE, run_status
+from pwmbench.suite.record import SUITE_FILE
 from pwmbench.suite.spec import Cell
 
-__all__ = ["EXECUTOR_DIR", "SUITE_FILE", "file_state", "results_status"]
+__all__ = ["EXECUTOR_DIR", "file_state", "results_status"]
 
-SUITE_FILE = "suite.json"
 EXECUTOR_DIR = ".executor"  # what a detached executor recorded to find its jobs again (pwmbench status)
 
 

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError
-from pwmbench.plugin.interfaces import DynamicsContext, DynamicsModel, join_inputs
 from pwmbench.nn.layers import SimNorm, init_weights, mlp, zero_last_layer
 from pwmbench.nn.presets import WorldModelPreset
 from pwmbench.nn.presets import preset as get_preset
 from pwmbench.nn.reward import RewardHead
+from pwmbench.plugin.interfaces import DynamicsContext, DynamicsModel, join_inputs
 from pwmbench.plugin.options import check_units
 from pwmbench.plugin.source import registered_label
 

@@ -12,28 +12,32 @@ one is not: started again, the cell discards it and resumes from its last checkp
 from __future__ import annotations
 
 import json
-import sys
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from pwmbench.results.atomic_files import remove
+from pwmbench.analysis.stats import steps_to_threshold
 from pwmbench.plugin.interfaces import RunEvent, TaskSet
 from pwmbench.plugin.manager import get_plugins
-from pwmbench.results.provenance import provenance
-from pwmbench.pwm.checkpoint import IDENTITY_KEY, CorruptCheckpoint, checked_identity, discard_corrupt, load_checkpoint, save_checkpoint
+from pwmbench.pwm.checkpoint import (
+    IDENTITY_KEY,
+    CorruptCheckpoint,
+    checked_identity,
+    discard_corrupt,
+    load_checkpoint,
+    save_checkpoint,
+)
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.diagnostics import final_model_quality
 from pwmbench.pwm.gradient_probe import probe_summary
 from pwmbench.pwm.policy_file import POLICY_FILE, save_policy
 from pwmbench.pwm.pretrain import PRETRAINED_WM_FILE, save_pretrained_wm
 from pwmbench.pwm.trainer import Diverged, PWMTrainer
-from pwmbench.results.tables import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
-from pwmbench.analysis.stats import steps_to_threshold
-
+from pwmbench.results.atomic_files import remove
 from pwmbench.results.cell_files import (  # noqa: F401 - re-exported: callers import the file names from here
     CHECKPOINT_FILE,
     CURVES_FILE,
@@ -55,6 +59,8 @@ from pwmbench.results.cell_files import (  # noqa: F401 - re-exported: callers i
     variant_label,
     write_text_atomic,
 )
+from pwmbench.results.provenance import provenance
+from pwmbench.results.tables import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 
 
 def train_cell(

@@ -19,8 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pwmbench.results.atomic_files import ChecksumMismatch, checksum_path, move_aside, torch_save_atomic, verify_checksum
 from pwmbench.errors import PwmbenchError
+from pwmbench.results.atomic_files import (
+    ChecksumMismatch,
+    checksum_path,
+    move_aside,
+    torch_save_atomic,
+    verify_checksum,
+)
 
 
 class CorruptCheckpoint(PwmbenchError):

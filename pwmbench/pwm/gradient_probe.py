@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pwmbench.pwm.esnr import microbatch_gradients, snr_of
 from pwmbench.analysis.stats import late_half_median
+from pwmbench.pwm.esnr import microbatch_gradients, snr_of
 
 PROBE_METRICS = (
     "probe_horizon", "grad_sim_cosine", "grad_sim_rel_error", "grad_wm_norm", "grad_sim_norm",

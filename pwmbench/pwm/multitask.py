@@ -31,8 +31,8 @@ from torch import Tensor, nn
 
 from pwmbench.data.dataset import OfflineDataset
 from pwmbench.errors import ConfigError
-from pwmbench.plugin.interfaces import TaskSet
 from pwmbench.nn.world_model import WorldModel, build_world_model
+from pwmbench.plugin.interfaces import TaskSet
 from pwmbench.pwm.config import PWMConfig
 from pwmbench.pwm.critic import update_critic
 from pwmbench.pwm.diagnostics import EpisodeRecorder, diagnose, window_generator

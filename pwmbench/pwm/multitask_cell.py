@@ -26,13 +26,24 @@ from typing import Any
 
 import pyarrow as pa
 
-from pwmbench.results.atomic_files import remove, sha256_of
 from pwmbench.data.dataset import OfflineDataset
 from pwmbench.errors import ConfigError
-from pwmbench.plugin.interfaces import RunEvent, TaskSet
 from pwmbench.nn.world_model import count_parameters
+from pwmbench.plugin.interfaces import RunEvent, TaskSet
 from pwmbench.plugin.manager import get_plugins
-from pwmbench.results.provenance import provenance
+from pwmbench.pwm.checkpoint import (
+    IDENTITY_KEY,
+    CorruptCheckpoint,
+    checked_identity,
+    discard_corrupt,
+    load_checkpoint,
+    save_checkpoint,
+)
+from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.diagnostics import final_model_quality
+from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy
+from pwmbench.pwm.trainer import Diverged
+from pwmbench.results.atomic_files import remove, sha256_of
 from pwmbench.results.cell_files import (
     CHECKPOINT_FILE,
     CURVES_FILE,
@@ -51,11 +62,7 @@ from pwmbench.results.cell_files import (
     thread_count,
     write_text_atomic,
 )
-from pwmbench.pwm.checkpoint import IDENTITY_KEY, CorruptCheckpoint, checked_identity, discard_corrupt, load_checkpoint, save_checkpoint
-from pwmbench.pwm.config import PWMConfig
-from pwmbench.pwm.diagnostics import final_model_quality
-from pwmbench.pwm.multitask import OfflineWorldModel, TaskPolicy
-from pwmbench.pwm.trainer import Diverged
+from pwmbench.results.provenance import provenance
 from pwmbench.results.tables import SCHEMA_VERSION, curves_table, read_table, run_table, write_table_atomic
 
 __all__ = ["WM_CHECKPOINT_EVERY", "WORLD_MODEL_FILE", "collect", "member_ids", "prepare_retry", "train_member",

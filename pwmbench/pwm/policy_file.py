@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pwmbench.results.atomic_files import torch_save_atomic
 from pwmbench.errors import PwmbenchError
 from pwmbench.pwm.pretrain import agent_state
+from pwmbench.results.atomic_files import torch_save_atomic
 
 __all__ = ["POLICY_FILE", "LoadedPolicy", "load_policy", "save_policy"]
 

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pwmbench.results.atomic_files import torch_save_atomic
 from pwmbench.errors import ConfigError, PwmbenchError
+from pwmbench.results.atomic_files import torch_save_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from pwmbench.data.dataset import OfflineDataset

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pwmbench.jobs.cell_kinds import CellKind, Tracked, job_resources
 from pwmbench.data.jobs import pretrain_data_job
+from pwmbench.jobs.cell_kinds import CellKind, Tracked, job_resources
 from pwmbench.plugin.interfaces import Job, TaskSet
 from pwmbench.results.cell_files import JOB_LOG
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pwmbench.jobs.cell_kinds import CellKind, Tracked, job_resources
 from pwmbench.data.jobs import data_complete, dataset_job
+from pwmbench.jobs.cell_kinds import CellKind, Tracked, job_resources
 from pwmbench.plugin.interfaces import Job, TaskSet
 from pwmbench.results.cell_files import COLLECT_LOG, JOB_LOG, MEMBERS_DIR, clear_cell_files
 
@@ -112,9 +112,9 @@ class TaskSetKind(CellKind):
         return None  # the collecting job is instant
 
     def status_rows(self, cell: Any, out: Path) -> list[dict[str, Any]]:
+        from pwmbench.jobs.status import file_state
         from pwmbench.pwm import multitask_cell as mt
         from pwmbench.results.cell_files import WORLD_MODEL_FILE
-        from pwmbench.jobs.status import file_state
 
         directory = cell.directory(out)
         rows: list[dict[str, Any]] = []

@@ -34,9 +34,9 @@ import torch
 from torch import Tensor, nn
 
 from pwmbench.errors import ConfigError
-from pwmbench.plugin.interfaces import Task
 from pwmbench.nn.reward import symlog
 from pwmbench.nn.world_model import build_world_model, count_parameters
+from pwmbench.plugin.interfaces import Task
 from pwmbench.pwm.buffer import SequenceBuffer
 from pwmbench.pwm.config import INVOCATION_KEYS, PWMConfig
 from pwmbench.pwm.critic import update_critic

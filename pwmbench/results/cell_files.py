@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pwmbench.results.atomic_files import move_aside, remove, remove_temp_files, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 from pwmbench.errors import PwmbenchError
 from pwmbench.plugin.manager import get_plugins
 from pwmbench.pwm.config import PWMConfig
+from pwmbench.results.atomic_files import move_aside, remove, remove_temp_files, write_text_atomic  # noqa: F401 - write_text_atomic re-exported
 from pwmbench.results.tables import UnreadableTable, read_table
 
 CURVES_FILE, RUN_FILE, CHECKPOINT_FILE, PROGRESS_FILE = "curves.arrow", "run.arrow", "checkpoint.pt", "progress.json"

@@ -61,9 +61,9 @@ from typing import Any
 from pwmbench.analysis.decision import DecisionSettings
 from pwmbench.errors import ConfigError, PwmbenchError, check_keys, suggest
 from pwmbench.plugin.options import is_int, is_number
-from pwmbench.suite.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
 from pwmbench.pwm.config import KEYS as CONFIG_KEYS
 from pwmbench.pwm.config import MAX_COUNT, PWMConfig, resolve_config
+from pwmbench.suite.parity import DEFAULT_TOLERANCE_PCT, Dims, VariantSpec, parity_report, solve_width
 
 DEFAULT_SEEDS = (42, 123, 456)
 TOP_KEYS = ("name", "description", "tasks", "seeds", "baseline", "parity_tolerance", "thresholds", "base", "variants", "compute_matched", "data", "pretrain", "executor", "decision")
@@ -290,7 +290,9 @@ def parse_executor(where: str, block: Any) -> dict[str, Any]:
         _expect(here, "name", name, str, "an executor name")
     resources = dict(_expect(here, "resources", block.pop("resources", {}), dict, "a table of [executor.resources.KIND] tables"))
     try:
-        from pwmbench.jobs.cell_kinds import job_kinds  # the kinds of job the registered cell kinds and the data jobs emit
+        from pwmbench.jobs.cell_kinds import (
+            job_kinds,  # the kinds of job the registered cell kinds and the data jobs emit
+        )
 
         check_keys(resources, job_kinds(), kind="job kind", where=f"{here} resources")
         for kind, spec in resources.items():
