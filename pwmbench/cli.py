@@ -7,6 +7,25 @@ import sys
 
 import click
 
+
+class _FinitePercent(click.ParamType):
+    """A finite number in [0, 100] (a percentage): click's FloatRange lets NaN through every comparison."""
+
+    name = "percent"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 <= number <= 100:  # False for NaN too
+            self.fail(f"{value!r} is not a finite percentage in [0, 100]", param, ctx)
+        return number
+
+
+FINITE_PERCENT = _FinitePercent()
+INCOMPLETE_KINDS = ("missing", "unreadable", "empty", "misplaced", "stray", "duplicated")  # analysis/completeness.py
+
 from pwmbench import __version__
 
 
@@ -62,17 +81,17 @@ def plugins_cmd(as_json: bool) -> None:
 @main.command("parity")
 @click.option("--preset", default="pwm", show_default=True, help="World-model preset (pwm, pwm_5M, pwm_19M, pwm_48M, pwm_317M).")
 @click.option("--task", "task_name", default=None, help="Take the dimensions from a registered task or task set.")
-@click.option("--obs-dim", type=int, default=None, help="Observation width (padded width for task sets).")
-@click.option("--act-dim", type=int, default=None, help="Action width (padded width for task sets).")
-@click.option("--n-tasks", type=int, default=None, help="Number of tasks (task sets).")
-@click.option("--task-dim", type=int, default=None, help="Task-embedding width (task sets: MT30 64, MT80 96).")
+@click.option("--obs-dim", type=click.IntRange(1, 1_000_000), default=None, help="Observation width (padded width for task sets).")
+@click.option("--act-dim", type=click.IntRange(1, 1_000_000), default=None, help="Action width (padded width for task sets).")
+@click.option("--n-tasks", type=click.IntRange(1, 100_000), default=None, help="Number of tasks (task sets).")
+@click.option("--task-dim", type=click.IntRange(1, 1_000_000), default=None, help="Task-embedding width (task sets: MT30 64, MT80 96).")
 @click.option(
     "--dynamics",
     "dynamics_specs",
     multiple=True,
     help="NAME[:key=value,...]; repeat. The first is the baseline. Default: mlp and flow.",
 )
-@click.option("--tolerance", type=float, default=2.0, show_default=True, help="Allowed gap in percent of the baseline.")
+@click.option("--tolerance", type=FINITE_PERCENT, default=2.0, show_default=True, help="Allowed gap in percent of the baseline.")
 @click.option("--solve", is_flag=True, help="Find each non-baseline variant's dynamics width that minimises the gap.")
 @click.option("--strict", is_flag=True, help="Exit 1 when a variant is over the tolerance.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -127,8 +146,8 @@ class _RegisteredOption(click.Option):
 @click.option("--dynamics", default="mlp", show_default=True, help="Dynamics model NAME[:key=value,...].")
 @click.option("--integrator", default=None, cls=_RegisteredOption, kind="integrator", registry="integrators",
               help="Flow integrator (the flow dynamics option `integrator`).")
-@click.option("--substeps", type=int, default=None, help="Integrator substeps K.")
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--substeps", type=click.IntRange(1, 10_000), default=None, help="Integrator substeps K.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True)
 @click.option("--preset", default=None, help="World-model preset (default: pwm).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key; repeat.")
 @click.option("--device", default=None, help="cpu or cuda[:N].")
@@ -174,7 +193,7 @@ def train_cmd(task_name, dynamics, integrator, substeps, seed, preset, sets, dev
 @click.argument("suite_file", type=click.Path(dir_okay=False))
 @click.option("--out", "--results", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Results directory (default: results/<suite name>); on a cluster, a path every node sees.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Cells trained at once (one process each).")
+@click.option("--workers", type=click.IntRange(1, 4096), default=1, show_default=True, help="Cells trained at once (one process each).")
 @click.option("--only", default=None, help="Filter cells: task=…,variant=…,seed=… (keys may repeat).")
 @click.option("--dry-run", is_flag=True, help="Validate, audit and print the plan (the job graph); train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the job graph as JSON (key, kind, depends_on, resources per job).")
@@ -198,6 +217,7 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
     from pwmbench.jobs.runner import (
         Submission,
         cell_status,
+        check_results_dir,
         parse_executor_settings,
         parse_only,
         plan,
@@ -213,6 +233,8 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
         out = Path(out_dir) if out_dir else Path("results") / suite.name
         filters = parse_only(only)
         _check_only(suite, filters)
+        options = parse_executor_settings(settings)
+        check_results_dir(out)
         cells, todo = plan(suite, out, filters, restart)
         graph = plan_graph(suite, out, todo, restart) if dry_run else None
     except PwmbenchError as exc:
@@ -245,7 +267,6 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
         click.echo(f"  {len(graph.jobs)} jobs ({inner} inner task-set jobs); the graph as JSON: add --json")
         return
     try:
-        options = parse_executor_settings(settings)
         _sigterm_is_ctrl_c()
         summary = run_suite(suite, out, workers=workers, filters=filters, restart=restart, executor=executor, options=options,
                             progress=progress, detach=detach)  # fmt: skip
@@ -319,7 +340,7 @@ def status_cmd(results, as_json) -> None:
             extra = " — ".join(x for x in (r.get("detail"), r.get("scheduler")) if x)
             click.echo(f"{r['state']:<9} {r['job']}" + (f": {extra}" if extra else "") + (f" (log: {r['log']})" if r.get("log") and r["state"] != "done" else ""))
         counts = Counter(r["state"] for r in rows)
-        click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + (f"; {scheduler_note}" if scheduler_note else ""))
+        click.echo((", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs: suite.json plans no cells") + (f"; {scheduler_note}" if scheduler_note else ""))
     sys.exit(0 if rows and all(r["state"] == "done" for r in rows) else 1)
 
 
@@ -341,7 +362,7 @@ def decision_options(command):
 @click.option("--candidate", "candidates", multiple=True, help="Variant compared with the baseline (repeatable; default: every other variant).")
 @click.option("--baseline", default=None, help="Baseline variant (default: the suite's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
-@click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
+@click.option("--bootstrap", "reps", type=click.IntRange(100, 10_000_000), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
 @decision_options
 def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alpha, model_quality, score_at) -> None:
     """Decide every candidate against the baseline (docs/protocol.md#the-decision): exit 0 when every candidate is
@@ -367,7 +388,7 @@ def score_cmd(results, candidates, baseline, as_json, reps, metric, margin, alph
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for report.md, PNG plots and CSV.")
 @click.option("--candidate", "candidates", multiple=True, help="Variant compared with the baseline (repeatable; default: every other variant).")
 @click.option("--baseline", default=None, help="Baseline variant (default: the suite's).")
-@click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
+@click.option("--bootstrap", "reps", type=click.IntRange(100, 10_000_000), default=50_000, show_default=True, help="Bootstrap resamples for the CIs.")
 @click.option("--latex", is_flag=True, help="Also write summary.tex (the summary and per-task tables, booktabs) for a paper.")
 @decision_options
 def report_cmd(results, out_dir, candidates, baseline, reps, latex, metric, margin, alpha, model_quality, score_at) -> None:
@@ -381,6 +402,14 @@ def report_cmd(results, out_dir, candidates, baseline, reps, latex, metric, marg
     except (PwmbenchError, ValueError) as exc:
         _fail(str(exc))
     click.echo(f"report: {path}")
+    from pwmbench.analysis.scoring import COMPLETE
+
+    verdicts = json.loads((path.parent / "verdict.json").read_text())["verdicts"]
+    incomplete = any(c["criterion"] == COMPLETE and c["pass"] is False for v in verdicts for c in v["criteria"])
+    if incomplete:  # the report says so at its top; the exit status must too
+        for note in dict.fromkeys(n for v in verdicts for n in v["notes"] if n.split(":", 1)[0] in INCOMPLETE_KINDS):
+            click.echo(f"incomplete results: {note}", err=True)
+        sys.exit(3)
 
 
 @main.command("check")
@@ -407,13 +436,13 @@ def data_group() -> None:
 @data_group.command("collect")
 @click.option("--taskset", default=None, help="Task set (mt30, mt80) or a single task (e.g. dmc/walker-walk): full-length episodes only.")
 @click.option("--task", "single_task", default=None, help="One task (e.g. dflex/hopper) for single-task pretraining data: episodes that end early are kept, NaN-padded.")
-@click.option("--episodes-per-task", type=int, default=None, help="Full episodes to collect for every task (--taskset).")
-@click.option("--episodes", type=int, default=None, help="Episodes to collect (--task).")
+@click.option("--episodes-per-task", type=click.IntRange(1, 10_000_000), default=None, help="Full episodes to collect for every task (--taskset).")
+@click.option("--episodes", type=click.IntRange(1, 10_000_000), default=None, help="Episodes to collect (--task).")
 @click.option("--policy", default="random", show_default=True, help="Behaviour policy: random, or a policy.pt written by `pwmbench train`.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--num-envs", type=int, default=8, show_default=True, help="Copies of each task stepped together.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--num-envs", type=click.IntRange(1, 65_536), default=8, show_default=True, help="Copies of each task stepped together.")
 @click.option("--tasks", "task_ids", default=None, help="Only these task ids, comma-separated (e.g. 0,3,8).")
-@click.option("--episodes-per-chunk", type=int, default=10_000, show_default=True, help="Episodes per chunk file.")
+@click.option("--episodes-per-chunk", type=click.IntRange(1, 10_000_000), default=10_000, show_default=True, help="Episodes per chunk file.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for chunk_<i>.pt and metadata.json.")
 def data_collect_cmd(taskset, single_task, episodes_per_task, episodes, policy, seed, num_envs, task_ids, episodes_per_chunk, overwrite, out_dir) -> None:

@@ -405,3 +405,25 @@ def test_a_suite_file_cannot_allow_unpickling(table, value):
     """W14: `allow_pickle` is the command line's (`--allow-pickle`), never a suite key, whatever its value and table."""
     message = refused(with_value((*table, "allow_pickle"), value))
     assert "allow_pickle cannot be set in a suite file" in message and "--allow-pickle" in message, message
+
+
+# ------------------------------------------------------------------------------------------ sizes no machine holds
+@settings(max_examples=40)
+@given(data=st.data())
+def test_a_size_beyond_what_a_run_can_hold_is_refused_with_the_number(data):
+    """W14 item 6: every bounded size (pwm/config.py SIZE_LIMITS) just above its bound, up to the int ceiling, is refused
+    naming the key and the number — not accepted to hang or fail at run time."""
+    from pwmbench.pwm.config import MAX_COUNT, SIZE_LIMITS
+
+    key = data.draw(st.sampled_from(sorted(SIZE_LIMITS)), label="key")
+    value = data.draw(st.integers(SIZE_LIMITS[key] + 1, MAX_COUNT), label="value")
+    message = refused(with_value(("base", key), value))
+    assert key in message and f"{value:,}" in message, message
+
+
+@settings(max_examples=20)
+@given(cpus=st.integers(4097, 2**31 - 1), gpus=st.integers(65, 2**31 - 1), kind=st.sampled_from(["cell", "world_model", "member", "dataset"]))
+def test_resources_no_node_has_are_refused(cpus, gpus, kind):
+    for key, value in (("cpus", cpus), ("gpus", gpus)):
+        message = refused({**copy.deepcopy(VALID), "executor": {"resources": {kind: {key: value}}}})
+        assert f"resources.{key}" in message, message

@@ -230,8 +230,8 @@ def _max_retries(value: Any) -> int:
         number = int(value) if isinstance(value, str) else value
     except ValueError:
         number = None
-    if isinstance(number, bool) or not isinstance(number, int) or number < -1:
-        raise ConfigError(f"executor.max_retries must be an int ≥ 0 (or -1: retry forever), got {value!r}")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 100:
+        raise ConfigError(f"executor.max_retries must be an int in [0, 100] (Ray's -1, retry forever, would hang on a job that always fails), got {value!r}")
     return number
 
 

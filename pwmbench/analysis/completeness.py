@@ -29,6 +29,7 @@ from pwmbench.results.tables import UnreadableTable, read_table
 __all__ = ["Loaded", "load_checked"]
 
 CELLS_DIR = "cells"
+REQUIRED_COLUMNS = ("task", "variant", "seed", "status")
 
 
 def _safe_name(text: str) -> str:
@@ -103,6 +104,10 @@ def load_checked(results: Path, suite: dict[str, Any], curves: bool) -> Loaded:
             continue
         if not rows:
             out.problems.append(f"empty: {path} holds no run row")
+            continue
+        lacking = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
+        if lacking:
+            out.problems.append(f"unreadable: {path} lacks the column(s) {', '.join(lacking)}: not a run table pwmbench wrote")
             continue
         why = _identity_problem(rows, where, plan.get(where))
         if why is not None:

@@ -89,6 +89,8 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
     names = ", ".join(v.candidate for v in scoring.verdicts)
     lines = [f"# pwmbench report — {suite.get('name', 'results')}: {names} vs {b}", "",
              f"**{overall_line(scoring)}**", ""]
+    if scoring.incomplete:  # before any number: these results are not the suite's planned cells, each once
+        lines += ["**Incomplete results — no verdict can be accepted on them:**", ""] + [f"- {p}" for p in scoring.incomplete] + [""]
     lines += _decisions(scoring)
     lines += [f"How to read it: {protocol} (the decision, parity, fairness audit, seeds, score references, statistics).", "",
               "## Verdicts", "", "```", format_summary(scoring), "```", ""]  # fmt: skip

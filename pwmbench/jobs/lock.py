@@ -63,7 +63,10 @@ def results_lock(out: Path) -> Iterator[Path]:
     name is written into the file once the lock is held; after taking the lock the file is checked to be the one at
     the path (a releasing holder unlinks it), so two runners never hold it at once. On a filesystem without flock
     the lock falls back to a file created whole with a hard link (atomic, never empty) and a pid check."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsLocked(f"results directory {out} cannot be created: {exc.strerror or exc} (choose another --out)") from None
     path = out / LOCK_FILE
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)}
     for _ in range(50):

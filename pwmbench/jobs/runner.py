@@ -64,6 +64,20 @@ def finished(cell: Cell, out: Path) -> str | None:
     return None if status == "failed" else status
 
 
+def check_results_dir(out: Path) -> None:
+    """The results directory can be made here: its nearest existing ancestor is a writable directory (not a file,
+    not /proc) — said before anything is planned, on a dry run too."""
+    import os
+
+    probe = Path(out).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"results directory {out}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK) or str(probe.resolve()).startswith(("/proc", "/sys")):
+        raise ConfigError(f"results directory {out}: {probe} is not writable (choose another --out)")
+
+
 def plan(suite: Suite, out: Path, filters: dict[str, set[str]] | None = None, restart: bool = False) -> tuple[list[Cell], list[Cell]]:
     """(cells selected, cells still to run)."""
     cells = select(suite.cells(), filters or {})
@@ -127,6 +141,7 @@ def run_suite(
     from pwmbench.api import executor as make_executor
 
     name, opts = executor_choice(suite, executor, options)
+    check_results_dir(out)
     with results_lock(out):
         cells, todo = plan(suite, out, filters, restart)
         runner = make_executor(name, workers=workers, **opts)  # bad options fail here, before anything is submitted

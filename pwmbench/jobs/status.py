@@ -33,6 +33,8 @@ def results_status(out: Path) -> tuple[list[dict[str, Any]], str | None]:
         record = json.loads(suite_file.read_text())
     except ValueError as exc:
         raise ConfigError(f"{suite_file} is not valid JSON ({exc}): run the suite again to rewrite it (finished cells are kept)") from None
+    if not isinstance(record, dict) or not isinstance(record.get("configs", {}), dict) or not isinstance(record.get("seeds", []), list):
+        raise ConfigError(f"{suite_file} is not a suite record (a {type(record).__name__} without configs and seeds): run the suite again to rewrite it")
     rows: list[dict[str, Any]] = data_rows(record)
     kinds = registered_kinds()
     for key in record.get("configs", {}):

@@ -327,14 +327,14 @@ class Resources:
     time_min: int | None = None
 
     def __post_init__(self) -> None:
-        for key in ("cpus", "gpus"):
+        for key, most in (("cpus", 4096), ("gpus", 64)):  # one job on one node: more is a typo no scheduler could place
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "cpus" else 0):
-                raise ConfigError(f"resources.{key} must be an int ≥ {1 if key == 'cpus' else 0}, got {value!r}")
-        for key in ("memory_gb", "time_min"):
+            if isinstance(value, bool) or not isinstance(value, int) or not (1 if key == "cpus" else 0) <= value <= most:
+                raise ConfigError(f"resources.{key} must be an int in [{1 if key == 'cpus' else 0}, {most}] (one job on one node), got {value!r}")
+        for key, most in (("memory_gb", 100_000), ("time_min", 525_600)):  # 100 TB, a year
             value = getattr(self, key)
-            if value is not None and (not is_number(value) or value <= 0):
-                raise ConfigError(f"resources.{key} must be a positive number, got {value!r}")
+            if value is not None and (not is_number(value) or not 0 < value <= most):
+                raise ConfigError(f"resources.{key} must be a positive number at most {most:,}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,12 @@ from pwmbench.nn.presets import preset as get_preset
 from pwmbench.plugin.options import MAX_WIDTH, is_widths
 
 MAX_COUNT = 2**31 - 1  # every int field (counts, iterations, widths' ceiling is MAX_WIDTH)
+# sizes beyond which a run cannot fit any machine or would not finish: refused by name with the number (a typo,
+# e.g. 1e7 for 1e3). Each is far above PWM's own values (horizon 16, 64–512 envs, 3 critics, 10–16 eval episodes).
+SIZE_LIMITS = {"horizon": 10_000, "num_envs": 65_536, "num_critics": 64, "eval_episodes": 10_000, "wm_batch_size": 1_000_000,
+               "policy_batch_size": 1_000_000, "critic_iterations": 10_000, "critic_batches": 100_000, "esnr_batches": 4_096,
+               "grad_probe_batches": 4_096, "diagnostics_windows": 1_000_000, "wm_buffer_size": 2_000_000_000}  # fmt: skip
+ACTIVATION_LIMIT_BYTES = 2**40  # 1 TiB: a batch × horizon × width no machine holds
 LOGSTD_LIMIT = 10.0  # |init_logstd|, |min_logstd|: std between 4.5e-5 and 2.2e4 (actions live in [-1, 1])
 DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")  # torch device types a run can use; existence is checked at training time
 
@@ -120,6 +126,11 @@ class PWMConfig:
                     raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
                 if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_COUNT:
                     raise ConfigError(f"{f.name} must be at most {MAX_COUNT:,} (a 32-bit int), got {value!r}")
+        for key, limit in SIZE_LIMITS.items():
+            value = getattr(self, key)
+            if value is not None and value > limit:
+                raise ConfigError(f"{key} = {value:,} is beyond what a run can hold or finish (at most {limit:,}; PWM uses far less): a typo?")
+        self._check_activation_size()
         positive = ("policy_batch_size", "esnr_batches", "horizon", "max_epochs", "critic_iterations", "critic_batches", "wm_batch_size", "wm_buffer_size", "num_critics", "eval_episodes", "log_every")
         for key in positive:
             if getattr(self, key) < 1:
@@ -173,6 +184,16 @@ class PWMConfig:
                 f"is {self.dynamics!r}: set world_model_checkpoint on the mlp variant only, or train every variant (comparing an imported "
                 "world model with a freshly trained one is not a comparison of dynamics models)"
             )
+
+    def _check_activation_size(self) -> None:
+        """The largest batch × (horizon + 1) × widest layer × 4 bytes, the activations one imagined rollout keeps for
+        its backward pass: refused with the number when no machine could hold it (checked before anything allocates)."""
+        widths = [*self.actor_units, *self.critic_units, *(self.world_model.get("units") or [512]), self.world_model.get("latent_dim") or 512]
+        batch = max(self.wm_batch_size, self.policy_batch_size, self.num_envs or 64)
+        need = batch * (self.horizon + 1) * max(int(w) for w in widths) * 4 * 2
+        if need > ACTIVATION_LIMIT_BYTES:
+            raise ConfigError(f"a rollout of batch {batch:,} × horizon {self.horizon:,} × width {max(widths):,} needs ~{need / 2**40:.1f} TiB of "
+                              f"activations: more than any machine holds (reduce wm_batch_size / policy_batch_size / num_envs or horizon)")  # fmt: skip
 
     @property
     def wm_training_steps(self) -> int:
@@ -266,3 +287,19 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = {"true": True, "false": False, "none": None, "null": None}.get(raw.strip().lower(), raw.strip())
     return out
+
+
+def check_device(device: str) -> None:
+    """The device exists on the machine the job runs on (checked there, not where the suite was parsed: a login
+    node has no GPU): a ConfigError naming what this machine has, instead of torch's assertion deep in a constructor."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: this machine has no CUDA device (torch {torch.__version__}); use device = \"cpu\"")
+        if index and int(index) >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use device = \"cpu\"")

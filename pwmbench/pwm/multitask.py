@@ -33,7 +33,7 @@ from pwmbench.data.dataset import OfflineDataset
 from pwmbench.errors import ConfigError
 from pwmbench.nn.world_model import WorldModel, build_world_model
 from pwmbench.plugin.interfaces import TaskSet
-from pwmbench.pwm.config import PWMConfig
+from pwmbench.pwm.config import PWMConfig, check_device
 from pwmbench.pwm.critic import update_critic
 from pwmbench.pwm.diagnostics import EpisodeRecorder, diagnose, window_generator
 from pwmbench.pwm.networks import Actor, CriticEnsemble
@@ -82,6 +82,7 @@ class OfflineWorldModel:
 
     def __init__(self, taskset: TaskSet, dataset: OfflineDataset, cfg: PWMConfig, seed: int) -> None:
         check_dataset(taskset, dataset)
+        check_device(cfg.device)
         spec = taskset.spec
         self.taskset, self.dataset, self.cfg, self.seed = taskset, dataset, cfg, seed
         self.device = torch.device(cfg.device)
@@ -191,6 +192,7 @@ class TaskPolicy:
         """`rew_rms`: the world model's reward normaliser (None when it trained on raw rewards), so model-quality
         diagnostics compare rewards on the scale the model learned."""
         self.rew_rms = rew_rms
+        check_device(cfg.device)
         if task_id not in dataset.task_ids:
             raise ConfigError(f"task id {task_id} ({taskset.tasks[task_id]}) has no episodes in {dataset.directory}")
         self.taskset, self.task_id, self.wm, self.dataset, self.cfg, self.seed = taskset, task_id, wm, dataset, cfg, seed

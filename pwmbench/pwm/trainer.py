@@ -38,7 +38,7 @@ from pwmbench.nn.reward import symlog
 from pwmbench.nn.world_model import build_world_model, count_parameters
 from pwmbench.plugin.interfaces import Task
 from pwmbench.pwm.buffer import SequenceBuffer
-from pwmbench.pwm.config import INVOCATION_KEYS, PWMConfig
+from pwmbench.pwm.config import INVOCATION_KEYS, PWMConfig, check_device
 from pwmbench.pwm.critic import update_critic
 from pwmbench.pwm.diagnostics import EpisodeRecorder, diagnose, window_generator
 from pwmbench.pwm.episodes import EpisodeStats
@@ -86,6 +86,7 @@ class PWMTrainer:
     def __init__(self, task: Task, cfg: PWMConfig, seed: int) -> None:
         self.task, self.cfg, self.seed = task, cfg, seed
         spec = task.spec
+        check_device(cfg.device)
         self.device = torch.device(cfg.device)
         seed_everything(seed)
         self.num_envs = cfg.num_envs or spec.num_envs or DEFAULT_NUM_ENVS

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
+from pwmbench.errors import PwmbenchError
 from pwmbench.results.atomic_files import ChecksumMismatch, verify_checksum, write_atomic
 
 SCHEMA_VERSION = 7  # 7: model_reward_error_mean_H / model_reward_ratio_mean_H (the mean-reward predictor of the model-quality gate); 6: threads (torch threads the cell computed with), failed_in (the plugin an exception came from); 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
@@ -117,6 +118,10 @@ def run_table(row: Mapping[str, Any]) -> pa.Table:
     return pa.Table.from_pylist([{name: row.get(name) for name in RUNS_SCHEMA.names}], schema=RUNS_SCHEMA)
 
 
+class NewerSchema(PwmbenchError, ValueError):
+    """A table written by a newer pwmbench: never moved aside or rewritten by this one (it is someone's result)."""
+
+
 class UnreadableTable(ValueError):
     """A result file that exists but cannot be read (truncated, garbled): named, never guessed at."""
 
@@ -152,7 +157,11 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
             table = reader.read_all()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise UnreadableTable(f"{path}: not a readable Arrow file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
-    version = int((table.schema.metadata or {}).get(b"pwmbench_schema_version", b"0"))
+    raw = (table.schema.metadata or {}).get(b"pwmbench_schema_version", b"0")
+    try:
+        version = int(raw)
+    except ValueError:
+        raise UnreadableTable(f"{path}: its schema version {raw[:40]!r} is not a number: not a table pwmbench wrote") from None
     if version > SCHEMA_VERSION:
-        raise ValueError(f"{path} has result schema version {version}; this pwmbench reads ≤ {SCHEMA_VERSION} — upgrade pwmbench")
+        raise NewerSchema(f"{path} has result schema version {version}; this pwmbench reads ≤ {SCHEMA_VERSION} — upgrade pwmbench")
     return table

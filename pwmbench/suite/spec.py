@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -177,13 +178,25 @@ class Suite:
 
 
 # ---------------------------------------------------------------------------------------------- parsing
+MAX_SUITE_BYTES = 1_000_000
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file (nothing is trained; call `prepare` for the audits)."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SuiteError(f"suite file {path} does not exist") from None
+        if not path.is_file():  # a directory, a named pipe (reading it would block), a device
+            what = "is not a regular file" if path.exists() else "is a symbolic link that leads nowhere (a loop or a missing target)" if os.path.islink(path) else "does not exist"
+            raise SuiteError(f"suite file {path} {what}")
+        if path.stat().st_size > MAX_SUITE_BYTES:
+            raise SuiteError(f"suite file {path} is {path.stat().st_size:,} bytes: a suite file is a few kB (at most {MAX_SUITE_BYTES:,})")
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:  # a symlink loop, no permission, ...
+        raise SuiteError(f"suite file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"{path}: not UTF-8 text (byte {exc.start}): TOML files are UTF-8") from None
+    except RecursionError:
+        raise SuiteError(f"{path}: nested too deeply to be a suite file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: not valid TOML: {exc}") from None
     return parse_suite(data, path)
@@ -517,6 +530,30 @@ def _parse_compute_matched(where: str, block: dict[str, Any], variants: list[Var
 
 
 # ---------------------------------------------------------------------------------------------- audits
+TASK_SET_KEYS = ("data_dir", "task_ids", "offline_wm_iterations", "policy_batch_size", "wm_recipe", "critic_targets", "world_model_checkpoint")
+
+
+def _check_task_set_keys(suite: Suite, base_cfg: PWMConfig) -> None:
+    """Keys only task sets read are refused on a suite without one (they would be ignored without a word), and a task
+    set's task_ids must be its members' ids."""
+    from pwmbench.api import TaskSet
+    from pwmbench.api import task as get_task
+
+    try:
+        sets = {t: get_task(t) for t in suite.tasks if isinstance(get_task(t), TaskSet)}
+    except PwmbenchError as exc:
+        raise SuiteError(f"{suite.where()}: {exc}") from None
+    if not sets:
+        given = [f"base.{k}" for k in TASK_SET_KEYS if k in suite.base] + (["[data]"] if suite.data else [])
+        if given:
+            raise SuiteError(f"{suite.where()}: {', '.join(given)} apply to task sets (mt30, mt80) only, and this suite has none "
+                             f"(tasks: {', '.join(suite.tasks)}): remove them, or add the task set")  # fmt: skip
+    for name, taskset in sets.items():
+        bad = [i for i in (base_cfg.task_ids or ()) if not 0 <= i < taskset.spec.n_tasks]
+        if bad:
+            raise SuiteError(f"{suite.where()}: task_ids {bad} are not members of {name} (ids 0–{taskset.spec.n_tasks - 1})")
+
+
 def prepare(suite: Suite) -> Suite:
     """Resolve every (task, variant) config, run the parity gate and the fairness audit; errors stop here."""
     from pwmbench.api import task as get_task
@@ -525,6 +562,7 @@ def prepare(suite: Suite) -> Suite:
     base_cfg = resolve_config(suite.base)
     wm_preset = get_preset(base_cfg.preset).with_overrides(**base_cfg.world_model)
     baseline = suite.variant(suite.baseline)
+    _check_task_set_keys(suite, base_cfg)
     for task_name in suite.tasks:
         try:
             spec = get_task(task_name).spec
