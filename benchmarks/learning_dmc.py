@@ -28,6 +28,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from pwmbench.suite.spec import safe_name  # the runner's cell layout: cells/<task>/<variant>/<seed>
+
 HERE = Path(__file__).resolve().parent
 
 # The CPU budget: everything not listed is PWM's default (pwmbench.pwm.config.PWMConfig).
@@ -49,7 +51,7 @@ def collect_pretrain_data(task: str, episodes: int, out: Path, seed: int = 0) ->
     """N random-policy episodes of `task` in TD-MPC2's chunk format (once; reused when present)."""
     import subprocess
 
-    target = out / "pretrain_data" / task.replace("/", "_")
+    target = out / "pretrain_data" / safe_name(task)
     if not (target / "metadata.json").exists():
         cmd = [sys.executable, "-m", "pwmbench", "data", "collect", "--task", task, "--episodes", str(episodes),
                "--policy", "random", "--seed", str(seed), "--out", str(target)]  # fmt: skip
@@ -99,7 +101,7 @@ def summarise(tasks: list[str], seeds: list[int], out: Path, budget: dict) -> di
             model_final: dict[str, list] = {k: [] for k in MODEL_KEYS}
             pretrain_s = []
             for seed in seeds:
-                cell = out / "cells" / task.replace("/", "_") / variant / str(seed)
+                cell = out / "cells" / safe_name(task) / variant / str(seed)
                 run = ipc.open_file(cell / "run.arrow").read_all().to_pylist()[0]
                 rows = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
                 finals.append(run["final_return"])
@@ -228,7 +230,7 @@ def main() -> None:
     jobs = [(t, v, s) for t in args.tasks for v in VARIANTS for s in args.seeds]
     start = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_cell, t, v, s, args.epochs, str(args.out / "cells" / t.replace("/", "_") / v / str(s)), per_task[t]): (t, v, s) for t, v, s in jobs}
+        futures = {pool.submit(run_cell, t, v, s, args.epochs, str(args.out / "cells" / safe_name(t) / v / str(s)), per_task[t]): (t, v, s) for t, v, s in jobs}
         for future in as_completed(futures):
             print(f"[{time.time() - start:7.0f} s] {future.result()}", file=sys.stderr, flush=True)
     write_report(summarise(args.tasks, args.seeds, args.out, budget), args.out)

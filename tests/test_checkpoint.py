@@ -36,6 +36,11 @@ def test_a_checkpoint_holding_a_malicious_pickle_runs_no_code(tmp_path, monkeypa
     marker = tmp_path / "pwned"
     monkeypatch.setenv("PWMBENCH_TEST_MARKER", str(marker))
     torch.save({"epoch": 3, "payload": _Payload()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CorruptCheckpoint, match="has no checksum"):  # W14: no checksum, not trusted at all
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    from pwmbench.results.atomic_files import sha256_of
+
+    (tmp_path / "checkpoint.pt.sha256").write_text(sha256_of(tmp_path / "checkpoint.pt"))  # a checksum that matches, too
     with pytest.raises(CorruptCheckpoint, match="cannot be read as a pwmbench checkpoint"):
         load_checkpoint(tmp_path / "checkpoint.pt")
     assert not marker.exists()
@@ -50,6 +55,9 @@ def test_a_changed_checkpoint_fails_its_checksum(tmp_path):
         load_checkpoint(path)
     path.write_bytes(b"")
     (tmp_path / "c.pt.sha256").unlink()
+    with pytest.raises(CorruptCheckpoint, match="has no checksum"):
+        load_checkpoint(path)
+    (tmp_path / "c.pt.sha256").write_text("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")  # the empty file's
     with pytest.raises(CorruptCheckpoint, match="cannot be read"):
         load_checkpoint(path)
 

@@ -171,8 +171,7 @@ if sys.argv[3] == "no-flock":
 from pathlib import Path
 from pwmbench.jobs.lock import ResultsLocked, results_lock
 out, start = Path(sys.argv[1]), float(sys.argv[2])
-while time.time() < start:
-    pass
+time.sleep(max(0.0, start - time.time()))
 held = 0
 deadline = start + 1.0
 while time.time() < deadline:

@@ -108,7 +108,7 @@ def train_cell(
     cell_identity = {"task": task_name, "variant": ident["variant"], "seed": int(seed), "config_hash": config_hash(cfg)}
     if ckpt_path.exists():
         try:
-            saved = checked_identity(load_checkpoint(ckpt_path), cell_identity, ckpt_path)
+            saved = checked_identity(load_checkpoint(ckpt_path), cell_identity, ckpt_path, check_config=False)
             try:
                 trainer.load_state_dict(saved)
             except (KeyError, TypeError, IndexError, RuntimeError) as exc:  # plain data, but not a checkpoint of this cell's shape

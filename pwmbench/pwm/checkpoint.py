@@ -141,12 +141,21 @@ def discard_corrupt(path: str | os.PathLike[str]) -> Path:
 IDENTITY_KEY = "cell"  # which cell a checkpoint belongs to: task, variant, seed and config hash
 
 
-def checked_identity(state: dict[str, Any], identity: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
-    """`state` if it was written by this cell (its recorded identity equals `identity`), else CorruptCheckpoint naming
-    whose it is — another seed's or cell's checkpoint copied in must never be resumed from. A checkpoint written
-    before identities were recorded is taken (its config is still checked by whoever loads it)."""
+def checked_identity(state: dict[str, Any], identity: dict[str, Any], path: str | os.PathLike[str], *, check_config: bool = True) -> dict[str, Any]:
+    """`state` if it was written by this cell: another task's, variant's or seed's checkpoint copied in must never be
+    resumed from (CorruptCheckpoint: moved aside, the cell starts afresh). The same cell under a changed config is the
+    user's decision, not corruption: ConfigError asking for --restart. A checkpoint written before identities were
+    recorded is taken (its config is still checked by whoever loads it)."""
+    from pwmbench.errors import ConfigError
+
     recorded = state.get(IDENTITY_KEY)
-    if recorded is not None and recorded != identity:
-        diff = ", ".join(f"{k} {recorded.get(k)!r} (this cell: {identity.get(k)!r})" for k in sorted(set(recorded) | set(identity)) if recorded.get(k) != identity.get(k))
+    if recorded is None:
+        return state
+    whose = [k for k in ("task", "variant", "seed") if recorded.get(k) != identity.get(k)]
+    if whose:
+        diff = ", ".join(f"{k} {recorded.get(k)!r} (this cell: {identity.get(k)!r})" for k in whose)
         raise CorruptCheckpoint(f"{path} belongs to another cell: {diff}")
+    if check_config and recorded.get("config_hash") != identity.get("config_hash"):  # (the trainer names the changed keys itself)
+        raise ConfigError(f"{path} was written with a different config (hash {recorded.get('config_hash')}, now {identity.get('config_hash')}); "
+                          "pass --restart to train from scratch")  # fmt: skip
     return state

@@ -85,7 +85,10 @@ def _flow_check(variant) -> str:
 
     name = variant.options.get("integrator", "heun")
     integ = integrator(name)
-    return f"{name}: order {integ.order}, {integ.evals(variant.options.get('substeps', 2))} velocity evaluations per step"
+    substeps = variant.options.get("substeps", 2)
+    if isinstance(substeps, str) and substeps.strip().isdigit():  # coerced as the suite's own option check does (run --dry-run)
+        substeps = int(substeps)
+    return f"{name}: order {integ.order}, {integ.evals(substeps)} velocity evaluations per step"
 
 
 def _parity_text(suite) -> str:
