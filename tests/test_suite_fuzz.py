@@ -43,7 +43,7 @@ VALID = {
     "parity_tolerance": 2.0,
     "thresholds": {"toy/point": -1.0},
     "base": {
-        "max_epochs": 12, "horizon": 4, "data_dir": "data/mt", "task_ids": [0, 1], "grad_probe_horizons": [2, 4], "actor_units": [32, 16],
+        "max_epochs": 12, "horizon": 4, "grad_probe_horizons": [2, 4], "actor_units": [32, 16],
         "critic_units": [32], "betas": [0.7, 0.95], "world_model": {"units": [64, 64], "encoder_units": [32], "latent_dim": 16},
     },
     "variants": {
@@ -52,11 +52,23 @@ VALID = {
         "sw": {"dynamics": "flow", "sweep": [{"integrator": "euler", "substeps": 1}, {"integrator": "rk4", "substeps": 3}]},
     },
     "compute_matched": {"variant": "mlp", "match": "flow", "wm_iterations": 16, "name": "mlp-cm"},
-    "data": {"taskset": "mt30", "episodes_per_task": 2, "seed": 0, "num_envs": 2, "policy": "random", "task_ids": [0, 1]},
     "pretrain": {"episodes": 2, "dir": "data/pre/{task}", "policy": "random", "seed": 0, "num_envs": 2, "iterations": 10},
     "executor": {"name": "local", "start_method": "spawn", "resources": {"cell": {"cpus": 1, "gpus": 0, "memory_gb": 1.5, "time_min": 10}}},
     "decision": {"metric": "iqm", "margin": 0.02, "alpha": 0.05, "model_quality": "gate", "score_at": "final", "noise_sd": 0.05},
 }
+# the keys only task sets read live in a task-set suite (on a single-task suite they are refused, W14): the same suite
+# with mt30 instead of toy/point, [data] instead of [pretrain]
+VALID_SET = {**{k: v for k, v in VALID.items() if k not in ("pretrain", "thresholds")}, "tasks": ["mt30"],
+             "base": {**VALID["base"], "data_dir": "data/mt", "task_ids": [0, 1]},
+             "data": {"taskset": "mt30", "episodes_per_task": 2, "seed": 0, "num_envs": 2, "policy": "random", "task_ids": [0, 1]}}  # fmt: skip
+TASK_SET_PATHS = (("base", "data_dir"), ("base", "task_ids"), ("data",))
+
+
+def valid_for(path):
+    """The valid suite a key path lives in: the task-set one for the keys only task sets read."""
+    return VALID_SET if any(tuple(path[: len(p)]) == p for p in TASK_SET_PATHS) else VALID
+
+
 VARIANT_NAMES = ["mlp", "flow", "sw[integrator=euler,substeps=1]", "sw[integrator=rk4,substeps=3]", "mlp-cm"]
 
 # ------------------------------------------------------------------------------------------ the invalid table
@@ -220,7 +232,7 @@ def lookup(data, path):
 
 
 def with_value(path, value):
-    data = copy.deepcopy(VALID)
+    data = copy.deepcopy(valid_for(path))
     node = data
     for key in path[:-1]:
         node = node[key]
@@ -244,8 +256,9 @@ def refused(data):
 
 
 def test_the_valid_suite_is_valid():
-    suite = prepare(parse_suite(copy.deepcopy(VALID)))
-    assert [v.name for v in suite.variants] == VARIANT_NAMES and len(suite.cells()) == 2 * len(VARIANT_NAMES)
+    for valid in (VALID, VALID_SET):
+        suite = prepare(parse_suite(copy.deepcopy(valid)))
+        assert [v.name for v in suite.variants] == VARIANT_NAMES and len(suite.cells()) == 2 * len(VARIANT_NAMES)
 
 
 CASES = sorted(((path, category) for path, (_, categories) in INVALID.items() for category in categories), key=repr)
@@ -257,7 +270,7 @@ def test_a_bad_value_is_refused_by_name(path, category):
     # parametrized @given test's settings in one more layer per case, and with ~950 cases in one worker the chain
     # overflowed the recursion limit (CI, derandomized profile, where the database lookup walks the whole chain).
     kind, _ = INVALID[path]
-    original = lookup(VALID, path) or [64, 64]  # a list key the valid suite leaves unset
+    original = lookup(valid_for(path), path) or [64, 64]  # a list key the valid suite leaves unset
 
     @settings(max_examples=4)
     @given(value=bad_value(category, kind, original))
@@ -277,7 +290,7 @@ TABLES = [(), ("base",), ("base", "world_model"), ("variants", "mlp"), ("variant
 @settings(max_examples=80)
 @given(table=st.sampled_from(TABLES), data=st.data())
 def test_an_unknown_key_at_any_level_is_refused_by_name_with_a_suggestion(table, data):
-    existing = sorted(lookup(VALID, table) if table else VALID)
+    existing = sorted(lookup(valid_for(table), table) if table else VALID)
     typo = data.draw(st.booleans(), label="typo")
     if typo:  # a near miss of a real key: the message suggests it
         near = data.draw(st.sampled_from(existing), label="near")
@@ -371,7 +384,7 @@ LEGAL = {
     ("executor", "start_method"): st.sampled_from(["spawn", "forkserver", "fork"]),
     ("executor", "resources", "cell", "cpus"): st.integers(1, 256),
     ("executor", "resources", "cell", "memory_gb"): st.floats(0.1, 1e4),
-    ("executor", "resources", "cell", "time_min"): st.integers(1, 10**6),
+    ("executor", "resources", "cell", "time_min"): st.integers(1, 525_600),
     ("base", "actor_reward_decode"): st.sampled_from(["pwm-code", "symexp"]),
     ("decision", "metric"): st.sampled_from(["iqm", "mean", "median"]),
     ("decision", "margin"): st.floats(0.0, 1.0),
@@ -383,9 +396,11 @@ LEGAL = {
 
 
 @settings(max_examples=60)
-@given(paths=st.lists(st.sampled_from(sorted(LEGAL, key=repr)), min_size=1, max_size=3, unique=True), data=st.data())
-def test_values_from_the_legal_ranges_are_accepted(paths, data):
-    suite = copy.deepcopy(VALID)
+@given(task_set=st.booleans(), data=st.data())
+def test_values_from_the_legal_ranges_are_accepted(task_set, data):
+    keys = sorted((p for p in LEGAL if (p[0] not in ("pretrain", "thresholds") if task_set else valid_for(p) is VALID)), key=repr)
+    paths = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=3, unique=True), label="paths")
+    suite = copy.deepcopy(VALID_SET if task_set else VALID)
     for path in paths:
         node = suite
         for key in path[:-1]:
