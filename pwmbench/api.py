@@ -14,6 +14,7 @@ from pwmbench.hookspecs import hookimpl
 from pwmbench.jobs.graph import JobGraph, order_jobs
 from pwmbench.nn import (
     PRESETS,
+    FeatureAffine,
     NormedLinear,
     RewardHead,
     SimNorm,
@@ -92,7 +93,7 @@ __all__ = [
     "DynamicsRegistry", "ExecutorRegistry", "IntegratorRegistry", "TaskRegistry", "PluginSource", "RegistryEntry",
     "Plugins", "get_plugins", "set_plugins",
     # building blocks
-    "NormedLinear", "SimNorm", "mlp", "init_weights", "RewardHead", "symlog", "symexp", "two_hot",
+    "FeatureAffine", "NormedLinear", "SimNorm", "mlp", "init_weights", "RewardHead", "symlog", "symexp", "two_hot",
     "PRESETS", "WorldModelPreset", "WorldModel", "WorldModelLoss", "build_world_model", "count_parameters",
     "import_world_model", "read_checkpoint",
     # accessors

@@ -10,6 +10,7 @@ from pwmbench.testing.dynamics_checks import check_fits_known_transition
 
 CASES = [
     ("mlp", {}),
+    ("mlp", {"residual": True}),
     ("flow", {}),
     ("flow", {"x0": "teacher"}),
     ("flow", {"integrator": "euler", "substeps": 2}),
@@ -87,3 +88,19 @@ def test_rectified_flow_loss_uses_rollout_or_teacher_x0():
         tau = torch.rand(5, 1)
         v = flow.velocity((1 - tau) * x0 + tau * x1, a, tau)
         torch.testing.assert_close(loss, ((v - (x1 - x0)) ** 2).mean(-1))
+
+
+def test_the_residual_mlp_is_the_baselines_network_with_flows_residual_head():
+    """W15 item 4: `residual = true` keeps the baseline's parameter count exactly (the LayerNorm's scale and shift
+    become the unconstrained head's affine, as in the flow model) and predicts z + an unconstrained step."""
+    plain = api.build_world_model("pwm", obs_dim=11, act_dim=3, dynamics="mlp")
+    residual = api.build_world_model("pwm", obs_dim=11, act_dim=3, dynamics="mlp", dynamics_options={"residual": True})
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(residual.dynamics) == count(plain.dynamics) and count(residual) == count(plain)
+    assert residual.dynamics.options() == {"residual": True} and plain.dynamics.options() == {"residual": False}
+    with torch.no_grad():
+        for p in residual.dynamics.net[-2].parameters():  # the output Linear at zero: the residual model predicts "no change"
+            p.zero_()
+        z = residual.encode(torch.randn(4, 11))
+        assert torch.equal(residual.next(z, torch.rand(4, 3)), z)
+        assert not (residual.dynamics.net[-1].weight.requires_grad is False)

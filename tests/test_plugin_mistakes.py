@@ -284,3 +284,33 @@ def test_a_plugin_source_block_hint_names_the_entry_point():
     assert PluginSource("my_ep", "my-dist", "1.0").block_hint() == "PWMBENCH_BLOCK_PLUGINS=my_ep (or uninstall my-dist)"
     assert PluginSource("mlp", "pwmbench", "0.1.0", how="built-in").block_hint() is None
 
+
+
+def test_the_checks_say_what_they_verified_and_a_swapped_train_step_is_named(use_plugins, monkeypatch, capsys):
+    """W15 friction 3 and 8: the conformance checks print one line on success; train_step returning (next, loss)
+    instead of (loss, next) is named as swapped, with the expected order."""
+    use_plugins(Plugins(extra=bad("good")))
+    monkeypatch.setattr(dynamics_checks, "DYNAMICS_CHECKS", DYNAMICS_CHECKS[:-1])
+    line = check_dynamics_model("residual", {"scale": 0.5})
+    assert line in capsys.readouterr().out and f"{len(DYNAMICS_CHECKS) - 1} dynamics checks passed" in line
+    assert "integrator checks passed" in check_integrator("ralston", quiet=True) and capsys.readouterr().out == ""
+
+    class Swapped(good.Residual):
+        def train_step(self, z, a, target, emb=None, *, teacher=None):
+            loss, nxt = super().train_step(z, a, target, emb, teacher=teacher)
+            return nxt, loss
+
+    with pytest.raises(AssertionError, match=r"must return \(loss, next\).*the two look swapped"):
+        check_dynamics_model(Swapped, {"scale": 0.5})
+
+
+def test_a_plugin_class_without_a_docstring_gets_a_description_that_says_so(use_plugins):
+    from pwmbench.plugin.registry import IntegratorRegistry
+
+    class Undocumented(good.Ralston):
+        pass
+
+    Undocumented.__doc__ = None
+    registry = IntegratorRegistry()
+    registry.add("undocumented", Undocumented)
+    assert "no description: give Undocumented a docstring, or register it with description=" in registry.entry("undocumented").description

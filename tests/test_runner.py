@@ -91,6 +91,7 @@ def test_check_runs_the_preflight_list(tmp_path):
     assert good.exit_code == 0, good.output
     for line in ("plugins import", "suite file valid", "seeds", "parity gate", "fairness audit", "builds an environment", "writable"):
         assert line in good.output
+    assert not (tmp_path / "out").exists() and "will be created" in good.output  # W15 friction 9: a check creates nothing
     bad = tmp_path / "bad.toml"
     bad.write_text(write_suite(tmp_path).read_text().replace('dynamics = "flow"', 'dynamics = "flow"\nhorizon = 8'))
     result = CliRunner().invoke(main, ["check", str(bad)])

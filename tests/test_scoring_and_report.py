@@ -46,7 +46,7 @@ def test_accepted_as_non_inferior_when_three_seeds_cannot_show_better(tmp_path):
     c = by_name(v)
     assert c[DECIDE].passed and c[DECIDE].required
     assert c[WIN].value == "1/2 tasks" and not c[WIN].required
-    assert c["parameter parity gap of flow"].value == "0.500%" and c["parameter parity gap of flow"].passed
+    assert c["parameter parity gap of flow against mlp"].value == "+0.500% (more parameters)" and c["parameter parity gap of flow against mlp"].passed
     assert c["wall-clock ratio flow / mlp"].value == "1.50×"
     task_a = next(t for t in v.tasks if t.task == "dmc/a")
     assert task_a.p_value < 0.05
@@ -97,7 +97,7 @@ def test_three_variants_give_two_verdicts_and_the_exit_code_names_the_failure(tm
     assert s.verdict("flow").passed and not s.verdict("euler").passed
     # two candidates: each decision at α/2 (Bonferroni), so 6 pairs (smallest p 2/64 > 0.025) cannot say "worse"
     assert s.verdict("euler").decision.outcome == "inconclusive" and s.verdict("euler").decision.level == pytest.approx(0.975)
-    assert [c.name for c in s.verdict("euler").failed_required] == ["decision (euler vs mlp): better or non-inferior", "parameter parity gap of euler"]
+    assert [c.name for c in s.verdict("euler").failed_required] == ["decision (euler vs mlp): better or non-inferior", "parameter parity gap of euler against mlp"]
     result = CliRunner().invoke(main, ["score", str(root), "--bootstrap", "200"])
     assert result.exit_code == 1
     assert "VERDICT (flow): accepted" in result.output and "VERDICT (euler): not accepted" in result.output
@@ -133,13 +133,13 @@ def test_divergence_and_parity_fail_the_verdict(tmp_path):
     v = verdict(write_results(tmp_path / "d", GOOD, statuses={("dmc/a", "flow", 123): "diverged"}))
     assert not v.passed and "dmc/a/flow/123: diverged" in by_name(v)["no NaN, divergence or crash"].value
     v = verdict(write_results(tmp_path / "p", GOOD, params={"mlp": 1000, "flow": 1100}))
-    assert not v.passed and by_name(v)["parameter parity gap of flow"].value == "10.000%"
+    assert not v.passed and by_name(v)["parameter parity gap of flow against mlp"].value == "+10.000% (more parameters)"
 
 
 def test_suite_parity_records_take_precedence(tmp_path):
     extra = {"parity": {"dmc/a": {"gap_pct": {"mlp": 0.0, "flow": 0.035}}, "dmc/b": {"gap_pct": {"mlp": 0.0, "flow": 0.04}}}}
     v = verdict(write_results(tmp_path, GOOD, params={"mlp": 1000, "flow": 1100}, suite_extra=extra))
-    assert by_name(v)["parameter parity gap of flow"].value == "0.040%"
+    assert by_name(v)["parameter parity gap of flow against mlp"].value == "+0.040% (more parameters)"
 
 
 def test_sample_efficiency_from_thresholds(tmp_path):
@@ -235,3 +235,38 @@ def test_an_unreadable_result_file_is_left_out_and_named(tmp_path):
     (root / "suite.json").write_text("{not json")
     bad = CliRunner().invoke(main, ["score", str(root)])
     assert bad.exit_code == 2 and "suite.json is not valid JSON" in bad.output
+
+
+def test_the_report_attributes_flows_gain_between_its_residual_form_and_its_objective(tmp_path):
+    """W15 item 4: with flow, a residual MLP and the MLP present, the report's attribution table gives each paired
+    decision and the share of flow's difference that the residual form alone gives."""
+    import json as _json
+
+    runs = {(t, v): [base + 10 * i for i in range(6)] for t in ("dmc/a", "dmc/b") for v, base in (("mlp", 100), ("flow", 300), ("mlp-residual", 200))}
+    root = write_results(tmp_path / "r", runs, scores=REFS)
+    for p in root.rglob("run.arrow"):
+        if p.parent.parent.name == "mlp-residual":
+            row = read_table(p).to_pylist()[0]
+            write_table_atomic(run_table({**row, "dynamics": "mlp", "dynamics_options": _json.dumps({"residual": True})}), p)
+    text = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "rep"), "--bootstrap", "200"])
+    assert text.exit_code == 0, text.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Attribution" in md and "| mlp-residual vs mlp | +10.0 |" in md and "| flow vs mlp-residual | +10.0 |" in md
+    assert "The residual form alone gives +10.0 of flow's +20.0 points over mlp (50%)" in md
+    plain = write_results(tmp_path / "p", {k: v for k, v in runs.items() if k[1] != "mlp-residual"}, scores=REFS)
+    CliRunner().invoke(main, ["report", str(plain), "--out", str(tmp_path / "rep2"), "--bootstrap", "200"])
+    assert "## Attribution" not in (tmp_path / "rep2" / "report.md").read_text()  # only with all three
+
+
+def test_the_parity_gap_is_signed_and_against_the_baseline_named(tmp_path):
+    """W15 friction 1–2: `score --baseline X` gives each candidate's gap against X (not against the suite's baseline),
+    signed: a model with fewer parameters shows a negative gap."""
+    runs = {(t, v): [100 + 10 * i for i in range(3)] for t in ("dmc/a",) for v in ("mlp", "flow", "mlp-residual")}
+    parity = {"parity": {"dmc/a": {"gap_pct": {"mlp": 0.0, "flow": 0.5, "mlp-residual": 0.2}}}}
+    root = write_results(tmp_path, runs, scores={"dmc/a": (0.0, 1000.0)}, suite_extra=parity)
+    out = CliRunner().invoke(main, ["score", str(root), "--baseline", "mlp-residual", "--candidate", "flow", "--bootstrap", "100", "--json"])
+    crit = {c["criterion"]: c for c in json.loads(out.output)["verdicts"][0]["criteria"]}
+    assert crit["parameter parity gap of flow against mlp-residual"]["value"] == "+0.299% (more parameters)"
+    out = CliRunner().invoke(main, ["score", str(root), "--baseline", "flow", "--candidate", "mlp-residual", "--bootstrap", "100", "--json"])
+    crit = {c["criterion"]: c for c in json.loads(out.output)["verdicts"][0]["criteria"]}
+    assert crit["parameter parity gap of mlp-residual against flow"]["value"] == "-0.299% (fewer parameters)"

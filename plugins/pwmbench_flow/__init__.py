@@ -25,6 +25,7 @@ from pwmbench.api import (
     ConfigError,
     DynamicsContext,
     DynamicsModel,
+    FeatureAffine,
     NormedLinear,
     Range,
     check_substeps,
@@ -39,18 +40,6 @@ __version__ = "0.1.0"
 
 X0_MODES = ("rollout", "teacher")
 MAX_SUBSTEPS = 1_000  # RK4 × 1000 is 4000 velocity evaluations per predicted step: more is a typo (1e9 would hang a run)
-
-
-class FeatureAffine(nn.Module):
-    """y = γ ⊙ x + β, per feature (γ = 1, β = 0 at init)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.bias, self.weight, x)
 
 
 class VelocityNet(nn.Module):

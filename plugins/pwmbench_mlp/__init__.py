@@ -2,6 +2,13 @@
 
 z_{t+1} = SimNorm(LN(W·mlp([z_t, a_t(, e)])))  — one network evaluation per step; the step loss is
 mean((z_{t+1} − enc(o_{t+1}))²) over latent dims, and the rollout continues from the prediction.
+
+`residual = true` is the ablation that separates the flow model's parameterisation from its training objective:
+z_{t+1} = z_t + γ ⊙ (W·mlp([z_t, a_t(, e)])) + β — the same hidden layers, an unconstrained output head exactly like
+the flow model's velocity head (Linear → per-feature affine, no normalisation, no SimNorm: a residual must be free
+to be negative), the same MSE loss. Its parameter count equals the baseline's (the LayerNorm's scale and shift
+become the affine's), and it is one network evaluation per step: "is flow's gain its residual form?" is the
+comparison of flow against this variant (the report's attribution paragraph).
 """
 
 from __future__ import annotations
@@ -10,22 +17,34 @@ from typing import Any
 
 from torch import Tensor
 
-from pwmbench.api import DynamicsContext, DynamicsModel, SimNorm, hookimpl, join_inputs, mlp
+from torch import nn
+
+from pwmbench.api import DynamicsContext, DynamicsModel, FeatureAffine, NormedLinear, SimNorm, hookimpl, join_inputs, mlp
 
 __version__ = "0.1.0"
 
 
 class MLPDynamics(DynamicsModel):
-    """MLP dynamics with a SimNorm output and an MSE loss (PWM's baseline)."""
+    """MLP dynamics with a SimNorm output and an MSE loss (PWM's baseline); `residual`: z + an unconstrained step."""
 
-    default_options: dict[str, Any] = {}
+    default_options: dict[str, Any] = {"residual": False}
 
-    def __init__(self, ctx: DynamicsContext) -> None:
+    def __init__(self, ctx: DynamicsContext, residual: bool = False) -> None:
         super().__init__(ctx)
-        self.net = mlp(ctx.input_dim, ctx.units, ctx.latent_dim, out_act=SimNorm(ctx.simnorm_dim))
+        self.residual = bool(residual)
+        if self.residual:
+            dims = [ctx.input_dim, *ctx.units]
+            hidden = [NormedLinear(dims[i], dims[i + 1]) for i in range(len(ctx.units))]
+            self.net = nn.Sequential(*hidden, nn.Linear(dims[-1], ctx.latent_dim), FeatureAffine(ctx.latent_dim))
+        else:
+            self.net = mlp(ctx.input_dim, ctx.units, ctx.latent_dim, out_act=SimNorm(ctx.simnorm_dim))
+
+    def options(self) -> dict[str, Any]:
+        return {"residual": self.residual}
 
     def next(self, z: Tensor, a: Tensor, emb: Tensor | None = None) -> Tensor:
-        return self.net(join_inputs(z, a, emb))
+        out = self.net(join_inputs(z, a, emb))
+        return z + out if self.residual else out
 
     def step_loss(self, z: Tensor, a: Tensor, target: Tensor, emb: Tensor | None = None, *, teacher: Tensor | None = None) -> Tensor:
         return self.train_step(z, a, target, emb)[0]

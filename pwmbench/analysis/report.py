@@ -19,6 +19,7 @@ from pwmbench.analysis.scoring import (
     PROTOCOL,
     Scoring,
     TaskScale,
+    UnusableResults,
     Verdict,
     format_summary,
     format_verdict,
@@ -94,6 +95,7 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
     lines += _decisions(scoring)
     lines += [f"How to read it: {protocol} (the decision, parity, fairness audit, seeds, score references, statistics).", "",
               "## Verdicts", "", "```", format_summary(scoring), "```", ""]  # fmt: skip
+    lines += _attribution(runs, suite, curves, scoring)
     lines += _scales(scoring.scales)
     for v in scoring.verdicts:
         lines += _candidate_section(v, suite)
@@ -125,6 +127,50 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
     lines += ["", "Data: `runs.csv` (one row per cell), `curves.csv` (one row per cell and epoch), `summary.csv` (per candidate and task), "
               "`verdict.json` (every verdict, the task scales and the bootstrap settings)."]
     return "\n".join(lines) + "\n"
+
+
+def _variant_kinds(runs: list[dict[str, Any]]) -> tuple[list[str], list[str], list[str]]:
+    """(flow variants, residual-MLP variants, plain-MLP variants) by what their run rows record."""
+    kinds: dict[str, str] = {}
+    for r in runs:
+        options = json.loads(r.get("dynamics_options") or "{}") if isinstance(r.get("dynamics_options"), str) else {}
+        kinds[r["variant"]] = "flow" if r.get("dynamics") == "flow" else "residual" if r.get("dynamics") == "mlp" and options.get("residual") else (
+            "mlp" if r.get("dynamics") == "mlp" else "other")  # fmt: skip
+    return tuple(sorted(v for v, k in kinds.items() if k == kind) for kind in ("flow", "residual", "mlp"))  # type: ignore[return-value]
+
+
+def _attribution(runs: list[dict[str, Any]], suite: dict[str, Any], curves: list[dict[str, Any]], scoring: Scoring) -> list[str]:
+    """When a flow variant, a residual MLP and a plain MLP are all present: how much of flow's difference from the MLP
+    its residual form alone gives (residual MLP vs MLP), and what remains (flow vs residual MLP) — each a paired
+    decision on the same task scales, so a reader can tell a parameterisation effect from an objective effect."""
+    flows, residuals, plains = _variant_kinds(runs)
+    if not (flows and residuals and plains):
+        return []
+    plain, residual = plains[0], residuals[0]
+    lines = ["## Attribution: the residual form against the flow objective", "",
+             f"{residual} is {plain}'s network with flow's residual form and unconstrained head, trained with the same MSE loss "
+             "(equal parameter counts). Each row is a paired decision on the same normalised scores (same margin and α):", "",
+             "| comparison | Δ (normalised points) | interval | decision |", "|---|---|---|---|"]  # fmt: skip
+    pairs = [(f, plain) for f in flows] + [(residual, plain)] + [(f, residual) for f in flows]
+    deltas: dict[tuple[str, str], float] = {}
+    for candidate, baseline in pairs:
+        try:
+            sub = score_all(runs, suite, curves, candidates=[candidate], baseline=baseline, reps=scoring.reps, settings=scoring.settings)
+        except UnusableResults as exc:
+            lines.append(f"| {candidate} vs {baseline} | - | - | not scored: {exc} |")
+            continue
+        d = sub.verdicts[0].decision
+        if d is None:
+            continue
+        deltas[(candidate, baseline)] = d.difference.value
+        lines.append(f"| {candidate} vs {baseline} | {100 * d.difference.value:+.1f} | [{100 * d.difference.low:+.1f}, {100 * d.difference.high:+.1f}] | {d.outcome} |")
+    for f in flows:
+        total, part = deltas.get((f, plain)), deltas.get((residual, plain))
+        if total is not None and part is not None and abs(total) > 1e-12:
+            lines += ["", f"The residual form alone gives {100 * part:+.1f} of {f}'s {100 * total:+.1f} points over {plain} "
+                      f"({part / total:.0%}); the rest, {100 * (total - part):+.1f}, is what flow's objective and integration add. "
+                      "Read the decisions above before the shares: an inconclusive row means the share is not established."]  # fmt: skip
+    return [*lines, ""]
 
 
 def _decisions(scoring: Scoring) -> list[str]:

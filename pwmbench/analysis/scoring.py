@@ -568,16 +568,20 @@ def _criteria(comparisons, runs, suite, b, c, by, reps, cache, decision: Decisio
     value = f"{d.outcome}: Δ {metric} {d.difference.value:+.4f} [{d.difference.low:+.4f}, {d.difference.high:+.4f}]" if d.pairs else d.outcome
     crit = [Criterion(f"decision ({c} vs {b}): better or non-inferior", value, f"lower bound > −{d.settings.margin:g}", d.outcome in ("better", "non-inferior"), True)]
 
-    gaps = [abs(info["gap_pct"][c]) for info in suite.get("parity", {}).values() if c in info.get("gap_pct", {})]
+    # signed gap of the candidate against the baseline named here (not the suite's): (1 + g_c)/(1 + g_b) − 1 from the
+    # suite record's gaps (each against the suite's baseline), else from the run rows' counts
+    gaps = [100.0 * ((1 + info["gap_pct"][c] / 100) / (1 + info["gap_pct"][b] / 100) - 1)
+            for info in suite.get("parity", {}).values() if c in info.get("gap_pct", {}) and b in info.get("gap_pct", {})]  # fmt: skip
     if not gaps:  # no suite record: use the counts in the run rows
         for task in {t.task for t in comparisons}:
             pb = [r["params_total"] for r in by[(task, b)] if r.get("params_total")]
             pc = [r["params_total"] for r in by[(task, c)] if r.get("params_total")]
             if pb and pc:
-                gaps.append(abs(100.0 * (pc[0] - pb[0]) / pb[0]))
+                gaps.append(100.0 * (pc[0] - pb[0]) / pb[0])
     tolerance = float(suite.get("parity_tolerance", 2.0))
-    max_gap = max(gaps) if gaps else math.nan
-    crit.append(Criterion(f"parameter parity gap of {c}", f"{max_gap:.3f}%", f"≤ {tolerance}%", bool(gaps) and max_gap <= tolerance, True))
+    worst = max(gaps, key=abs) if gaps else math.nan
+    crit.append(Criterion(f"parameter parity gap of {c} against {b}", f"{worst:+.3f}% ({'more' if worst > 0 else 'fewer' if worst < 0 else 'equal'} parameters)" if gaps else "-",
+                          f"|gap| ≤ {tolerance}%", bool(gaps) and abs(worst) <= tolerance, True))  # fmt: skip
 
     relevant = [r for r in runs if r["variant"] in (b, c)]
     bad = [f"{r['task']}/{r['variant']}/{r['seed']}: {why}" for r in sorted(relevant, key=lambda r: (r["task"], r["variant"], r["seed"])) if (why := run_failure(r))]

@@ -1,6 +1,6 @@
 """Shared network pieces: TD-MPC2 layers, reward heads, presets and the world-model shell."""
 
-from pwmbench.nn.layers import NormedLinear, SimNorm, init_weights, mlp, zero_last_layer
+from pwmbench.nn.layers import FeatureAffine, NormedLinear, SimNorm, init_weights, mlp, zero_last_layer
 from pwmbench.nn.presets import PRESETS, WorldModelPreset, preset
 from pwmbench.nn.reward import RewardHead, symexp, symlog, two_hot
 from pwmbench.nn.world_model import SHARED_COMPONENTS, WorldModel, WorldModelLoss, build_world_model, count_parameters
@@ -8,6 +8,7 @@ from pwmbench.nn.world_model import SHARED_COMPONENTS, WorldModel, WorldModelLos
 __all__ = [
     "PRESETS",
     "SHARED_COMPONENTS",
+    "FeatureAffine",
     "NormedLinear",
     "RewardHead",
     "SimNorm",

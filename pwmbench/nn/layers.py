@@ -37,6 +37,20 @@ class SimNorm(nn.Module):
         return f"dim={self.dim}"
 
 
+class FeatureAffine(nn.Module):
+    """y = γ ⊙ x + β, per feature (γ = 1, β = 0 at init): a LayerNorm's scale and shift without the normalisation —
+    the output head of dynamics models whose output is unconstrained (a velocity, a residual), which keeps their
+    parameter count equal to the baseline's Linear → LayerNorm → SimNorm head."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.bias, self.weight, x)
+
+
 class NormedLinear(nn.Linear):
     """Linear → (dropout) → LayerNorm → activation."""
 

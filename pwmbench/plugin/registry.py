@@ -109,7 +109,8 @@ class Registry:
             raise PluginError(f"{self.kind} names must be non-empty strings, got {name!r} from {where}")
         if not description:
             lines = (getattr(factory, "__doc__", None) or "").strip().splitlines()
-            description = lines[0] if lines else ""
+            description = lines[0] if lines else (f"(no description: give {getattr(factory, '__name__', name)} a docstring, "
+                                                  f"or register it with description=...)")  # fmt: skip
         entry = RegistryEntry(self.kind, name, factory, description, self._source, dict(meta))
         if name in self._entries:
             first = self._entries[name].source

@@ -165,12 +165,19 @@ def _members_check(task: str, suite) -> str:
 
 
 def _writable(out: Path) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    probe = out / ".pwmbench-write-test"
+    """Checked without creating anything (a check leaves no empty results directory behind): the nearest existing
+    ancestor is a writable directory, and a file can be made and removed there."""
+    from pwmbench.jobs.runner import check_results_dir
+
+    check_results_dir(out)
+    existing = Path(out).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    probe = existing / f".pwmbench-write-test-{os.getpid()}"
     probe.write_text("ok")
     probe.unlink()
-    free = shutil.disk_usage(out).free / 2**30
-    return f"{out} ({free:.1f} GiB free)"
+    free = shutil.disk_usage(existing).free / 2**30
+    return f"{out} ({'exists' if Path(out).exists() else 'will be created'}; {free:.1f} GiB free)"
 
 
 def _recipe_text(recipes: dict) -> str:

@@ -105,7 +105,11 @@ def check_shapes(cls: type[DynamicsModel], options: dict[str, Any]) -> None:
         loss = model.step_loss(z, a, target, emb, teacher=z)
         assert loss.shape == (7,), f"{cls.__name__}.step_loss must return one loss per sample, shape (7,), got {tuple(loss.shape)}"
         loss2, nxt2 = model.train_step(z, a, target, emb, teacher=z)
-        assert loss2.shape == (7,) and nxt2.shape == nxt.shape, f"{cls.__name__}.train_step returned shapes {tuple(loss2.shape)}, {tuple(nxt2.shape)}"
+        assert loss2.shape == (7,) and nxt2.shape == nxt.shape, (
+            f"{cls.__name__}.train_step returned shapes {tuple(loss2.shape)}, {tuple(nxt2.shape)}; it must return (loss, next): "
+            f"the per-sample step loss, shape (7,), then the predicted next latent, shape {tuple(nxt.shape)}"
+            + (" — the two look swapped" if tuple(loss2.shape) == tuple(nxt.shape) and tuple(nxt2.shape) == (7,) else "")
+        )
         assert torch.isfinite(nxt).all() and torch.isfinite(loss).all(), f"{cls.__name__} produced non-finite values at init"
 
 
@@ -167,9 +171,15 @@ def check_fits_known_transition(cls: type[DynamicsModel], options: dict[str, Any
 DYNAMICS_CHECKS: tuple[DynamicsCheck, ...] = (check_options, check_shapes, check_gradients_flow, check_fits_known_transition)
 
 
-def check_dynamics_model(model: DynamicsLike, options: Mapping[str, Any] | None = None, **more_options: Any) -> None:
+def check_dynamics_model(model: DynamicsLike, options: Mapping[str, Any] | None = None, *, quiet: bool = False, **more_options: Any) -> str:
     """Run every dynamics check on a registered name, a class or an instance, built with `options` (a dict, keywords,
-    or both); the first failure raises AssertionError saying what the plugin got wrong."""
+    or both); the first failure raises AssertionError saying what the plugin got wrong. On success returns (and,
+    unless `quiet`, prints) one line naming what was verified."""
     cls, resolved = resolve_dynamics(model, {**(options or {}), **more_options})
     for check in DYNAMICS_CHECKS:
         check(cls, resolved)
+    summary = (f"{cls.__name__}{resolved or ''}: {len(DYNAMICS_CHECKS)} dynamics checks passed "
+               f"({', '.join(c.__name__.removeprefix('check_').replace('_', ' ') for c in DYNAMICS_CHECKS)})")  # fmt: skip
+    if not quiet:
+        print(summary)
+    return summary

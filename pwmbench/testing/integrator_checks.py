@@ -229,9 +229,15 @@ INTEGRATOR_CHECKS: tuple[IntegratorCheck, ...] = (
 )
 
 
-def check_integrator(integ: IntegratorLike, options: Mapping[str, Any] | None = None, **more_options: Any) -> None:
+def check_integrator(integ: IntegratorLike, options: Mapping[str, Any] | None = None, *, quiet: bool = False, **more_options: Any) -> str:
     """Run every integrator check on a registered name, a class (built with `options`) or an instance; the first
-    failure raises AssertionError saying what the integrator got wrong."""
+    failure raises AssertionError saying what the integrator got wrong. On success returns (and, unless `quiet`,
+    prints) one line naming what was verified."""
     instance = resolve_integrator(integ, {**(options or {}), **more_options})
     for check in INTEGRATOR_CHECKS:
         check(instance)
+    summary = (f"{type(instance).__name__} (order {getattr(instance, 'order', '?')}): {len(INTEGRATOR_CHECKS)} integrator checks passed "
+               f"({', '.join(c.__name__.removeprefix('check_').replace('_', ' ') for c in INTEGRATOR_CHECKS)})")  # fmt: skip
+    if not quiet:
+        print(summary)
+    return summary
