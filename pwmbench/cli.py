@@ -95,12 +95,27 @@ def plugins_cmd(as_json: bool) -> None:
 @click.option("--solve", is_flag=True, help="Find each non-baseline variant's dynamics width that minimises the gap.")
 @click.option("--strict", is_flag=True, help="Exit 1 when a variant is over the tolerance.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_specs, tolerance, solve, strict, as_json) -> None:
+@click.option("--suite", "suite_file", default=None, type=click.Path(dir_okay=False),
+              help="Print the parity gate of a suite file instead: its presets, world_model overrides, variants and tasks, as run and check apply it.")
+def parity_cmd(preset, task_name, obs_dim, act_dim, n_tasks, task_dim, dynamics_specs, tolerance, solve, strict, as_json, suite_file) -> None:
     """Compare parameter counts of world-model variants on real task dimensions: every variant's total must be
     within ±tolerance % of the first's (the baseline's); see docs/protocol.md#parameter-parity."""
     from pwmbench.errors import PwmbenchError
     from pwmbench.suite.parity import VariantSpec, format_report, parity_report, solve_width
 
+    if suite_file is not None:  # the gate exactly as the suite applies it (its world_model override included)
+        from pwmbench.suite.spec import load_suite, parity_line, prepare
+
+        try:
+            suite = prepare(load_suite(suite_file))
+        except PwmbenchError as exc:
+            _fail(str(exc))
+        if as_json:
+            click.echo(json.dumps({task: info["report"] for task, info in suite.parity.items()}, indent=2, default=str))
+        else:
+            for task in suite.parity:
+                click.echo(f"{task}: {parity_line(suite, task)}")
+        return
     try:
         dims = _resolve_dims(task_name, obs_dim, act_dim, n_tasks, task_dim)
         variants = [VariantSpec.parse(s) for s in (dynamics_specs or ("mlp", "flow"))]
@@ -224,7 +239,7 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
         plan_graph,
         run_suite,
     )
-    from pwmbench.suite.spec import load_suite, prepare, unsafe_options, with_invocation
+    from pwmbench.suite.spec import load_suite, parity_line, prepare, unsafe_options, with_invocation
 
     if as_json and not dry_run:
         _fail("--json prints the job graph of a dry run: add --dry-run")
@@ -246,8 +261,7 @@ def run_cmd(suite_file, out_dir, workers, only, dry_run, as_json, restart, execu
         return
     click.echo(f"suite {suite.name}: {len(suite.tasks)} tasks × {len(suite.variants)} variants × {len(suite.seeds)} seeds = {len(suite.cells())} cells; selected {len(cells)}, to run {len(todo)} → {out}")
     for task, info in suite.parity.items():
-        report = info["report"]
-        click.echo(f"  parity on {task}: max gap {report['max_gap_pct']:.3f}% (tolerance ±{suite.parity_tolerance}%)" + (f", widths solved for {', '.join(info['solved'])}" if info["solved"] else ""))
+        click.echo(f"  parity on {task}: {parity_line(suite, task)}" + (f", widths solved for {', '.join(info['solved'])}" if info["solved"] else ""))
     click.echo("  fairness audit: variants differ only in their dynamics blocks" + (" and declared compute matching" if suite.audit["declared_differences"] else ""))
     click.echo(_threads_line(suite, workers))
     for name in suite.audit["declared_differences"]:

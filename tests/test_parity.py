@@ -67,3 +67,20 @@ def test_variant_spec_parsing():
     assert VariantSpec.parse(spec.label) == spec
     with pytest.raises(ConfigError):
         VariantSpec.parse("flow:substeps")
+
+
+def test_parity_of_a_suite_is_the_gate_as_the_suite_applies_it():
+    """W15 friction 5: `pwmbench parity --suite S` gives every variant's signed gap with the suite's own world_model
+    override (the numbers the gate and `run`/`check` use), not the preset's defaults."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from pwmbench.cli import main
+
+    suite = Path(__file__).resolve().parents[1] / "suites" / "smoke.toml"
+    out = CliRunner().invoke(main, ["parity", "--suite", str(suite)])
+    assert out.exit_code == 0, out.output
+    assert "dmc/cartpole-balance: flow +0.186%, mlp-residual +0.000% vs mlp (tolerance ±2.0%)" in out.output
+    dry = CliRunner().invoke(main, ["run", str(suite), "--dry-run", "--out", "/tmp/pwmbench-parity-dry"])
+    assert "parity on dmc/cartpole-balance: flow +0.186%, mlp-residual +0.000% vs mlp" in dry.output

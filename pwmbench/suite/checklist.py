@@ -92,7 +92,9 @@ def _flow_check(variant) -> str:
 
 
 def _parity_text(suite) -> str:
-    return "; ".join(f"{task}: max gap {info['report']['max_gap_pct']:.3f}%" for task, info in suite.parity.items())
+    from pwmbench.suite.spec import parity_line
+
+    return "; ".join(f"{task}: {parity_line(suite, task)}" for task in suite.parity)
 
 
 def _env_check(task: str) -> str:

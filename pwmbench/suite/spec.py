@@ -455,6 +455,12 @@ def with_invocation(suite: Suite, *, allow_pickle: bool = False) -> Suite:
     return suite
 
 
+def parity_line(suite: Suite, task: str) -> str:
+    """Each variant's signed parameter gap against the baseline on `task` (what `run`, `check` and the parity gate use)."""
+    gaps = suite.parity[task]["gap_pct"]
+    return ", ".join(f"{v} {g:+.3f}%" for v, g in gaps.items() if v != suite.baseline) + f" vs {suite.baseline} (tolerance ±{suite.parity_tolerance}%)"
+
+
 def unsafe_options(suite: Suite) -> list[str]:
     """What this run permits that can run code from data — said by `check` and `run --dry-run`."""
     if any(c.allow_pickle for c in suite.configs.values()):
