@@ -38,6 +38,7 @@ class Tracked:
     directory: Path
     total: int
     unit: str = "epoch"
+    rate_group: str = ""  # jobs that cost the same per unit (a task, a variant, a job kind): the ETA prices queued ones by it
 
 
 def job_resources(suite: Any, kind: str) -> Resources:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pwmbench.errors import PwmbenchError
 from pwmbench.jobs.cell_kinds import Tracked, kind_for
+from pwmbench.jobs.eta import EtaEstimator
 from pwmbench.results.cell_files import PROGRESS_FILE
 
 if TYPE_CHECKING:
@@ -23,9 +24,11 @@ __all__ = ["ProgressBoard"]
 class ProgressBoard:
     """Overall bar with ETA plus one line per running cell or job, read from their progress.json files."""
 
-    def __init__(self, cells: list[Cell], out: Path, stream: Any = sys.stderr, interval: float = 1.0, items: list[Tracked] | None = None) -> None:
+    def __init__(self, cells: list[Cell], out: Path, stream: Any = sys.stderr, interval: float = 1.0, items: list[Tracked] | None = None,
+                 slots: int = 1, clock: Any = time.monotonic) -> None:  # fmt: skip
         self.cells, self.out, self.stream, self.interval = cells, out, stream, interval
         self.items = items if items is not None else [self.track_cell(c, out) for c in cells]
+        self.eta = EtaEstimator({i.key: (i.total, tuple(g for g in (i.rate_group, i.unit) if g)) for i in self.items}, slots, clock)  # jobs/eta.py
         self.noun = "cells" if items is None else "jobs"
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.done: set[str] = set()
@@ -76,7 +79,12 @@ class ProgressBoard:
         states = [(i, *self._progress(i)) for i in self.items]
         done_units = sum(e for _, e, _ in states)
         elapsed = time.time() - self.start
-        eta = elapsed / done_units * (total - done_units) if done_units else float("nan")
+        for item, units, info in states:
+            if item.key in self.done:
+                self.eta.finish(item.key)
+            elif info is not None:
+                self.eta.observe(item.key, units)
+        eta = self.eta.eta()
         frac = done_units / total if total else 1.0
         finished = sum(i.key in self.done for i in self.items)
         head = f"{self.noun} {finished}/{len(self.items)} [{'#' * int(30 * frac)}{'.' * (30 - int(30 * frac))}] {100 * frac:.0f}%"

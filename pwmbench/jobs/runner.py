@@ -165,17 +165,17 @@ def run_suite(
                               record_dir / "submission.json")  # fmt: skip
             runner.submit(graph.jobs, str(record_dir))
             return Submission(name, record_dir, graph.jobs)
-        _execute(runner, graph, out, summary, progress and bool(todo), stream)
+        _execute(runner, graph, out, summary, progress and bool(todo), stream, workers)
     summary.problems.sort(key=lambda p: (p.task, p.variant, p.seed if p.seed is not None else -1))
     return summary
 
 
-def _execute(runner: Any, graph: JobPlan, out: Path, summary: RunSummary, progress: bool, stream: Any) -> None:
+def _execute(runner: Any, graph: JobPlan, out: Path, summary: RunSummary, progress: bool, stream: Any, slots: int = 1) -> None:
     """Run the graph; the cell job of each cell (its kind's `cell_job`) reports the cell, inner and data jobs only
     their errors."""
     start = time.time()
     items = [t for job in graph.jobs if (t := _tracked(graph, job, out)) is not None]
-    board = ProgressBoard([], out, stream, items=items) if progress else None
+    board = ProgressBoard([], out, stream, items=items, slots=slots) if progress else None
     try:
         if board is not None:
             board.__enter__()

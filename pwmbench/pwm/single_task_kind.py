@@ -50,7 +50,7 @@ class SingleTaskKind(CellKind):
         return cell.config.max_epochs
 
     def tracked(self, job: Job, cell: Any, out: Path) -> Tracked | None:
-        return Tracked(cell.key, f"{cell.task} {cell.variant} seed {cell.seed}", cell.directory(out), self.total(cell), "epoch")
+        return Tracked(cell.key, f"{cell.task} {cell.variant} seed {cell.seed}", cell.directory(out), self.total(cell), "epoch", f"{cell.task}|{cell.variant}|cell")
 
 
 KIND = SingleTaskKind()

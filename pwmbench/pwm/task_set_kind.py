@@ -105,10 +105,11 @@ class TaskSetKind(CellKind):
     def tracked(self, job: Job, cell: Any, out: Path) -> Tracked | None:
         name = f"{cell.task} {cell.variant} seed {cell.seed}"
         if job.kind == "world_model":
-            return Tracked(job.key, f"{name} world model", cell.directory(out), cell.config.wm_training_steps, "step")
+            return Tracked(job.key, f"{name} world model", cell.directory(out), cell.config.wm_training_steps, "step", f"{cell.task}|{cell.variant}|world_model")
         if job.kind == "member":
             task_id = job.kwargs["task_id"]
-            return Tracked(job.key, f"{name} member {task_id}", cell.directory(out) / MEMBERS_DIR / str(task_id), cell.config.max_epochs, "iteration")
+            return Tracked(job.key, f"{name} member {task_id}", cell.directory(out) / MEMBERS_DIR / str(task_id), cell.config.max_epochs, "iteration",
+                           f"{cell.task}|{cell.variant}|member")  # fmt: skip
         return None  # the collecting job is instant
 
     def status_rows(self, cell: Any, out: Path) -> list[dict[str, Any]]:

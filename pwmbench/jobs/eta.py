@@ -1,0 +1,104 @@
+"""The progress board's ETA: remaining wall time of a job graph from measured per-job rates.
+
+Why not elapsed / done × remaining: jobs run `slots` at a time, start at different moments, resume part-way, and
+differ in cost per unit (a flow cell's epoch against an MLP's; a world-model step against a policy iteration), so a
+global average is wrong early and wrong at the end (a run "94% done, ETA 3 min" with its last cell a third in).
+Here each running job's seconds per unit are measured since it was first seen (a resumed job counts only what it
+does now), queued jobs are priced at the measured rate of their unit (epoch, step, iteration; any measured rate
+when their unit has none yet), and what is left is scheduled as the executors schedule it — queued jobs in graph
+order on the first free slot — so the estimate is that schedule's end, not total work / slots. Unknown until one job has progressed; the clock is injected so the estimate can be tested.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["EtaEstimator"]
+
+
+@dataclass
+class _Seen:
+    t0: float
+    u0: int
+    t: float
+    u: int
+    done: bool = False
+
+
+class EtaEstimator:
+    """`observe(key, units)` as progress is read (or `finish(key)`), then `eta()`: seconds left, NaN while unknown."""
+
+    def __init__(self, totals: dict[str, tuple[int, str | tuple[str, ...]]], slots: int, clock: Callable[[], float] = time.monotonic) -> None:
+        """`totals`: key → (units of work, its rate groups from the most specific — e.g. (task, variant, unit) — to
+        the most general, e.g. the unit); a queued job is priced at the first group with a measured rate."""
+        self.totals = {k: (n, (g,) if isinstance(g, str) else tuple(g)) for k, (n, g) in totals.items()}
+        self.slots, self.clock = max(1, slots), clock
+        self.seen: dict[str, _Seen] = {}
+
+    def observe(self, key: str, units: int) -> None:
+        now = self.clock()
+        s = self.seen.get(key)
+        if s is None:
+            self.seen[key] = _Seen(now, units, now, units)
+        elif not s.done:
+            s.t, s.u = now, units
+
+    def finish(self, key: str) -> None:
+        now = self.clock()
+        s = self.seen.get(key)
+        if s is None:
+            self.seen[key] = _Seen(now, self.totals[key][0], now, self.totals[key][0], done=True)
+        else:
+            s.t, s.u, s.done = now, self.totals[key][0], True
+
+    def _own_rate(self, key: str, s: _Seen) -> float | None:
+        """A job's seconds per unit, once it has progressed enough to be measured (5 units and a fifth of its total, or done):
+        a job's first report or two is mostly rounding."""
+        progressed = s.u - s.u0
+        if s.t > s.t0 and progressed > 0 and (s.done or progressed >= max(5, 0.2 * self.totals[key][0])):
+            return (s.t - s.t0) / progressed
+        return None
+
+    def _rates(self) -> tuple[dict[str, float], float | None]:
+        """Seconds per unit: per rate group, and over every job."""
+        by_group: dict[str, list[float]] = {}
+        every: list[float] = []
+        for key, s in self.seen.items():
+            rate = self._own_rate(key, s)
+            if rate is not None:
+                every.append(rate)
+                for group in self.totals[key][1]:
+                    by_group.setdefault(group, []).append(rate)
+        return {g: sum(v) / len(v) for g, v in by_group.items()}, (sum(every) / len(every) if every else None)
+
+    def eta(self) -> float:
+        """The makespan of what is left: running jobs finish at their own pace; queued jobs, in graph order, take the
+        first free slot (as the executors hand them out) for their priced duration."""
+        now = self.clock()
+        per_unit, overall = self._rates()
+        running: list[float] = []
+        queued: list[float] = []
+        for key, (total, groups) in self.totals.items():
+            s = self.seen.get(key)
+            if s is not None and s.done:
+                continue
+            own = self._own_rate(key, s) if s is not None else None
+            rate = own if own is not None else next((per_unit[g] for g in groups if g in per_unit), overall)
+            if rate is None:
+                return math.nan
+            left = max(0, total - (s.u if s is not None else 0)) * rate
+            if s is None:
+                queued.append(left)
+            else:
+                running.append(max(0.0, left - (now - s.t)))  # less the time since its last progress report
+        free = sorted(running)[: self.slots] + [0.0] * max(0, self.slots - len(running))
+        finish = list(free) + sorted(running)[self.slots :]  # more running than slots (other executors): all count
+        heapq.heapify(free)
+        for duration in queued:
+            finish.append(heapq.heappop(free) + duration)
+            heapq.heappush(free, finish[-1])
+        return max(finish, default=0.0)
