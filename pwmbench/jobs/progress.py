@@ -88,7 +88,7 @@ class ProgressBoard:
         frac = done_units / total if total else 1.0
         finished = sum(i.key in self.done for i in self.items)
         head = f"{self.noun} {finished}/{len(self.items)} [{'#' * int(30 * frac)}{'.' * (30 - int(30 * frac))}] {100 * frac:.0f}%"
-        head += f"  elapsed {elapsed / 60:.1f} min" + (f"  ETA {eta / 60:.1f} min" if eta == eta else "")
+        head += f"  elapsed {elapsed / 60:.1f} min" + (f"  ETA {eta / 60:.1f} min" if eta == eta else "  ETA measuring")
         lines = [head]
         for item, units, info in states:
             if info is not None and item.key not in self.done:
