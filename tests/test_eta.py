@@ -57,3 +57,16 @@ def test_with_equal_jobs_the_estimate_converges(costs, n, slots):
     samples = simulate(costs, [n] * len(costs), slots)
     errors = [abs(e - t) / t for f, e, t in samples if 0.25 <= f <= 0.75 and t > 5 and not math.isnan(e)]
     assert errors and max(errors) <= 0.2, max(errors)
+
+
+def test_a_job_seen_only_at_its_end_does_not_set_the_rate():
+    """Seen first at 95/96 and then finishing 10 s later (its final evaluation and files), a job must not price the
+    queued ones at 10 s per epoch: only measured progress times a job (the smoke run's ETA rose to 11 min before this)."""
+    clock = {"t": 0.0}
+    est = EtaEstimator({"late": (96, ("g", "epoch")), "steady": (96, ("g", "epoch")), "queued": (96, ("g", "epoch"))}, 2, clock=lambda: clock["t"])
+    est.observe("late", 95)
+    for second in range(1, 41):
+        clock["t"] = float(second)
+        est.observe("steady", second)  # 1 s per epoch
+    est.finish("late")
+    assert abs(est.eta() - 96) / 96 < 0.05  # queued starts on the slot `late` freed: 96 epochs at steady's 1 s/epoch

@@ -48,18 +48,20 @@ class EtaEstimator:
             s.t, s.u = now, units
 
     def finish(self, key: str) -> None:
-        now = self.clock()
+        """The job ended: it needs no more time. Its rate stays the one its progress reports measured (not its end
+        time: a job's last seconds are its final evaluation and files, not units of work)."""
         s = self.seen.get(key)
         if s is None:
-            self.seen[key] = _Seen(now, self.totals[key][0], now, self.totals[key][0], done=True)
+            now = self.clock()
+            self.seen[key] = _Seen(now, 0, now, 0, done=True)
         else:
-            s.t, s.u, s.done = now, self.totals[key][0], True
+            s.done = True
 
     def _own_rate(self, key: str, s: _Seen) -> float | None:
-        """A job's seconds per unit, once it has progressed enough to be measured (5 units and a fifth of its total, or done):
-        a job's first report or two is mostly rounding."""
+        """A job's seconds per unit, once it has progressed enough to be measured (5 units and a fifth of its total): a
+        job's first report or two is mostly rounding, and one first seen near its end has too few units to time."""
         progressed = s.u - s.u0
-        if s.t > s.t0 and progressed > 0 and (s.done or progressed >= max(5, 0.2 * self.totals[key][0])):
+        if s.t > s.t0 and progressed >= max(5, 0.2 * self.totals[key][0]):
             return (s.t - s.t0) / progressed
         return None
 
