@@ -315,3 +315,15 @@ def test_resuming_with_another_config_is_refused_by_name(tmp_path):
         train_cell("toy/point", resolve_config({**SMALL, "checkpoint_every": 2}), 42, tmp_path / "c", on_epoch=stop)
     with pytest.raises(api.ConfigError, match=r"different config \(horizon changed\).*--restart"):
         train_cell("toy/point", resolve_config({**SMALL, "checkpoint_every": 2, "horizon": 5}), 42, tmp_path / "c")
+
+
+def test_the_threshold_counts_only_evaluations_after_learning_started(tmp_path):
+    """W15 friction 10: an untrained actor crossing the return threshold (an evaluation before the first learning
+    epoch) is no sample efficiency of the dynamics model: steps_to_threshold starts at the first learning epoch."""
+    train_cell("toy/point", resolve_config({**SMALL, "max_epochs": 12, "eval_every": 2}), 1, tmp_path / "c", threshold=-1e9)
+    curves = ipc.open_file(tmp_path / "c" / "curves.arrow").read_all().to_pylist()
+    evals = [r for r in curves if r.get("eval_return") is not None]
+    assert evals[0].get("wm_updates") is None  # the first evaluation came before learning started: the case in point
+    first_learning = next(r["env_steps"] for r in evals if r.get("wm_updates"))
+    row = ipc.open_file(tmp_path / "c" / "run.arrow").read_all().to_pylist()[0]
+    assert row["steps_to_threshold"] == first_learning > evals[0]["env_steps"]

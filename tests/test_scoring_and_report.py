@@ -270,3 +270,13 @@ def test_the_parity_gap_is_signed_and_against_the_baseline_named(tmp_path):
     out = CliRunner().invoke(main, ["score", str(root), "--baseline", "flow", "--candidate", "mlp-residual", "--bootstrap", "100", "--json"])
     crit = {c["criterion"]: c for c in json.loads(out.output)["verdicts"][0]["criteria"]}
     assert crit["parameter parity gap of mlp-residual against flow"]["value"] == "-0.299% (fewer parameters)"
+
+
+def test_sample_efficiency_says_its_denominator_and_a_tie_is_no_win(tmp_path):
+    """W15 friction 10: the criterion counts the tasks where either arm reached the threshold, says how many did not,
+    and a tie (the same env steps) is not "fewer"."""
+    runs = {("dmc/a", "mlp"): [300, 300, 300], ("dmc/a", "flow"): [300, 300, 300], ("dmc/b", "mlp"): [10, 12, 14], ("dmc/b", "flow"): [9, 11, 13]}
+    v = verdict(write_results(tmp_path, runs, thresholds={"dmc/a": 100.0, "dmc/b": 1000.0}))
+    crit = by_name(v)["sample efficiency: flow needs fewer env steps to the return threshold"]
+    assert crit.value == "fewer on 0 of the 1 task(s) where either reached the threshold (1 tie); 1 where neither did"
+    assert crit.passed is False

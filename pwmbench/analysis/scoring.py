@@ -625,9 +625,12 @@ def _criteria(comparisons, runs, suite, b, c, by, reps, cache, decision: Decisio
         notes.append(f"power: {d.seeds} seed pairs detect a paired difference of {d.minimum_detectable_effect:.3g} normalised points with 80% power "
                      f"(paired t, α = {1 - d.level:.3g}); the observed effect (d_z = {d.effect_size:.2f}) needs {needed} seeds per arm for 80% power")  # fmt: skip
     with_steps = [t for t in both if t.baseline_steps is not None or t.candidate_steps is not None]
-    if with_steps:
-        faster = sum(t.candidate_steps is not None and (t.baseline_steps is None or t.candidate_steps <= t.baseline_steps) for t in with_steps)
-        crit.append(Criterion(f"sample efficiency: {c} needs fewer env steps to the return threshold", f"{faster}/{len(with_steps)} tasks", "≥ 50%", faster >= 0.5 * len(with_steps), False))
+    if with_steps:  # counted over the tasks where either arm reached its threshold (after learning started); a tie is no win
+        faster = sum(t.candidate_steps is not None and (t.baseline_steps is None or t.candidate_steps < t.baseline_steps) for t in with_steps)
+        ties = sum(t.candidate_steps is not None and t.candidate_steps == t.baseline_steps for t in with_steps)
+        value = (f"fewer on {faster} of the {len(with_steps)} task(s) where either reached the threshold"
+                 + (f" ({ties} tie{'s' if ties != 1 else ''})" if ties else "") + (f"; {len(both) - len(with_steps)} where neither did" if len(both) > len(with_steps) else ""))  # fmt: skip
+        crit.append(Criterion(f"sample efficiency: {c} needs fewer env steps to the return threshold", value, "≥ 50% of those", faster >= 0.5 * len(with_steps), False))
     stable = sum(_std(t.candidate_scores) <= _std(t.baseline_scores) for t in both)
     crit.append(Criterion(f"stability: seed std of {c} ≤ {b}'s", f"{stable}/{len(both)} tasks", "≥ 50%", bool(both) and stable >= 0.5 * len(both), False))
     matched = sorted(v["name"] for v in suite.get("variants", []) if v.get("declared") and v["name"] not in (b, c))

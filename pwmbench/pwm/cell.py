@@ -183,7 +183,9 @@ def train_cell(
     row = _run_row(trainer, cfg, ident, status, reason, failure, plugins_versions=plugin_versions())
     row["threshold"] = threshold
     if threshold is not None:
-        evals = [(r["env_steps"], r.get("eval_return")) for r in trainer.curves]
+        # only evaluations after learning started: an untrained actor crossing the threshold says nothing about the
+        # dynamics model (a learning epoch logs its world-model updates)
+        evals = [(r["env_steps"], r.get("eval_return")) for r in trainer.curves if r.get("wm_updates")]
         row["steps_to_threshold"] = steps_to_threshold([s for s, _ in evals], [v for _, v in evals], threshold)
     write_table_atomic(_curves(trainer, ident), curves_path)
     if status == "ok":
