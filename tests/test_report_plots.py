@@ -228,3 +228,21 @@ def test_normalised_curves_edge_cases(tmp_path):
     assert rp.normalised_curves(pretrain_only, lambda task, r: r, empty, reps=REPS) is None
     assert rp.normalised_curves(one, lambda task, r: None, empty, reps=REPS) is None
     assert not empty.exists()
+
+
+def test_the_plots_say_what_their_axes_hold(tmp_path):
+    """W15 friction 11: the per-task table's ratio is named a time ratio, the dynamics-loss plot says its losses differ by
+    variant, the grad-norm histograms have axis labels, and the per-task legend sits below the plots (not on the title)."""
+    import inspect
+
+    from results_factory import write_results
+
+    from pwmbench.analysis import report, report_plots
+    from pwmbench.analysis.report import build_report
+
+    root = write_results(tmp_path / "r", {("dmc/a", "mlp"): [100, 110, 120], ("dmc/a", "flow"): [150, 160, 170]}, scores={"dmc/a": (0.0, 1000.0)})
+    md = build_report(root, tmp_path / "rep", reps=200).read_text()
+    assert "time ratio flow/mlp" in md and "speed ratio" not in md
+    source = inspect.getsource(report)
+    assert "MSE or rectified-flow: different quantities" in source and 'ax.set_ylabel("logged epochs (count)")' in source
+    assert 'loc="outside lower center"' in inspect.getsource(report_plots)

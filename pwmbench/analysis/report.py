@@ -215,7 +215,7 @@ def _candidate_section(v: Verdict, suite: dict[str, Any]) -> list[str]:
              f"points (100 × score difference), Δ% only where {b}'s score is at least 0.05 from zero.", "",
              "Per task, the paired sign-flip test over the seed pairs (exact; Holm-adjusted over every candidate × task test of "
              "this report), Wilcoxon's signed-rank test from 6 pairs, and Welch's unpaired test as a descriptive figure.", "",
-             f"| task | {b} raw | {c} raw | {b} score | {c} score | Δ points | Δ% | {b} time (s) | {c} time (s) | speed ratio | pairs | sign-flip p | Holm p | Wilcoxon p | Welch p | failed runs |",
+             f"| task | {b} raw | {c} raw | {b} score | {c} score | Δ points | Δ% | {b} time (s) | {c} time (s) | time ratio {c}/{b} | pairs | sign-flip p | Holm p | Wilcoxon p | Welch p | failed runs |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for t in v.tasks:
         failed = "; ".join([f"{b} {x}" for x in t.baseline_failed] + [f"{c} {x}" for x in t.candidate_failed]) or "0"
@@ -380,7 +380,9 @@ def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[st
     variants = sorted({r["variant"] for r in curves})
     offline = {r["task"] for r in curves if r.get("phase") == "policy"}  # task-set members: no env steps
     names = []
-    for metric, fname, ylabel in (("eval_return", "learning_curves.png", "eval_return (mean ± std over seeds)"), ("dynamics_loss", "dynamics_loss.png", "dynamics_loss")):
+    losses = {r["variant"]: "rectified-flow" if r.get("dynamics") == "flow" else "MSE" for r in curves if r.get("dynamics")}
+    loss_note = "dynamics step loss (MSE or rectified-flow: different quantities, compare each with itself)"
+    for metric, fname, ylabel in (("eval_return", "learning_curves.png", "eval_return (mean ± std over seeds)"), ("dynamics_loss", "dynamics_loss.png", loss_note)):
         series = _series(curves, metric)
         fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5.5 * max(1, len(tasks)), 4), squeeze=False)
         for ax, task in zip(axes[0], tasks):
@@ -392,8 +394,9 @@ def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[st
                 steps = np.array([x for x, _ in next(iter(seeds.values()))[:length]])
                 values = np.array([[y for _, y in s[:length]] for s in seeds.values()])
                 m, sd = values.mean(0), values.std(0)
-                ax.plot(steps, m, label=variant)
-                ax.fill_between(steps, m - sd, m + sd, alpha=0.2)
+                label = f"{variant} ({losses[variant]})" if metric == "dynamics_loss" and variant in losses else variant
+                line = ax.plot(steps, m, label=label, linewidth=1.6)[0]
+                ax.fill_between(steps, m - sd, m + sd, alpha=0.12, color=line.get_color(), linewidth=0)  # light: three variants' bands must not hide lines
             ax.set_title(task)
             ax.set_xlabel("policy iterations" if task in offline else "env steps")
             ax.set_ylabel(ylabel)
@@ -402,7 +405,7 @@ def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[st
                 continue
             if metric == "dynamics_loss":
                 ax.set_yscale("log")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="best", framealpha=0.8)
         fig.tight_layout()
         report_plots.save_figure(fig, out, fname)
         names.append(fname)
@@ -413,6 +416,8 @@ def _plots(curves: list[dict[str, Any]], scoring: Scoring, out: Path) -> list[st
             if values:
                 ax.hist(np.log10(values), bins=40, alpha=0.5, label=variant)
         ax.set_title(f"{metric} (log10, all tasks and seeds)")
+        ax.set_xlabel(f"log10 {metric}")
+        ax.set_ylabel("logged epochs (count)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     report_plots.save_figure(fig, out, "grad_norms.png")

@@ -276,8 +276,8 @@ def per_task_bars(
     from matplotlib.patches import Patch
 
     handles = [Patch(color=colours[v], alpha=0.75, label=v) for v in variants]
-    fig.legend(handles=handles, fontsize=8, loc="outside upper right", ncols=min(nv, 4))
     fig.suptitle(f"Per-task normalised scores ({_count(len(tasks), 'task')}; dashed: reference score)", fontsize=10)
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=min(nv, 4))  # below the plots: never over the title
     return _save(fig, out, fname)
 
 
