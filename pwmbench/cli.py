@@ -24,7 +24,6 @@ class _FinitePercent(click.ParamType):
 
 
 FINITE_PERCENT = _FinitePercent()
-INCOMPLETE_KINDS = ("missing", "unreadable", "empty", "misplaced", "stray", "duplicated")  # analysis/completeness.py
 
 from pwmbench import __version__
 
@@ -416,12 +415,9 @@ def report_cmd(results, out_dir, candidates, baseline, reps, latex, metric, marg
     except (PwmbenchError, ValueError) as exc:
         _fail(str(exc))
     click.echo(f"report: {path}")
-    from pwmbench.analysis.scoring import COMPLETE
-
-    verdicts = json.loads((path.parent / "verdict.json").read_text())["verdicts"]
-    incomplete = any(c["criterion"] == COMPLETE and c["pass"] is False for v in verdicts for c in v["criteria"])
+    incomplete = json.loads((path.parent / "verdict.json").read_text())["incomplete"]  # written by the report just now
     if incomplete:  # the report says so at its top; the exit status must too
-        for note in dict.fromkeys(n for v in verdicts for n in v["notes"] if n.split(":", 1)[0] in INCOMPLETE_KINDS):
+        for note in incomplete:
             click.echo(f"incomplete results: {note}", err=True)
         sys.exit(3)
 

@@ -19,8 +19,6 @@ Without suite.json's plan (results from elsewhere), the directory layout alone i
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +40,9 @@ def _config_hashes(config: dict[str, Any]) -> set[str]:
     """The config hashes a run row of this planned config may carry: today's (without the invocation's permissions)
     and the one written before they were left out."""
     from pwmbench.pwm.config import INVOCATION_KEYS
+    from pwmbench.results.cell_files import identity_hash
 
-    variants = [{k: v for k, v in config.items() if k not in INVOCATION_KEYS}, {**config, **{k: False for k in INVOCATION_KEYS}}]
-    return {hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16] for c in variants}
+    return {identity_hash({k: v for k, v in config.items() if k not in INVOCATION_KEYS}), identity_hash({**config, **{k: False for k in INVOCATION_KEYS}})}
 
 
 class Loaded:
@@ -70,6 +68,7 @@ def _plan(suite: dict[str, Any]) -> dict[Path, tuple[str, str, int, dict[str, An
 
 
 def _identity_problem(rows: list[dict[str, Any]], where: Path, planned: tuple[str, str, int, dict[str, Any] | None] | None) -> str | None:
+    hashes = _config_hashes(planned[3]) if planned is not None and planned[3] is not None else None
     """Why the rows do not belong in `where` (cells/<task>/<variant>/<seed>), or None."""
     parts = where.parts
     for row in rows:
@@ -77,7 +76,7 @@ def _identity_problem(rows: list[dict[str, Any]], where: Path, planned: tuple[st
         found = (_safe_name(str(cell_task)), _safe_name(str(row.get("variant"))), str(row.get("seed")))
         if len(parts) != 4 or parts[0] != CELLS_DIR or found != tuple(parts[1:]):
             return f"its rows are {cell_task} {row.get('variant')} seed {row.get('seed')}"
-        if planned is not None and planned[3] is not None and row.get("config_hash") and row["config_hash"] not in _config_hashes(planned[3]):
+        if hashes is not None and row.get("config_hash") and row["config_hash"] not in hashes:
             return f"its config (hash {row['config_hash']}) is not the one the suite planned for this cell"
     return None
 

@@ -131,11 +131,12 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
 
 def _variant_kinds(runs: list[dict[str, Any]]) -> tuple[list[str], list[str], list[str]]:
     """(flow variants, residual-MLP variants, plain-MLP variants) by what their run rows record."""
-    kinds: dict[str, str] = {}
+    kinds: dict[str, str | None] = {}
     for r in runs:
-        options = json.loads(r.get("dynamics_options") or "{}") if isinstance(r.get("dynamics_options"), str) else {}
-        kinds[r["variant"]] = "flow" if r.get("dynamics") == "flow" else "residual" if r.get("dynamics") == "mlp" and options.get("residual") else (
-            "mlp" if r.get("dynamics") == "mlp" else "other")  # fmt: skip
+        dynamics = r.get("dynamics")
+        if dynamics == "mlp" and json.loads(r.get("dynamics_options") or "{}").get("residual"):
+            dynamics = "residual"
+        kinds[r["variant"]] = dynamics
     return tuple(sorted(v for v, k in kinds.items() if k == kind) for kind in ("flow", "residual", "mlp"))  # type: ignore[return-value]
 
 
@@ -153,13 +154,16 @@ def _attribution(runs: list[dict[str, Any]], suite: dict[str, Any], curves: list
              "| comparison | Δ (normalised points) | interval | decision |", "|---|---|---|---|"]  # fmt: skip
     pairs = [(f, plain) for f in flows] + [(residual, plain)] + [(f, residual) for f in flows]
     deltas: dict[tuple[str, str], float] = {}
+    scored = {(v.candidate, v.baseline): v for v in scoring.verdicts}  # the report's own comparisons are not redone
     for candidate, baseline in pairs:
-        try:
-            sub = score_all(runs, suite, curves, candidates=[candidate], baseline=baseline, reps=scoring.reps, settings=scoring.settings)
-        except UnusableResults as exc:
-            lines.append(f"| {candidate} vs {baseline} | - | - | not scored: {exc} |")
-            continue
-        d = sub.verdicts[0].decision
+        verdict = scored.get((candidate, baseline))
+        if verdict is None:
+            try:
+                verdict = score_all(runs, suite, curves, candidates=[candidate], baseline=baseline, reps=scoring.reps, settings=scoring.settings).verdicts[0]
+            except UnusableResults as exc:
+                lines.append(f"| {candidate} vs {baseline} | - | - | not scored: {exc} |")
+                continue
+        d = verdict.decision
         if d is None:
             continue
         deltas[(candidate, baseline)] = d.difference.value

@@ -391,6 +391,7 @@ class Scoring:
             "protocol": PROTOCOL,
             "scales": {t: s.to_dict() for t, s in self.scales.items()},
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "incomplete": self.incomplete,
         }
 
 

@@ -209,6 +209,8 @@ _STATE_ROW = {"ready": "done", "collecting": "running", "interrupted": "failed",
 
 def data_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """`pwmbench status` rows for the data jobs of a suite record (suite.json): one per directory a collector fills."""
+    from pwmbench.suite.spec import pretrain_dir_of
+
     rows = []
     data_dir = (record.get("base") or {}).get("data_dir")
     if record.get("data") and data_dir:
@@ -217,7 +219,7 @@ def data_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     pretrain = record.get("pretrain") or {}
     if "episodes" in pretrain:
         for task in record.get("tasks", []):
-            rows.append(("pretrain_data", str(Path(str(pretrain.get("data", pretrain.get("dir"))).replace("{task}", task)).expanduser())))
+            rows.append(("pretrain_data", str(Path(pretrain_dir_of(pretrain, task) or "").expanduser())))
     out = []
     for kind, directory in rows:
         state = data_state(directory)

@@ -112,6 +112,7 @@ class JobPlan:
     jobs: list[Job]
     cell_of: dict[str, Any]
     kinds: dict[str, CellKind]
+    amendments: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the suite record's history (suite/record.py)
 
     def to_json(self) -> list[dict[str, Any]]:
         """What `pwmbench run --dry-run --json` prints: the graph the executor receives."""

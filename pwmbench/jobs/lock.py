@@ -35,12 +35,6 @@ def lock_holder(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _holder_gone(holder: dict[str, Any] | None) -> bool:
-    if holder is None:
-        return True  # an unreadable lock: its writer died between creating and writing it
-    return holder_gone(holder)
-
-
 def holder_gone(holder: dict[str, Any]) -> bool:
     """A lock holder's process has ended (only knowable on its own host; a lock from another host is kept)."""
     if holder.get("host") != socket.gethostname():
@@ -145,7 +139,7 @@ def _link_lock(out: Path, path: Path, me: dict[str, Any]) -> Iterator[None]:
                 break
             except FileExistsError:
                 holder = lock_holder(path)
-                if holder is None or not _holder_gone(holder):
+                if holder is None or not holder_gone(holder):  # an unreadable lock: refused, never guessed gone
                     raise _locked(out, path) from None
                 _remove_stale(path, holder)  # then try the link again
         else:

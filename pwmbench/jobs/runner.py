@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pwmbench.errors import ConfigError
-from pwmbench.jobs.cell_kinds import JobPlan, plan_jobs
+from pwmbench.jobs.cell_kinds import JobPlan, Tracked, plan_jobs
 from pwmbench.jobs.lock import results_lock
 from pwmbench.jobs.progress import ProgressBoard
 from pwmbench.jobs.status import EXECUTOR_DIR
@@ -94,13 +94,15 @@ def plan_graph(suite: Suite, out: Path, todo: list[Cell], restart: bool, prepare
     from pwmbench.data.jobs import check_suite_data
     from pwmbench.jobs.cell_kinds import kind_for
 
-    check_same_suite(suite, out, restart, repair=prepare)  # a dry run changes nothing
+    amendments = check_same_suite(suite, out, restart, repair=prepare)  # a dry run changes nothing
     if todo:
         check_suite_data(suite, todo[0].config.horizon)
     if prepare:
         for cell in todo:
             kind_for(cell.task).prepare(cell, out, restart)
-    return plan_jobs(suite, todo, out, restart)
+    graph = plan_jobs(suite, todo, out, restart)
+    graph.amendments = amendments
+    return graph
 
 
 def executor_choice(suite: Suite, executor: str | None, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -150,7 +152,7 @@ def run_suite(
         if detach and not runner.detachable:
             raise ConfigError(f"executor {name!r} cannot detach: its jobs live in this process (use slurm, or run without --detach)")
         graph = plan_graph(suite, out, todo, restart, prepare=True)
-        write_suite_record(suite, out, check_same_suite(suite, out, restart))
+        write_suite_record(suite, out, graph.amendments)
         summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
         running = {c.key for c in todo}
         for cell in cells:
@@ -211,9 +213,7 @@ def _execute(runner: Any, graph: JobPlan, out: Path, summary: RunSummary, progre
         summary.wall_s = time.time() - start
 
 
-def _tracked(graph: JobPlan, job: Job, out: Path) -> Any:
-    from pwmbench.jobs.cell_kinds import Tracked
-
+def _tracked(graph: JobPlan, job: Job, out: Path) -> Tracked | None:
     cell = graph.cell_of[job.key]
     if cell is None:  # a data job: its progress is the collector's log
         return Tracked(job.key, f"{job.kind.replace('_', ' ')} {Path(job.kwargs.get('data_dir') or job.kwargs.get('directory')).name}",

@@ -50,6 +50,7 @@ from pwmbench.results.cell_files import (  # noqa: F401 - re-exported: callers i
     ProgressLine,
     StopRequest,
     clear_cell_files,
+    cell_identity,
     config_hash,
     failure_record,
     plugin_versions,
@@ -105,10 +106,10 @@ def train_cell(
     if isinstance(task, TaskSet):
         return _train_task_set(task, cfg, seed, out, ident, progress)
     trainer = PWMTrainer(task, cfg, seed)
-    cell_identity = {"task": task_name, "variant": ident["variant"], "seed": int(seed), "config_hash": config_hash(cfg)}
+    identity = cell_identity(task_name, ident["variant"], seed, cfg)
     if ckpt_path.exists():
         try:
-            saved = checked_identity(load_checkpoint(ckpt_path), cell_identity, ckpt_path, check_config=False)
+            saved = checked_identity(load_checkpoint(ckpt_path), identity, ckpt_path, check_config=False)
             try:
                 trainer.load_state_dict(saved)
             except (KeyError, TypeError, IndexError, RuntimeError) as exc:  # plain data, but not a checkpoint of this cell's shape
@@ -134,7 +135,7 @@ def train_cell(
         checkpoint's boundary writes it once)."""
         nonlocal saved_at
         if saved_at != progress_mark():
-            save_checkpoint({**trainer.state_dict(), IDENTITY_KEY: cell_identity}, ckpt_path)
+            save_checkpoint({**trainer.state_dict(), IDENTITY_KEY: identity}, ckpt_path)
             write_table_atomic(_curves(trainer, ident), curves_path)
             saved_at = progress_mark()
 

@@ -54,6 +54,7 @@ from pwmbench.results.cell_files import (
     WORLD_MODEL_FILE,
     ProgressFile,
     StopRequest,
+    cell_identity,
     config_hash,
     failure_record,
     plugin_versions,
@@ -93,11 +94,6 @@ def _member_ids(taskset: TaskSet, cfg: PWMConfig, dataset: OfflineDataset) -> li
     if missing:
         raise ConfigError(f"task_ids {missing} of {taskset.spec.name} have no episodes in {dataset.directory} (it has {dataset.task_ids})")
     return ids
-
-
-def cell_identity(taskset: TaskSet, cfg: PWMConfig, seed: int, ident: dict[str, str]) -> dict[str, Any]:
-    """What the cell's checkpoint and world_model.pt record about whose they are (pwm/checkpoint.py)."""
-    return {"task": taskset.spec.name, "variant": ident.get("variant"), "seed": int(seed), "config_hash": config_hash(cfg)}
 
 
 def _load_world_model(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +147,7 @@ def train_world_model(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, id
     ckpt_path = out / CHECKPOINT_FILE
     rows: list[dict[str, Any]] = []
     saved = None
-    identity = cell_identity(taskset, cfg, seed, ident)
+    identity = cell_identity(taskset.spec.name, ident.get("variant"), seed, cfg)
     if ckpt_path.exists():
         try:
             saved = checked_identity(load_checkpoint(ckpt_path), identity, ckpt_path)
@@ -229,7 +225,7 @@ def train_member(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: 
     where = member_dir(out, task_id)
     where.mkdir(parents=True, exist_ok=True)
     remove_temp_files(where)
-    saved = _load_world_model(out / WORLD_MODEL_FILE, cell_identity(taskset, cfg, seed, ident))
+    saved = _load_world_model(out / WORLD_MODEL_FILE, cell_identity(taskset.spec.name, ident.get("variant"), seed, cfg))
     plugins = get_plugins()
     member = taskset.tasks[task_id]
     dataset = open_dataset(taskset, cfg)
@@ -316,7 +312,7 @@ def collect(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, ident: dict[
     member, written last), traceback.txt for failed members; returns the cell's status."""
     out = Path(out)
     remove_temp_files(out)  # every other job of the cell has ended: what a killed one left is garbage
-    saved = _load_world_model(out / WORLD_MODEL_FILE, cell_identity(taskset, cfg, seed, ident))
+    saved = _load_world_model(out / WORLD_MODEL_FILE, cell_identity(taskset.spec.name, ident.get("variant"), seed, cfg))
     missing = [t for t in task_ids if member_status(out, t) is None]
     if missing:
         raise ConfigError(f"{out}: members {missing} have no results yet (their jobs have not finished)")

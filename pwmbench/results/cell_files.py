@@ -91,8 +91,18 @@ def variant_label(cfg: PWMConfig) -> str:
     return cfg.dynamics + ":" + ",".join(f"{k}={v}" for k, v in sorted(cfg.dynamics_options.items()))
 
 
+def identity_hash(identity: dict[str, Any]) -> str:
+    """The hash of a config's identity dict (PWMConfig.identity(), or a recorded config's keys as written)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def config_hash(cfg: PWMConfig) -> str:
-    return hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+    return identity_hash(cfg.identity())
+
+
+def cell_identity(task: str, variant: str | None, seed: int, cfg: PWMConfig) -> dict[str, Any]:
+    """Whose a checkpoint is (pwm/checkpoint.py checked_identity): the cell's task, variant, seed and config hash."""
+    return {"task": task, "variant": variant, "seed": int(seed), "config_hash": config_hash(cfg)}
 
 
 def plugin_versions() -> dict[str, str | None]:

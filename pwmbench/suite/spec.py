@@ -378,7 +378,11 @@ def _parse_pretrain(where: str, block: Any, base: Mapping[str, Any]) -> dict[str
 
 def pretrain_dir(suite: Suite, task: str) -> str | None:
     """The pretraining dataset directory of `task` under the suite's [pretrain] table (None without one)."""
-    spec = suite.pretrain
+    return pretrain_dir_of(suite.pretrain, task)
+
+
+def pretrain_dir_of(spec: Mapping[str, Any] | None, task: str) -> str | None:
+    """The same from a [pretrain] table as recorded (suite.json), for readers without a Suite (pwmbench status)."""
     if not spec:
         return None
     return str(spec.get("data", spec.get("dir"))).replace("{task}", task)
@@ -546,9 +550,10 @@ def _check_task_set_keys(suite: Suite, base_cfg: PWMConfig) -> None:
     from pwmbench.api import task as get_task
 
     try:
-        sets = {t: get_task(t) for t in suite.tasks if isinstance(get_task(t), TaskSet)}
+        resolved = {t: get_task(t) for t in suite.tasks}
     except PwmbenchError as exc:
         raise SuiteError(f"{suite.where()}: {exc}") from None
+    sets = {t: task for t, task in resolved.items() if isinstance(task, TaskSet)}
     if not sets:
         given = [f"base.{k}" for k in TASK_SET_KEYS if k in suite.base] + (["[data]"] if suite.data else [])
         if given:
