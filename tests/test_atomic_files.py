@@ -52,6 +52,36 @@ def test_checksums_follow_their_files(tmp_path):
     assert list(tmp_path.iterdir()) == [aside]
 
 
+@pytest.mark.parametrize("first_file_had_checksum", [True, False])
+@pytest.mark.parametrize("crash_at_rename", [1, 2, 3])
+def test_a_crash_at_any_rename_leaves_a_whole_file_its_checksum_vouches_for(tmp_path, monkeypatch, crash_at_rename, first_file_had_checksum):
+    """A checksummed rewrite renames three times (checksum naming old and new, the file, checksum naming the new one);
+    killed before any of them, the file is the old or the new one and has a checksum that matches it — a resume never
+    finds a checkpoint it must throw away because of when the kill came."""
+    import os
+
+    path = write_atomic(b"old", tmp_path / "checkpoint.pt", checksum=first_file_had_checksum)
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == crash_at_rename:
+            raise KeyboardInterrupt("killed")  # the process dies here: nothing after this runs
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(b"new", path, checksum=True)
+    monkeypatch.undo()
+    assert path.read_bytes() == (b"new" if crash_at_rename == 3 else b"old")
+    untouched = crash_at_rename == 1  # killed before anything was renamed: exactly as it was
+    assert checksum_path(path).exists() == (first_file_had_checksum or not untouched)
+    verify_checksum(path)
+    write_atomic(b"newer", path, checksum=True)  # and the next write after the resume leaves one hash
+    assert len(checksum_path(path).read_text().split()) == 1
+    verify_checksum(path)
+
+
 def test_a_killed_writers_temp_files_are_removed_and_nothing_else(tmp_path):
     (tmp_path / ".run.arrow.abc123.tmp").write_bytes(b"half")
     (tmp_path / ".checkpoint.pt.x.tmp").write_bytes(b"half")

@@ -4,8 +4,9 @@ Every file pwmbench writes into a results directory goes through `write_atomic`:
 the same directory (`.<name>.<random>.tmp`), which is renamed over the target, so a reader — or a run resumed after
 kill -9 — sees the old file or the new one, never half of one. Files that decide what a resumed run trusts (result
 tables, checkpoints) also get `<name>.sha256`: a truncated or garbled file is detected on read instead of being
-believed. The old checksum is removed before the rename and the new one written after it, so a crash in between
-leaves a whole file without a checksum (accepted), never a whole file with a wrong one.
+believed. Before the rename the checksum file names both the new bytes' hash and the old file's; after it, the new
+one alone: a crash at any moment leaves a whole file (old or new) that its checksum file vouches for — never a file
+without a checksum, never one with a wrong checksum.
 
 A write that fails because the disk (or a quota, or a file-size limit) is full raises `DiskFull` naming the file and
 what to do; the temporary file is removed, the previous file stays.
@@ -73,16 +74,32 @@ def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = 
             if durable:  # what a resume trusts (checksummed files) outlives a machine crash too
                 f.flush()
                 os.fsync(f.fileno())
-        checksum_path(path).unlink(missing_ok=True)  # an old checksum never outlives its file's contents
+        digest = hashlib.sha256(data).hexdigest() if checksum else None
+        if digest:  # the file is old or new until the rename: the checksum file vouches for both meanwhile
+            _write_checksums([digest, *(_checksums(path)[:1] or ([sha256_of(path)] if path.exists() else []))], path)
+        else:
+            checksum_path(path).unlink(missing_ok=True)  # an old checksum never outlives its file's contents
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and (full := no_space(exc, path)) is not exc:
             raise full from exc
         raise
-    if checksum:
-        write_atomic((hashlib.sha256(data).hexdigest() + "\n").encode(), checksum_path(path), durable=True)  # not an empty one after a crash
+    if digest:
+        _write_checksums([digest], path)
     return path
+
+
+def _checksums(path: Path) -> list[str]:
+    """The hashes `<path>.sha256` vouches for (none when it is missing)."""
+    try:
+        return checksum_path(path).read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+def _write_checksums(digests: list[str], path: Path) -> None:
+    write_atomic("".join(d + "\n" for d in digests).encode(), checksum_path(path), durable=True)  # not an empty one after a crash
 
 
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
@@ -104,11 +121,8 @@ def torch_save_atomic(obj: object, path: str | os.PathLike[str], *, checksum: bo
 def verify_checksum(path: str | os.PathLike[str]) -> None:
     """Raise ChecksumMismatch when `<path>.sha256` exists and does not match the file (no checksum: nothing to check)."""
     expected = checksum_path(path)
-    try:
-        want = expected.read_text().strip()
-    except FileNotFoundError:
-        return
-    if want != sha256_of(path):
+    want = _checksums(Path(path))
+    if expected.exists() and sha256_of(path) not in want:
         raise ChecksumMismatch(f"{path} does not match its checksum ({expected.name}): truncated or changed since it was written")
 
 
