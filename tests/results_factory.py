@@ -12,7 +12,7 @@ SEEDS = (42, 123, 456, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 TRAINED = 0.5  # a world model's held-out error ratio against the trivial predictors (below 1: it has learned)
 
 
-def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall=None, thresholds=None, suite_extra=None, scores=None, first_eval=None, suite_json=True, probe=None, quality=None, curve=None):
+def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall=None, thresholds=None, suite_extra=None, scores=None, first_eval=None, suite_json=True, probe=None, quality=None, curve=None, untrained=None):
     """returns: {(task, variant): [per-seed final returns]} (seeds 42, 123, 456, then 1, 2, ...); writes cells, curves
     and suite.json.
 
@@ -21,7 +21,8 @@ def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall
     instead of the default ramp to the final return;
     scores: {task: (random, reference)} recorded in the run rows as the task's fixed references (none: fallback);
     first_eval: the first evaluation return of every run (default: a third of its final return);
-    probe: {(task, variant): [per-seed gradient cosine]} → probe curve rows (horizon 4) and the run rows' median."""
+    probe: {(task, variant): [per-seed gradient cosine]} → probe curve rows (horizon 4) and the run rows' median;
+    untrained: every run's untrained_return (default: none recorded, as before result schema 8)."""
     statuses, params, wall = statuses or {}, params or {}, wall or {}
     variants = sorted({v for _, v in returns})
     for (task, variant), values in returns.items():
@@ -53,7 +54,7 @@ def write_results(root: Path, returns: dict, *, statuses=None, params=None, wall
                     {
                         **ident, "seed": seed, "dynamics": cfg.dynamics, "status": status, "final_return": (value if curve is None or (task, variant) not in curve else rows[-1]["eval_return"]) if status == "ok" else None,
                         "epochs": 3, "env_steps": 300, "wall_s": wall.get(variant, 10.0), "params_total": params.get(variant, 1000),
-                        "config": cfg.to_json(), "threshold": threshold, "steps_to_threshold": steps,
+                        "config": cfg.to_json(), "threshold": threshold, "steps_to_threshold": steps, "untrained_return": untrained,
                         "reason": None if status == "ok" else "wm_loss became nan at epoch 2",
                         "model_error_ratio_copy_H_final": ratio, "model_reward_ratio_mean_H_final": ratio,
                         **({"grad_sim_cosine_median": (probe or {})[(task, variant)][SEEDS.index(seed)], "grad_probe_horizon": 4}

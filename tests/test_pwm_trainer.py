@@ -213,7 +213,7 @@ def test_a_nan_stops_the_run_as_diverged_and_keeps_what_was_done(tmp_path, monke
     row = ipc.open_file(tmp_path / "nan" / "run.arrow").read_all().to_pylist()[0]
     assert row["status"] == "diverged" and row["diverged_epoch"] == 6 and row["diverged_quantity"] == "wm_loss"
     assert "wm_loss became nan at epoch 6" in row["reason"]
-    assert len(curves(tmp_path / "nan")) == 6
+    assert len(curves(tmp_path / "nan")) == 1 + 6  # the untrained evaluation (epoch 0), then epochs 1–6
 
 
 def test_a_crash_is_recorded_as_failed(tmp_path, monkeypatch):
@@ -238,7 +238,7 @@ def test_a_failed_cell_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(PWMTrainer, "update_critic", boom)
     assert run(tmp_path, "cell", checkpoint_every=5).status == "failed"
     failed = ipc.open_file(tmp_path / "cell" / "curves.arrow").read_all().to_pylist()
-    assert len(failed) == 6 and (tmp_path / "cell" / "checkpoint.pt").exists()
+    assert len(failed) == 1 + 6 and (tmp_path / "cell" / "checkpoint.pt").exists()  # epoch 0: the untrained evaluation
     monkeypatch.setattr(PWMTrainer, "update_critic", original)  # the cause is gone
 
     retried = run(tmp_path, "cell", checkpoint_every=5)  # no CellAlreadyDone: a failed run is no result
@@ -327,3 +327,18 @@ def test_the_threshold_counts_only_evaluations_after_learning_started(tmp_path):
     first_learning = next(r["env_steps"] for r in evals if r.get("wm_updates"))
     row = ipc.open_file(tmp_path / "c" / "run.arrow").read_all().to_pylist()[0]
     assert row["steps_to_threshold"] == first_learning > evals[0]["env_steps"]
+
+
+def test_the_untrained_actor_is_evaluated_once_before_learning_and_changes_nothing_else(tmp_path):
+    """W15 item 1: curves row epoch 0 is the actor before any policy update (the level "has it learned?" is measured
+    from), recorded as the run row's `untrained_return` and left out of best_return; it draws on no random stream
+    training uses, so every other row is what a run without it gives."""
+    with_it = run(tmp_path, "with", max_epochs=6, eval_every=3)
+    without = run(tmp_path, "without", max_epochs=6, eval_every=3, eval_untrained=False)
+    rows, plain = curves(tmp_path / "with"), curves(tmp_path / "without")
+    assert rows[0]["epoch"] == 0 and rows[0]["env_steps"] == 0 and rows[0].get("wm_updates") is None
+    assert with_it.row["untrained_return"] == rows[0]["eval_return"] and without.row["untrained_return"] is None
+    assert [{k: v for k, v in r.items() if k != "wall_s"} for r in rows[1:]] == [{k: v for k, v in r.items() if k != "wall_s"} for r in plain]
+    trained = [r["eval_return"] for r in plain if r.get("eval_return") is not None]
+    assert with_it.row["best_return"] == max(trained) == without.row["best_return"]
+    assert {k: v for k, v in with_it.row.items() if k in ("final_return", "env_steps", "epochs")} == {k: v for k, v in without.row.items() if k in ("final_return", "env_steps", "epochs")}

@@ -125,7 +125,7 @@ def test_a_failed_cell_exits_1_with_its_reason_and_traceback_and_a_rerun_retries
     assert text.startswith("Traceback (most recent call last)") and "RuntimeError: toy crash" in text
     assert run_row(cell)["status"] == "failed" and (cell / "checkpoint.pt").exists()
     failed_curves = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
-    assert [r["epoch"] for r in failed_curves] == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in failed_curves] == [0, 1, 2, 3, 4, 5, 6]  # 0: the untrained actor's evaluation
 
     dry = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--dry-run"])
     assert dry.exit_code == 0 and "would retry toy/point crash seed 1" in dry.output and "it failed in an earlier run" in dry.output
@@ -140,8 +140,8 @@ def test_a_failed_cell_exits_1_with_its_reason_and_traceback_and_a_rerun_retries
     assert not (cell / "traceback.txt").exists() and not (cell / "checkpoint.pt").exists()
     # resumed from the epoch-5 checkpoint: epochs 1–5 are the failed attempt's, timings and all
     retried = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
-    assert [r["epoch"] for r in retried] == list(range(1, 9))
-    assert retried[:5] == failed_curves[:5]
+    assert [r["epoch"] for r in retried] == list(range(0, 9))
+    assert retried[:6] == failed_curves[:6]
 
 
 def test_a_diverged_cell_is_kept_and_still_fails_the_run_until_restart(tmp_path):

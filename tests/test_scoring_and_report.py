@@ -280,3 +280,18 @@ def test_sample_efficiency_says_its_denominator_and_a_tie_is_no_win(tmp_path):
     crit = by_name(v)["sample efficiency: flow needs fewer env steps to the return threshold"]
     assert crit.value == "fewer on 0 of the 1 task(s) where either reached the threshold (1 tie); 1 where neither did"
     assert crit.passed is False
+
+
+def test_the_report_compares_two_candidates_with_baseline(tmp_path):
+    """W15 friction 6: `pwmbench report --baseline X --candidate Y` writes the report of Y against X (title, decision
+    table and verdict.json), so comparing two candidates needs no separate `score` call."""
+    runs = {(t, v): [base + 10 * i for i in range(3)] for t in ("dmc/a",) for v, base in (("mlp", 100), ("flow", 300), ("mlp-residual", 200))}
+    root = write_results(tmp_path / "r", runs, scores={"dmc/a": (0.0, 1000.0)})
+    out = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "rep"), "--baseline", "mlp-residual", "--candidate", "flow", "--bootstrap", "200"])
+    assert out.exit_code == 0, out.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.startswith("# pwmbench report — synthetic: flow vs mlp-residual")
+    assert "| flow | " in md and "| mlp | " not in md.split("## Verdicts")[0]
+    verdict = json.loads((tmp_path / "rep" / "verdict.json").read_text())
+    assert verdict["baseline"] == "mlp-residual" and [v["candidate"] for v in verdict["verdicts"]] == ["flow"]
+    assert verdict["verdicts"][0]["difference"]["value"] == pytest.approx(0.1)  # 300 vs 200 on a 0–1000 scale

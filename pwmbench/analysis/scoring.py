@@ -28,6 +28,7 @@ from typing import Any
 
 from pwmbench.analysis import quality_gate
 from pwmbench.analysis.decision import Decision, DecisionSettings, decide
+from pwmbench.analysis.learning_check import Learning, format_learning, learning_check, reading_line
 from pwmbench.analysis.paired_stats import holm, sign_flip_p, wilcoxon_p
 from pwmbench.analysis.stats import (
     BOOTSTRAP_REPS,
@@ -365,6 +366,8 @@ class Scoring:
     reps: int
     baseline_failed: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)  # what the completeness audit found (analysis/completeness.py)
+    learning: list[Learning] = field(default_factory=list)  # has each variant learned at all (analysis/learning_check.py)
+    seeds: int = 0  # distinct seeds among the runs
     settings: DecisionSettings = field(default_factory=DecisionSettings)
 
     @property
@@ -392,6 +395,8 @@ class Scoring:
             "scales": {t: s.to_dict() for t, s in self.scales.items()},
             "verdicts": [v.to_dict() for v in self.verdicts],
             "incomplete": self.incomplete,
+            "learning": [x.to_dict() for x in self.learning],
+            "reading": reading_line(self.learning, self.exit_code, self.seeds),
         }
 
 
@@ -462,6 +467,7 @@ def score_all(
             raise
         raise UnusableResults(f"{exc}; " + "; ".join(suite["incomplete"][:10])) from None
     settings = settings if settings is not None else DecisionSettings.from_record(suite.get("decision"))
+    final_runs = runs  # the learning check compares the final evaluation with the untrained one, whatever is scored
     if settings.score_at == "peak":
         if not curves:
             raise UnusableResults("score_at = 'peak' needs the evaluation curves (curves.arrow), and none could be read")
@@ -477,6 +483,8 @@ def score_all(
     failed = [f"{r['task']}/seed {r['seed']}: {why}" for r in runs if r["variant"] == baseline and (why := run_failure(r))]
     scoring = Scoring(baseline, scales, verdicts, reps, failed, settings=settings)
     scoring.incomplete = list(suite.get("incomplete", []))
+    scoring.learning = learning_check(final_runs, scales, [baseline, *chosen], reps)
+    scoring.seeds = len({r["seed"] for r in runs})
     for v in verdicts:  # a verdict on results that are not the suite's planned cells, once each, cannot be accepted
         v.criteria.append(Criterion(COMPLETE, f"{len(scoring.incomplete)} problem(s)" if scoring.incomplete else "every planned cell, once, where it belongs",
                                     "none", not scoring.incomplete, True))  # fmt: skip
@@ -757,6 +765,8 @@ def format_summary(scoring: Scoring) -> str:
         lines.append(f"incomplete results: {u}")
     lines.append(f"protocol: {PROTOCOL}; decision on {metric}, margin δ = {st.margin:g}, α = {st.alpha:g}, model quality: {st.model_quality}, "
                  f"scored at the {st.score_at} evaluation; {scoring.reps:,} bootstrap resamples")  # fmt: skip
+    if scoring.learning:
+        lines += [*format_learning(scoring.learning), reading_line(scoring.learning, scoring.exit_code, scoring.seeds)]
     lines.append(overall_line(scoring))
     return "\n".join(lines)
 

@@ -156,6 +156,8 @@ def train_cell(
     try:
         with stop:  # a stop request ends training at the next boundary, checkpointed
             trainer.pretrain(save=pretrain_save, on_step=pretrain_step)
+            if cfg.eval_untrained and cfg.eval_every and trainer.epoch == 0 and not trainer.curves:
+                trainer.evaluate_untrained()
             while trainer.epoch < cfg.max_epochs:
                 stop.stop_here(checkpoint)
                 row = trainer.train_epoch()
@@ -236,7 +238,8 @@ def _train_task_set(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, iden
 
 def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status: str, reason: str | None, failure: dict[str, Any], plugins_versions: dict[str, str | None]) -> dict[str, Any]:
     curves = trainer.curves
-    evals = [r["eval_return"] for r in curves if r.get("eval_return") is not None]
+    evals = [r["eval_return"] for r in curves if r.get("eval_return") is not None and r["epoch"] > 0]  # epoch 0: untrained
+    untrained = [r["eval_return"] for r in curves if r.get("eval_return") is not None and r["epoch"] == 0]
     rewards = [r["rewards"] for r in curves if r.get("rewards") is not None]
     fps = [r["fps"] for r in curves if r.get("fps") is not None and r.get("wm_updates")]
     esnr = {k: [r[k] for r in curves if r.get(k) is not None] for k in ("esnr_global", "esnr_pwm")}
@@ -263,6 +266,7 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         "pretrain_wall_s": trainer.pretraining.wall_s if trainer.pretraining is not None else 0.0,
         "final_return": evals[-1] if evals else None,
         "best_return": max(evals) if evals else None,
+        "untrained_return": untrained[0] if untrained else None,
         "final_rewards": rewards[-1] if rewards else None,
         "best_rewards": max(rewards) if rewards else None,
         "fps": sum(fps) / len(fps) if fps else None,

@@ -80,6 +80,9 @@ class PWMConfig:
     esnr_batches: int = 8  # micro-batches (groups of envs) per measurement
     eval_every: int = 100  # epochs; 0 = never
     eval_episodes: int = 10
+    # single task: one evaluation of the untrained actor before the first epoch (curves row epoch 0, after any
+    # pretraining): the level a learning curve is read against ("has it learned at all?")
+    eval_untrained: bool = True
     log_every: int = 1
     checkpoint_every: int = 100  # epochs; 0 = never
     device: str = "cpu"

@@ -366,6 +366,13 @@ class PWMTrainer:
 
     # ------------------------------------------------------------------ evaluation (real env, deterministic actor)
     @torch.no_grad()
+    def evaluate_untrained(self) -> dict[str, Any]:
+        """Curves row epoch 0: the actor before any policy update (after pretraining, which trains no actor) in the
+        real environment — what "learned" is measured from. Uses no random stream training draws from."""
+        row = {"epoch": 0, "env_steps": self.env_steps, "wall_s": self.wall_s, **self.evaluate()}
+        self.curves.append(row)
+        return row
+
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         """Mean real return of `episodes` episodes (one per env copy) with the deterministic actor, and the world
         model's quality on those held-out episodes (pwm/diagnostics.py) unless `diagnostics_windows` is 0."""
