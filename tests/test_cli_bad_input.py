@@ -134,6 +134,22 @@ def test_task_ids_outside_the_set_and_a_device_this_machine_lacks_are_named(tmp_
         check_device("cuda:99")
 
 
+@pytest.mark.parametrize(("old", "new", "said"), [
+    ("task_ids = [8, 13, 29]\nseed", "task_ids = [8, 30]\nseed", "[data]: task_ids [30] are not members of mt30 (ids 0–29)"),
+    ('taskset = "mt30"', 'taskset = "dmc/cartpole-swingup"', "[data]: taskset 'dmc/cartpole-swingup' is a single task, not a task set"),
+    ('taskset = "mt30"', 'taskset = "mt31"', "[data]: taskset 'mt31':"),
+])  # fmt: skip
+def test_the_data_tables_task_set_and_ids_are_checked_when_planning(tmp_path, old, new, said):
+    """W14 leftover: [data].task_ids outside its task set (or a [data].taskset that is none) are named by check and
+    --dry-run, not first by the collector job on a node."""
+    text = (ROOT / "suites" / "mt30-mini.toml").read_text()
+    assert old in text
+    (tmp_path / "s.toml").write_text(text.replace(old, new, 1))
+    for command in (["run", "--dry-run"], ["check"]):
+        result = CliRunner().invoke(main, [command[0], str(tmp_path / "s.toml"), *command[1:], "--out", str(tmp_path / "o")])
+        assert result.exit_code in (1, 2) and said in result.output, (command, result.output)
+
+
 def test_a_results_directory_that_cannot_be_made_is_named(tmp_path):
     (tmp_path / "file").write_text("x")
     for out, said in ((tmp_path / "file" / "out", "is a file, not a directory"), (Path("/proc/pwmbench-out"), "is not writable")):

@@ -81,6 +81,6 @@ def test_parity_of_a_suite_is_the_gate_as_the_suite_applies_it():
     suite = Path(__file__).resolve().parents[1] / "suites" / "smoke.toml"
     out = CliRunner().invoke(main, ["parity", "--suite", str(suite)])
     assert out.exit_code == 0, out.output
-    assert "dmc/cartpole-balance: flow +0.186%, mlp-residual +0.000% vs mlp (tolerance ±2.0%)" in out.output
+    assert "dflex/hopper: flow +0.182%, mlp-residual +0.000% vs mlp (tolerance ±2.0%)" in out.output
     dry = CliRunner().invoke(main, ["run", str(suite), "--dry-run", "--out", "/tmp/pwmbench-parity-dry"])
-    assert "parity on dmc/cartpole-balance: flow +0.186%, mlp-residual +0.000% vs mlp" in dry.output
+    assert "parity on dflex/hopper: flow +0.182%, mlp-residual +0.000% vs mlp" in dry.output

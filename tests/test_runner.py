@@ -108,7 +108,7 @@ def run_row(cell_dir):
 
 def test_a_failed_cell_exits_1_with_its_reason_and_traceback_and_a_rerun_retries_it_from_its_checkpoint(tmp_path):
     crash = tmp_path / "crash-while-this-exists"
-    crash.touch()  # the cause: toy_task's `fragile` dynamics raises after 100 predictions (epoch 7) while it exists
+    crash.touch()  # the cause: toy_task's `fragile` dynamics raises after 100 predictions (epoch 6: the untrained evaluation's model diagnostics predict too) while it exists
     path = write_suite(tmp_path, epochs=8, second="crash", second_dynamics="fragile", tolerance=1000.0, seeds=[1], options=f'after = 100\ncrash_file = "{crash}"')
     out = tmp_path / "out"
     cell = out / "cells" / "toy__point" / "crash" / "1"
@@ -125,7 +125,7 @@ def test_a_failed_cell_exits_1_with_its_reason_and_traceback_and_a_rerun_retries
     assert text.startswith("Traceback (most recent call last)") and "RuntimeError: toy crash" in text
     assert run_row(cell)["status"] == "failed" and (cell / "checkpoint.pt").exists()
     failed_curves = ipc.open_file(cell / "curves.arrow").read_all().to_pylist()
-    assert [r["epoch"] for r in failed_curves] == [0, 1, 2, 3, 4, 5, 6]  # 0: the untrained actor's evaluation
+    assert [r["epoch"] for r in failed_curves] == [0, 1, 2, 3, 4, 5]  # 0: the untrained actor's evaluation
 
     dry = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--dry-run"])
     assert dry.exit_code == 0 and "would retry toy/point crash seed 1" in dry.output and "it failed in an earlier run" in dry.output

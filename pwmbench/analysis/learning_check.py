@@ -98,6 +98,6 @@ def reading_line(learning: list[Learning], exit_code: int, seeds: int) -> str:
                 "success-scored task or results from before it was recorded); read the learning curves before the verdict.")  # fmt: skip
     if exit_code == 3:
         return (f"READING: every variant learned, but {seeds} seed(s) cannot tell the models apart at this budget — evidence "
-                "that the setup trains, not a ranking; 'seeds needed' above says what would decide it.")  # fmt: skip
+                "that the setup trains, not a ranking; the 'seeds needed' column says what would decide it.")  # fmt: skip
     return ("READING: every variant learned; the verdict is a decision at this budget, on these tasks and seeds — not a "
             "statement about other budgets or tasks, nor comparable with PWM's published scores.")

@@ -373,6 +373,7 @@ class PWMTrainer:
         self.curves.append(row)
         return row
 
+    @torch.no_grad()  # an evaluation trains nothing (a differentiable env's rewards would otherwise carry a graph)
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         """Mean real return of `episodes` episodes (one per env copy) with the deterministic actor, and the world
         model's quality on those held-out episodes (pwm/diagnostics.py) unless `diagnostics_windows` is 0."""

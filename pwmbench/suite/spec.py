@@ -563,6 +563,17 @@ def _check_task_set_keys(suite: Suite, base_cfg: PWMConfig) -> None:
         bad = [i for i in (base_cfg.task_ids or ()) if not 0 <= i < taskset.spec.n_tasks]
         if bad:
             raise SuiteError(f"{suite.where()}: task_ids {bad} are not members of {name} (ids 0–{taskset.spec.n_tasks - 1})")
+    if suite.data:  # checked when planning, not first when the collector job runs on a node
+        name = suite.data["taskset"]
+        try:
+            collected = get_task(name)
+        except PwmbenchError as exc:
+            raise SuiteError(f"{suite.where()} [data]: taskset {name!r}: {exc}") from None
+        if not isinstance(collected, TaskSet):
+            raise SuiteError(f"{suite.where()} [data]: taskset {name!r} is a single task, not a task set (mt30, mt80)")
+        bad = [i for i in suite.data.get("task_ids") or () if i >= collected.spec.n_tasks]
+        if bad:
+            raise SuiteError(f"{suite.where()} [data]: task_ids {bad} are not members of {name} (ids 0–{collected.spec.n_tasks - 1})")
 
 
 def prepare(suite: Suite) -> Suite:
