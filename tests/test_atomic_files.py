@@ -1,6 +1,8 @@
 """Whole-or-nothing writes, checksums beside the files a resume trusts, and the cleanup of a killed writer's temp
 files (pwmbench/results/atomic_files.py); what the runner makes of them is in test_faults.py."""
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -79,6 +81,28 @@ def test_a_crash_at_any_rename_leaves_a_whole_file_its_checksum_vouches_for(tmp_
     verify_checksum(path)
     write_atomic(b"newer", path, checksum=True)  # and the next write after the resume leaves one hash
     assert len(checksum_path(path).read_text().split()) == 1
+    verify_checksum(path)
+
+
+def test_two_crashes_in_a_row_still_leave_a_file_its_checksum_vouches_for(tmp_path, monkeypatch):
+    """Killed before the rename twice running: the file is still the first one, and the checksum file must still name
+    its hash (keeping only the newest hashes would drop it)."""
+    import os
+
+    path = write_atomic(b"first", tmp_path / "checkpoint.pt", checksum=True)
+    real_replace = os.replace
+
+    def killed_before_the_data_rename(src, dst):
+        if Path(dst) == path:
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_before_the_data_rename)
+    for data in (b"second", b"third"):
+        with pytest.raises(KeyboardInterrupt):
+            write_atomic(data, path, checksum=True)
+    monkeypatch.undo()
+    assert path.read_bytes() == b"first"
     verify_checksum(path)
 
 

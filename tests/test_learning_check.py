@@ -26,9 +26,17 @@ def test_the_gain_is_final_minus_untrained_on_the_normalised_scale():
 
 
 def test_runs_that_cannot_be_checked_are_counted_never_taken_as_learned():
-    runs = [row("a", 1, None, 300.0), row("a", 2, 1.0, 2.0, status="failed"), row("a", 3, 0.0, 0.5, task="s"), row("a", 4, 0.0, float("nan"))]
+    runs = [row("a", 1, None, 300.0), row("a", 2, 1.0, 2.0, status="failed"), row("a", 3, 0.0, 0.5, task="s"), row("a", 4, 0.0, float("nan")),
+            row("a", 5, 0.0, 1.0, task="no scale")]  # fmt: skip
     (a,) = learning_check(runs, SCALE, ["a"], reps=100)
-    assert a.checked == 0 and a.unchecked == 4 and a.gain is None and a.learned is None
+    assert a.checked == 0 and a.unchecked == 5 and a.gain is None and a.learned is None  # task "s" is scored on success
+
+
+def test_success_scored_tasks_compare_success_rates():
+    runs = [{"task": "s", "variant": "a", "seed": i, "status": "ok", "untrained_return": 5.0, "final_return": 1.0,
+             "untrained_success": 0.0, "final_success": f} for i, f in enumerate((0.4, 0.6, 0.5))]  # fmt: skip
+    (a,) = learning_check(runs, SCALE, ["a"], reps=1000)
+    assert a.gain.value == pytest.approx(0.5) and a.improved == 3 and a.learned  # the return fell; the success rate is what counts
 
 
 @pytest.mark.parametrize(

@@ -225,3 +225,17 @@ def test_state_of_another_task_is_refused():
 def test_mujoco_gives_no_gradients():
     with pytest.raises(ValueError, match="no gradients"):
         api.task("mw/reach").make_env(1, 0, differentiable=True)
+
+
+def test_a_meta_world_cell_records_its_untrained_and_final_success(tmp_path):
+    """Success-scored tasks are checked for learning on their success rate (analysis/learning_check.py): the run row
+    carries the epoch-0 evaluation's success as untrained_success and the last evaluation's as final_success."""
+    from pwmbench.pwm.cell import train_cell
+    from pwmbench.pwm.config import resolve_config
+
+    small = {"world_model": {"units": [32, 32], "encoder_units": [32], "latent_dim": 16}, "horizon": 4, "num_envs": 2, "max_epochs": 2,
+             "eval_every": 2, "eval_episodes": 1, "initial_wm_iterations": 2, "wm_batch_size": 8, "diagnostics_windows": 0}  # fmt: skip
+    row = train_cell("mw/button-press", resolve_config(small), 42, tmp_path / "c").row
+    assert row["score_kind"] == "success"
+    assert row["untrained_success"] in (0.0, 1.0) and row["final_success"] in (0.0, 1.0)
+    assert row["untrained_return"] is not None and row["final_return"] is not None

@@ -6,7 +6,8 @@ differ by noise, and a decision between them is a decision about nothing (W15). 
 evaluation of its actor before any policy update (`untrained_return`, curves epoch 0). Per variant, the gain is the
 final score minus that untrained score, both on the task's normalised scale, averaged over runs with a stratified
 bootstrap CI over seeds (analysis/stats.py); a variant has *learned* when the CI's lower bound is above 0.
-Success-scored tasks and task sets record no untrained score: they are counted as not checked, never as learned.
+Success-scored tasks compare success rates. Task sets record no untrained score: counted as not checked, never as
+learned.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class Learning:
     """One variant: how many runs were checked, how many ended above their untrained actor, the mean normalised gain."""
 
     variant: str
-    checked: int  # runs with a finite untrained and final score on a return scale
-    unchecked: int  # runs without (no untrained evaluation recorded, success-scored task, failed run)
+    checked: int  # runs with a finite untrained and final score on the task's scale
+    unchecked: int  # runs without (no untrained evaluation recorded, no task scale, failed run)
     improved: int  # checked runs whose final score is above their untrained one
     gain: Estimate | None  # mean of (final − untrained) in normalised points, 95% CI
 
@@ -42,8 +43,12 @@ class Learning:
 
 
 def _gain(row: dict[str, Any], scale: Any) -> float | None:  # scale: scoring.TaskScale (scoring imports this module)
-    untrained, final = row.get("untrained_return"), row.get("final_return")
-    if row.get("status") != "ok" or scale is None or scale.kind != "return" or untrained is None or final is None:
+    """(final − untrained) on the scale the task is scored on: its success rate, else its return."""
+    if row.get("status") != "ok" or scale is None:
+        return None
+    kind = "success" if scale.kind == "success" else "return"
+    untrained, final = row.get(f"untrained_{kind}"), row.get(f"final_{kind}")
+    if untrained is None or final is None:
         return None
     if not (math.isfinite(untrained) and math.isfinite(final)):
         return None
@@ -76,7 +81,7 @@ def format_learning(learning: list[Learning]) -> list[str]:
     width = max(len(x.variant) for x in learning)
     for x in learning:
         if x.gain is None:
-            lines.append(f"  {x.variant:<{width}}  not checked ({x.unchecked} run(s) without an untrained evaluation on a return scale)")
+            lines.append(f"  {x.variant:<{width}}  not checked ({x.unchecked} run(s) without an untrained evaluation and a task scale)")
             continue
         verdict = "learned" if x.learned else "NOT clearly learned"
         extra = f"; {x.unchecked} run(s) not checked" if x.unchecked else ""
@@ -94,8 +99,8 @@ def reading_line(learning: list[Learning], exit_code: int, seeds: int) -> str:
                 "the untrained actor's), so any difference is between policies that barely trained; use it as an end-to-end "
                 "check of the pipeline only.")  # fmt: skip
     if unchecked:
-        return (f"READING: learning not checked for {', '.join(unchecked)} (no untrained evaluation recorded: a task set, a "
-                "success-scored task or results from before it was recorded); read the learning curves before the verdict.")  # fmt: skip
+        return (f"READING: learning not checked for {', '.join(unchecked)} (no untrained evaluation recorded: a task set, or "
+                "results from before it was recorded); read the learning curves before the verdict.")  # fmt: skip
     if exit_code == 3:
         return (f"READING: every variant learned, but {seeds} seed(s) cannot tell the models apart at this budget — evidence "
                 "that the setup trains, not a ranking; the 'seeds needed' column says what would decide it.")  # fmt: skip

@@ -239,7 +239,7 @@ def _train_task_set(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, iden
 def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status: str, reason: str | None, failure: dict[str, Any], plugins_versions: dict[str, str | None]) -> dict[str, Any]:
     curves = trainer.curves
     evals = [r["eval_return"] for r in curves if r.get("eval_return") is not None and r["epoch"] > 0]  # epoch 0: untrained
-    untrained = [r["eval_return"] for r in curves if r.get("eval_return") is not None and r["epoch"] == 0]
+    untrained = next((r for r in curves if r["epoch"] == 0 and r.get("eval_return") is not None), {})
     rewards = [r["rewards"] for r in curves if r.get("rewards") is not None]
     fps = [r["fps"] for r in curves if r.get("fps") is not None and r.get("wm_updates")]
     esnr = {k: [r[k] for r in curves if r.get(k) is not None] for k in ("esnr_global", "esnr_pwm")}
@@ -266,7 +266,8 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         "pretrain_wall_s": trainer.pretraining.wall_s if trainer.pretraining is not None else 0.0,
         "final_return": evals[-1] if evals else None,
         "best_return": max(evals) if evals else None,
-        "untrained_return": untrained[0] if untrained else None,
+        "untrained_return": untrained.get("eval_return"),
+        "untrained_success": untrained.get("eval_success"),
         "final_rewards": rewards[-1] if rewards else None,
         "best_rewards": max(rewards) if rewards else None,
         "fps": sum(fps) / len(fps) if fps else None,
@@ -287,7 +288,7 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         **final_model_quality(curves),
         **probe_summary(trainer.probe_curves, cfg.horizon),
         **trainer.task.spec.score_record(),
-        "final_success": next((r.get("eval_success") for r in reversed(curves) if r.get("eval_return") is not None), None),
+        "final_success": next((r.get("eval_success") for r in reversed(curves) if r.get("eval_return") is not None and r["epoch"] > 0), None),
     }
     row.update(provenance(cfg.device, plugins_versions))
     return row

@@ -76,7 +76,8 @@ def write_atomic(data: bytes, path: str | os.PathLike[str], *, checksum: bool = 
                 os.fsync(f.fileno())
         digest = hashlib.sha256(data).hexdigest() if checksum else None
         if digest:  # the file is old or new until the rename: the checksum file vouches for both meanwhile
-            _write_checksums([digest, *(_checksums(path)[:1] or ([sha256_of(path)] if path.exists() else []))], path)
+            # every hash the file may still have (a crash before an earlier rename leaves two): none dropped
+            _write_checksums([digest, *(_checksums(path) or ([sha256_of(path)] if path.exists() else []))], path)
         else:
             checksum_path(path).unlink(missing_ok=True)  # an old checksum never outlives its file's contents
         os.replace(tmp, path)

@@ -19,7 +19,7 @@ from pyarrow import ipc
 from pwmbench.errors import PwmbenchError
 from pwmbench.results.atomic_files import ChecksumMismatch, verify_checksum, write_atomic
 
-SCHEMA_VERSION = 8  # 8: untrained_return (the actor's evaluation before any policy update, curves epoch 0); 7: model_reward_error_mean_H / model_reward_ratio_mean_H (the mean-reward predictor of the model-quality gate); 6: threads (torch threads the cell computed with), failed_in (the plugin an exception came from); 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
+SCHEMA_VERSION = 8  # 8: untrained_return / untrained_success (the actor's evaluation before any policy update, curves epoch 0); 7: model_reward_error_mean_H / model_reward_ratio_mean_H (the mean-reward predictor of the model-quality gate); 6: threads (torch threads the cell computed with), failed_in (the plugin an exception came from); 5: gradient probe (curves phase "probe", grad_* columns; run-row grad_*_median); 4: score_kind/score_random/score_reference/final_success (fixed score references); 3: model_error_* (held-out diagnostics), phase (pretrain|train), pi_* (TD-MPC2 recipe); 2: task-set columns (taskset, task_id, scores, data use; curves eval_score, eval_episodes)
 
 # Curves: identity, counters, then every metric (PWM's names first). All metrics are float64, null when absent.
 CURVE_KEYS = ("epoch", "env_steps", "wall_s")
@@ -57,7 +57,7 @@ RUN_FIELDS = [
     ("suite", _S), ("task", _S), ("variant", _S), ("seed", _I), ("dynamics", _S), ("dynamics_options", _S), ("preset", _S),
     ("status", _S), ("reason", _S), ("diverged_epoch", _I), ("diverged_quantity", _S), ("traceback", _S), ("failed_in", _S),
     ("threads", _I),
-    ("epochs", _I), ("env_steps", _I), ("wall_s", _F), ("final_return", _F), ("best_return", _F), ("untrained_return", _F),
+    ("epochs", _I), ("env_steps", _I), ("wall_s", _F), ("final_return", _F), ("best_return", _F), ("untrained_return", _F), ("untrained_success", _F),
     ("final_rewards", _F), ("best_rewards", _F), ("threshold", _F), ("steps_to_threshold", _F), ("fps", _F),
     ("esnr_global_median", _F), ("esnr_pwm_median", _F),
     ("params_total", _I), ("params_dynamics", _I), ("params_encoder", _I), ("params_reward", _I),
