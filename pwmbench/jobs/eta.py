@@ -15,7 +15,7 @@ import heapq
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["EtaEstimator"]
 
@@ -27,6 +27,7 @@ class _Seen:
     t: float
     u: int
     done: bool = False
+    steps: list[tuple[float, int]] = field(default_factory=list)  # (time, units) whenever the units changed
 
 
 class EtaEstimator:
@@ -45,6 +46,8 @@ class EtaEstimator:
         if s is None:
             self.seen[key] = _Seen(now, units, now, units)
         elif not s.done:
+            if units != s.u:
+                s.steps.append((now, units))
             s.t, s.u = now, units
 
     def finish(self, key: str) -> None:
@@ -59,11 +62,17 @@ class EtaEstimator:
 
     def _own_rate(self, key: str, s: _Seen) -> float | None:
         """A job's seconds per unit, once it has progressed enough to be measured (5 units and a fifth of its total): a
-        job's first report or two is mostly rounding, and one first seen near its end has too few units to time."""
-        progressed = s.u - s.u0
-        if s.t > s.t0 and progressed >= max(5, 0.2 * self.totals[key][0]):
-            return (s.t - s.t0) / progressed
-        return None
+        job's first report or two is mostly rounding, and one first seen near its end has too few units to time.
+        Measured over the later half of its progress once that half alone is twice that: a job's one-time start (the
+        untrained evaluation, the initial world-model block) then no longer prices the rest of it."""
+        enough = max(5, 0.2 * self.totals[key][0])
+        if not (s.t > s.t0 and s.u - s.u0 >= enough):
+            return None
+        half = s.u0 + (s.u - s.u0) / 2
+        t_mid, u_mid = next(((t, u) for t, u in s.steps if u >= half), (s.t0, s.u0))
+        if s.u - u_mid >= 2 * enough and s.t > t_mid:  # twice the minimum: a shorter window times coarser
+            return (s.t - t_mid) / (s.u - u_mid)
+        return (s.t - s.t0) / (s.u - s.u0)
 
     def _rates(self) -> tuple[dict[str, float], float | None]:
         """Seconds per unit: per rate group, and over every job."""
