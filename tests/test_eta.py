@@ -4,6 +4,7 @@ time actually left, and it says "unknown" (NaN) until something has progressed. 
 measured so far cannot be foreseen by any estimator; a suite's variants interleave, so their rates are measured early.)"""
 
 import math
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -88,3 +89,27 @@ def test_a_one_time_start_cost_stops_pricing_the_rest_once_enough_is_measured():
     assert abs(est.eta() - (30 + 160)) <= 3  # 30 epochs left of `a`, then the queued 160, at 1 s each
     from_start = (30 + 130) / 130 * (30 + 160)
     assert from_start > 230  # what a rate since the job's start would say (+23%)
+
+
+def test_an_unmeasured_variant_is_priced_like_its_dynamics_model_not_the_average_epoch(tmp_path):
+    """The smoke run's +31% at its half: the queued mlp-residual cells were priced at the mean epoch of every measured
+    cell, flow's (1.7× as slow) included. A single-task cell's fallback group is its dynamics model and evaluation
+    count, so mlp-residual is priced like mlp and flow like flow."""
+    from pwmbench.jobs.cell_kinds import plan_jobs
+    from pwmbench.suite.spec import load_suite, prepare
+
+    suite = prepare(load_suite(Path(__file__).resolve().parents[1] / "suites" / "smoke.toml"))
+    cells = suite.cells()
+    graph = plan_jobs(suite, cells, tmp_path, restart=False)
+    tracked = {c.variant: graph.kinds[c.key].tracked(next(j for j in graph.jobs if j.key == c.key), c, tmp_path) for c in cells if c.seed == 42}
+    assert tracked["mlp-residual"].rate_fallbacks == tracked["mlp"].rate_fallbacks != tracked["flow"].rate_fallbacks
+
+    clock = {"t": 0.0}
+    groups = {v: (t.rate_group, *t.rate_fallbacks, t.unit) for v, t in tracked.items()}
+    est = EtaEstimator({"mlp": (100, groups["mlp"]), "flow": (100, groups["flow"]), "residual": (100, groups["mlp-residual"])}, 2, clock=lambda: clock["t"])
+    for second in range(1, 101):
+        clock["t"] = float(second)
+        est.observe("mlp", second)  # 1 s per epoch: done at 100 s
+        est.observe("flow", second // 2)  # 2 s per epoch: 50 epochs left at 100 s
+    est.finish("mlp")
+    assert abs(est.eta() - 100) <= 3  # flow: 100 s more; the residual cell on the freed slot: 100 epochs at mlp's 1 s

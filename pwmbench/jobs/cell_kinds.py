@@ -39,6 +39,7 @@ class Tracked:
     total: int
     unit: str = "epoch"
     rate_group: str = ""  # jobs that cost the same per unit (a task, a variant, a job kind): the ETA prices queued ones by it
+    rate_fallbacks: tuple[str, ...] = ()  # wider groups to price by while rate_group has no measured job (e.g. the dynamics model)
 
 
 def job_resources(suite: Any, kind: str) -> Resources:

@@ -28,7 +28,7 @@ class ProgressBoard:
                  slots: int = 1, clock: Any = time.monotonic) -> None:  # fmt: skip
         self.cells, self.out, self.stream, self.interval = cells, out, stream, interval
         self.items = items if items is not None else [self.track_cell(c, out) for c in cells]
-        self.eta = EtaEstimator({i.key: (i.total, tuple(g for g in (i.rate_group, i.unit) if g)) for i in self.items}, slots, clock)  # jobs/eta.py
+        self.eta = EtaEstimator({i.key: (i.total, tuple(g for g in (i.rate_group, *i.rate_fallbacks, i.unit) if g)) for i in self.items}, slots, clock)  # jobs/eta.py
         self.noun = "cells" if items is None else "jobs"
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.done: set[str] = set()
