@@ -19,7 +19,7 @@ from typing import Any
 
 from pwmbench.analysis.stats import BOOTSTRAP_REPS, Estimate, aggregate
 
-__all__ = ["Learning", "learning_check", "format_learning", "reading_line"]
+__all__ = ["Learning", "format_learning", "learning_check", "reading_line"]
 
 
 @dataclass(frozen=True)
