@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from torch import nn
-
-from pwmbench.api import DynamicsContext, DynamicsModel, FeatureAffine, NormedLinear, SimNorm, hookimpl, join_inputs, mlp
+from pwmbench.api import DynamicsContext, DynamicsModel, FeatureAffine, SimNorm, hookimpl, join_inputs, mlp
 
 __version__ = "0.1.0"
 
@@ -32,10 +30,8 @@ class MLPDynamics(DynamicsModel):
     def __init__(self, ctx: DynamicsContext, residual: bool = False) -> None:
         super().__init__(ctx)
         self.residual = bool(residual)
-        if self.residual:
-            dims = [ctx.input_dim, *ctx.units]
-            hidden = [NormedLinear(dims[i], dims[i + 1]) for i in range(len(ctx.units))]
-            self.net = nn.Sequential(*hidden, nn.Linear(dims[-1], ctx.latent_dim), FeatureAffine(ctx.latent_dim))
+        if self.residual:  # the same hidden layers and Linear, then an affine instead of LayerNorm → SimNorm
+            self.net = nn.Sequential(*mlp(ctx.input_dim, ctx.units, ctx.latent_dim), FeatureAffine(ctx.latent_dim))
         else:
             self.net = mlp(ctx.input_dim, ctx.units, ctx.latent_dim, out_act=SimNorm(ctx.simnorm_dim))
 

@@ -68,8 +68,8 @@ def _plan(suite: dict[str, Any]) -> dict[Path, tuple[str, str, int, dict[str, An
 
 
 def _identity_problem(rows: list[dict[str, Any]], where: Path, planned: tuple[str, str, int, dict[str, Any] | None] | None) -> str | None:
-    hashes = _config_hashes(planned[3]) if planned is not None and planned[3] is not None else None
     """Why the rows do not belong in `where` (cells/<task>/<variant>/<seed>), or None."""
+    hashes = _config_hashes(planned[3]) if planned is not None and planned[3] is not None else None
     parts = where.parts
     for row in rows:
         cell_task = row.get("taskset") or row.get("task")

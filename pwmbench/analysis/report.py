@@ -15,7 +15,7 @@ from typing import Any
 
 from pwmbench.analysis import report_plots
 from pwmbench.analysis.decision import DecisionSettings
-from pwmbench.analysis.learning_check import format_learning, reading_line
+from pwmbench.analysis.learning_check import format_learning
 from pwmbench.analysis.scoring import (
     PROTOCOL,
     Scoring,
@@ -92,7 +92,7 @@ def _markdown(runs: list[dict[str, Any]], suite: dict[str, Any], scoring: Scorin
     lines = [f"# pwmbench report — {suite.get('name', 'results')}: {names} vs {b}", "",
              f"**{overall_line(scoring)}**", ""]
     if scoring.learning:  # right under the verdict: what it may be used for, and whether anything learned
-        lines += [f"*{reading_line(scoring.learning, scoring.exit_code, scoring.seeds)}*", "", "```", *format_learning(scoring.learning), "```", ""]
+        lines += [f"*{scoring.reading}*", "", "```", *format_learning(scoring.learning), "```", ""]
     if scoring.incomplete:  # before any number: these results are not the suite's planned cells, each once
         lines += ["**Incomplete results — no verdict can be accepted on them:**", ""] + [f"- {p}" for p in scoring.incomplete] + [""]
     lines += _decisions(scoring)

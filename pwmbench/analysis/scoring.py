@@ -381,6 +381,11 @@ class Scoring:
         statuses = {v.status for v in self.verdicts}
         return 0 if statuses == {"accepted"} else (1 if "not accepted" in statuses else 3)
 
+    @property
+    def reading(self) -> str:
+        """What the result may be used for (analysis/learning_check.py), one line."""
+        return reading_line(self.learning, self.exit_code, self.seeds)
+
     def verdict(self, candidate: str) -> Verdict:
         return next(v for v in self.verdicts if v.candidate == candidate)
 
@@ -396,7 +401,7 @@ class Scoring:
             "verdicts": [v.to_dict() for v in self.verdicts],
             "incomplete": self.incomplete,
             "learning": [x.to_dict() for x in self.learning],
-            "reading": reading_line(self.learning, self.exit_code, self.seeds),
+            "reading": self.reading,
         }
 
 
@@ -766,7 +771,7 @@ def format_summary(scoring: Scoring) -> str:
     lines.append(f"protocol: {PROTOCOL}; decision on {metric}, margin δ = {st.margin:g}, α = {st.alpha:g}, model quality: {st.model_quality}, "
                  f"scored at the {st.score_at} evaluation; {scoring.reps:,} bootstrap resamples")  # fmt: skip
     if scoring.learning:
-        lines += [*format_learning(scoring.learning), reading_line(scoring.learning, scoring.exit_code, scoring.seeds)]
+        lines += [*format_learning(scoring.learning), scoring.reading]
     lines.append(overall_line(scoring))
     return "\n".join(lines)
 

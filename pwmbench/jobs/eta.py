@@ -3,9 +3,10 @@
 Why not elapsed / done × remaining: jobs run `slots` at a time, start at different moments, resume part-way, and
 differ in cost per unit (a flow cell's epoch against an MLP's; a world-model step against a policy iteration), so a
 global average is wrong early and wrong at the end (a run "94% done, ETA 3 min" with its last cell a third in).
-Here each running job's seconds per unit are measured since it was first seen (a resumed job counts only what it
-does now), queued jobs are priced at the measured rate of their unit (epoch, step, iteration; any measured rate
-when their unit has none yet), and what is left is scheduled as the executors schedule it — queued jobs in graph
+Here each running job's seconds per unit are measured from its own progress since it was first seen (a resumed job
+counts only what it does now; once it has done enough, over the later half of that, so its one-time start stops
+counting), queued jobs are priced at the measured rate of their first rate group that has one (a variant, then its
+dynamics model, then the unit: epoch, step, iteration; any measured rate when none has), and what is left is scheduled as the executors schedule it — queued jobs in graph
 order on the first free slot — so the estimate is that schedule's end, not total work / slots. Unknown until one job has progressed; the clock is injected so the estimate can be tested.
 """
 
@@ -74,31 +75,28 @@ class EtaEstimator:
             return (s.t - t_mid) / (s.u - u_mid)
         return (s.t - s.t0) / (s.u - s.u0)
 
-    def _rates(self) -> tuple[dict[str, float], float | None]:
-        """Seconds per unit: per rate group, and over every job."""
+    def _rates(self) -> tuple[dict[str, float], dict[str, float], float | None]:
+        """Seconds per unit: each measured job's own, per rate group, and over every job."""
+        own = {key: rate for key, s in self.seen.items() if (rate := self._own_rate(key, s)) is not None}
         by_group: dict[str, list[float]] = {}
-        every: list[float] = []
-        for key, s in self.seen.items():
-            rate = self._own_rate(key, s)
-            if rate is not None:
-                every.append(rate)
-                for group in self.totals[key][1]:
-                    by_group.setdefault(group, []).append(rate)
-        return {g: sum(v) / len(v) for g, v in by_group.items()}, (sum(every) / len(every) if every else None)
+        for key, rate in own.items():
+            for group in self.totals[key][1]:
+                by_group.setdefault(group, []).append(rate)
+        every = list(own.values())
+        return own, {g: sum(v) / len(v) for g, v in by_group.items()}, (sum(every) / len(every) if every else None)
 
     def eta(self) -> float:
         """The makespan of what is left: running jobs finish at their own pace; queued jobs, in graph order, take the
         first free slot (as the executors hand them out) for their priced duration."""
         now = self.clock()
-        per_unit, overall = self._rates()
+        own_rates, per_group, overall = self._rates()
         running: list[float] = []
         queued: list[float] = []
         for key, (total, groups) in self.totals.items():
             s = self.seen.get(key)
             if s is not None and s.done:
                 continue
-            own = self._own_rate(key, s) if s is not None else None
-            rate = own if own is not None else next((per_unit[g] for g in groups if g in per_unit), overall)
+            rate = own_rates[key] if key in own_rates else next((per_group[g] for g in groups if g in per_group), overall)
             if rate is None:
                 return math.nan
             left = max(0, total - (s.u if s is not None else 0)) * rate

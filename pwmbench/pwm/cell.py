@@ -238,8 +238,10 @@ def _train_task_set(taskset: TaskSet, cfg: PWMConfig, seed: int, out: Path, iden
 
 def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status: str, reason: str | None, failure: dict[str, Any], plugins_versions: dict[str, str | None]) -> dict[str, Any]:
     curves = trainer.curves
-    evals = [r["eval_return"] for r in curves if r.get("eval_return") is not None and r["epoch"] > 0]  # epoch 0: untrained
-    untrained = next((r for r in curves if r["epoch"] == 0 and r.get("eval_return") is not None), {})
+    evaluated = [r for r in curves if r.get("eval_return") is not None]
+    untrained = next((r for r in evaluated if r["epoch"] == 0), {})  # epoch 0: the untrained actor (eval_untrained)
+    trained = [r for r in evaluated if r["epoch"] > 0]
+    evals = [r["eval_return"] for r in trained]
     rewards = [r["rewards"] for r in curves if r.get("rewards") is not None]
     fps = [r["fps"] for r in curves if r.get("fps") is not None and r.get("wm_updates")]
     esnr = {k: [r[k] for r in curves if r.get(k) is not None] for k in ("esnr_global", "esnr_pwm")}
@@ -288,7 +290,7 @@ def _run_row(trainer: PWMTrainer, cfg: PWMConfig, ident: dict[str, str], status:
         **final_model_quality(curves),
         **probe_summary(trainer.probe_curves, cfg.horizon),
         **trainer.task.spec.score_record(),
-        "final_success": next((r.get("eval_success") for r in reversed(curves) if r.get("eval_return") is not None and r["epoch"] > 0), None),
+        "final_success": trained[-1].get("eval_success") if trained else None,
     }
     row.update(provenance(cfg.device, plugins_versions))
     return row

@@ -50,9 +50,9 @@ class SingleTaskKind(CellKind):
         return cell.config.max_epochs
 
     def tracked(self, job: Job, cell: Any, out: Path) -> Tracked | None:
-        # a variant not yet measured is priced like another variant of the same dynamics model and evaluation count
-        # (mlp-residual like mlp), not like the average epoch of every model (flow's included)
-        same_model = f"{cell.task}|{cell.config.dynamics}|{cell.config.dynamics_options.get('substeps', 1)}|cell"
+        # a variant not yet measured is priced like another variant of the same dynamics model (mlp-residual like
+        # mlp), not like the average epoch of every model (flow's included)
+        same_model = f"{cell.task}|{cell.config.dynamics}|cell"
         return Tracked(cell.key, f"{cell.task} {cell.variant} seed {cell.seed}", cell.directory(out), self.total(cell), "epoch", f"{cell.task}|{cell.variant}|cell",
                        (same_model,))  # fmt: skip
 

@@ -365,7 +365,6 @@ class PWMTrainer:
                     raise Diverged(self.epoch, f"{name} parameter {pname}", float("nan"))
 
     # ------------------------------------------------------------------ evaluation (real env, deterministic actor)
-    @torch.no_grad()
     def evaluate_untrained(self) -> dict[str, Any]:
         """Curves row epoch 0: the actor before any policy update (after pretraining, which trains no actor) in the
         real environment — what "learned" is measured from. Uses no random stream training draws from."""

@@ -4,9 +4,9 @@ Every file pwmbench writes into a results directory goes through `write_atomic`:
 the same directory (`.<name>.<random>.tmp`), which is renamed over the target, so a reader — or a run resumed after
 kill -9 — sees the old file or the new one, never half of one. Files that decide what a resumed run trusts (result
 tables, checkpoints) also get `<name>.sha256`: a truncated or garbled file is detected on read instead of being
-believed. Before the rename the checksum file names both the new bytes' hash and the old file's; after it, the new
-one alone: a crash at any moment leaves a whole file (old or new) that its checksum file vouches for — never a file
-without a checksum, never one with a wrong checksum.
+believed. Before the rename the checksum file names the new bytes' hash and every hash the old file may have; after
+it, the new one alone: a crash at any moment leaves a whole file (old or new) that its checksum file vouches for —
+never a file without a checksum, never one with a wrong checksum.
 
 A write that fails because the disk (or a quota, or a file-size limit) is full raises `DiskFull` naming the file and
 what to do; the temporary file is removed, the previous file stays.
